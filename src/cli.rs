@@ -1,0 +1,371 @@
+//! The command line, as clap definitions and nothing else.
+//!
+//! These structs are the single source of truth for parsing, `--help`, the man page and the
+//! shell completions. They only say what the user typed; what it means is decided in
+//! `request.rs`.
+
+use clap::{ArgAction, Args, Parser, ValueEnum};
+
+/// Reconfigure a NixOS machine, here or over SSH.
+///
+/// rb is a drop-in replacement for nixos-rebuild: it builds the system configuration, copies it
+/// to the target, sets the system profile and activates it. Run `man rb` for the whole manual.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rb",
+    version,
+    disable_version_flag = true,
+    max_term_width = 100,
+    after_help = "Examples:\n  rb switch --flake .#my-nixos --target-host root@aquamarine\n  rb boot --flake . --build-host builder --target-host deploy@web1 --sudo -S\n  rb switch --flake .#my-nixos --plan"
+)]
+pub struct Cli {
+    /// What to do with the configuration.
+    #[arg(value_enum, value_name = "ACTION")]
+    pub action: Option<Action>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub activation: ActivationArgs,
+
+    #[command(flatten)]
+    pub hosts: HostArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub legacy: LegacyArgs,
+
+    #[command(flatten)]
+    pub nix: NixArgs,
+
+    /// Print version information.
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
+}
+
+/// The actions of nixos-rebuild-ng, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Build, make it the boot default and activate it now.
+    Switch,
+    /// Build and make it the boot default, without activating it now.
+    Boot,
+    /// Build and activate it now, without making it the boot default.
+    Test,
+    /// Build it and leave a `result` link in the current directory.
+    Build,
+    /// Show what would be built or fetched, without building.
+    #[value(alias = "dry-run")]
+    DryBuild,
+    /// Build it and show what activating it would change.
+    DryActivate,
+    /// Open the configuration in an editor.
+    Edit,
+    /// Open `nix repl` with the configuration loaded.
+    Repl,
+    /// Build a QEMU virtual machine running the configuration.
+    BuildVm,
+    /// Like build-vm, booting through the boot loader.
+    BuildVmWithBootloader,
+    /// Build a disk image of the configuration (see --image-variant).
+    BuildImage,
+    /// List the generations of the system profile.
+    ListGenerations,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Switch => "switch",
+            Action::Boot => "boot",
+            Action::Test => "test",
+            Action::Build => "build",
+            Action::DryBuild => "dry-build",
+            Action::DryActivate => "dry-activate",
+            Action::Edit => "edit",
+            Action::Repl => "repl",
+            Action::BuildVm => "build-vm",
+            Action::BuildVmWithBootloader => "build-vm-with-bootloader",
+            Action::BuildImage => "build-image",
+            Action::ListGenerations => "list-generations",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ElevateMethod {
+    /// Run everything as the connecting user.
+    None,
+    /// Use sudo for the steps that need root.
+    Sudo,
+    /// Use run0 (systemd) for the steps that need root.
+    Run0,
+}
+
+/// What to build.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Configuration")]
+pub struct SourceArgs {
+    /// Build the NixOS configuration of a flake: FLAKE#NAME, NAME defaulting to the host name.
+    ///
+    /// Without a value, the flake in the current directory. Without this option,
+    /// /etc/nixos/flake.nix is used when it exists.
+    #[arg(
+        long,
+        short = 'F',
+        value_name = "FLAKE",
+        num_args = 0..=1,
+        default_missing_value = ".",
+        overrides_with = "no_flake"
+    )]
+    pub flake: Option<String>,
+
+    /// Do not use /etc/nixos/flake.nix even if it exists.
+    #[arg(long, overrides_with = "flake")]
+    pub no_flake: bool,
+
+    /// Build the configuration from this Nix file instead of <nixpkgs/nixos>.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<String>,
+
+    /// Build the configuration from this attribute (of --file, default ./default.nix).
+    #[arg(long, short = 'A', value_name = "ATTR")]
+    pub attr: Option<String>,
+
+    /// Deploy this already built system closure instead of building one.
+    #[arg(long, value_name = "PATH")]
+    pub store_path: Option<String>,
+
+    /// Update the root user's nixos channel (and the ones marked for it) first.
+    #[arg(long)]
+    pub upgrade: bool,
+
+    /// Update all of the root user's channels first.
+    #[arg(long)]
+    pub upgrade_all: bool,
+
+    /// The image variant to build with build-image.
+    #[arg(long, value_name = "VARIANT")]
+    pub image_variant: Option<String>,
+}
+
+/// How to activate.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Activation")]
+pub struct ActivationArgs {
+    /// Use the system profile /nix/var/nix/profiles/system-profiles/NAME.
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub profile_name: Option<String>,
+
+    /// Activate the specialisation NAME of the configuration (switch and test).
+    #[arg(long, short = 'c', value_name = "NAME")]
+    pub specialisation: Option<String>,
+
+    /// Go back to the previous generation instead of building.
+    #[arg(long)]
+    pub rollback: bool,
+
+    /// (Re)install the boot loader.
+    #[arg(long)]
+    pub install_bootloader: bool,
+
+    /// Show what changes between the current system and the new one before activating.
+    #[arg(long)]
+    pub diff: bool,
+
+    /// Elevate the steps that need root with sudo.
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// Ask for the sudo password once, before anything is built; implies --sudo.
+    #[arg(long, short = 'S', visible_alias = "ask-elevate-password")]
+    pub ask_sudo_password: bool,
+
+    /// Elevate the steps that need root with run0.
+    #[arg(long)]
+    pub run0: bool,
+
+    /// How to elevate the steps that need root.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub elevate: Option<ElevateMethod>,
+}
+
+/// Where to build and where to deploy.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Hosts")]
+pub struct HostArgs {
+    /// Deploy to this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host.
+    #[arg(long, value_name = "HOST")]
+    pub target_host: Option<String>,
+
+    /// Build on this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host.
+    #[arg(long, value_name = "HOST")]
+    pub build_host: Option<String>,
+}
+
+/// What rb prints.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print JSON on stdout (list-generations, --plan).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the steps rb would run, with their hosts, and exit without running anything.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Log rb's own decisions on stderr.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// Options of older nixos-rebuild versions, accepted with a warning.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Deprecated")]
+pub struct LegacyArgs {
+    /// Deprecated: use --sudo.
+    #[arg(long)]
+    pub use_remote_sudo: bool,
+
+    /// Deprecated: use --install-bootloader.
+    #[arg(long)]
+    pub install_grub: bool,
+
+    /// Deprecated: rb never re-executes itself.
+    #[arg(long)]
+    pub fast: bool,
+
+    /// Accepted for compatibility: rb never re-executes itself.
+    #[arg(long)]
+    pub no_reexec: bool,
+
+    /// Deprecated: rb never builds Nix.
+    #[arg(long)]
+    pub no_build_nix: bool,
+
+    /// Deprecated: rb never allocates a TTY over SSH.
+    #[arg(long)]
+    pub no_ssh_tty: bool,
+}
+
+/// Options passed on to Nix.
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Nix options")]
+pub struct NixArgs {
+    /// More verbose Nix output; repeat for more.
+    #[arg(long, short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less verbose Nix output; repeat for less.
+    #[arg(long, action = ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Number of build jobs Nix runs in parallel.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub max_jobs: Option<String>,
+
+    /// Number of cores each build may use.
+    #[arg(long, value_name = "N")]
+    pub cores: Option<String>,
+
+    /// Format of Nix's log output.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Keep building other derivations when one fails.
+    #[arg(long, short = 'k')]
+    pub keep_going: bool,
+
+    /// Keep the build directories of failed builds.
+    #[arg(long, short = 'K')]
+    pub keep_failed: bool,
+
+    /// Build from source when a substitute fails.
+    #[arg(long)]
+    pub fallback: bool,
+
+    /// Repair corrupted or missing store paths while building.
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Set a Nix configuration option.
+    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    pub option: Vec<String>,
+
+    /// Remote builders for Nix to use.
+    #[arg(long, value_name = "SPEC")]
+    pub builders: Option<String>,
+
+    /// Add a path to the Nix search path.
+    #[arg(long = "include", short = 'I', value_name = "PATH", action = ArgAction::Append)]
+    pub include: Vec<String>,
+
+    /// Print full build logs.
+    #[arg(long, short = 'L')]
+    pub print_build_logs: bool,
+
+    /// Show traces of evaluation errors.
+    #[arg(long)]
+    pub show_trace: bool,
+
+    /// Use only what is cached locally; no downloads.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Do not use the network.
+    #[arg(long)]
+    pub no_net: bool,
+
+    /// Accept the nixConfig of the flake.
+    #[arg(long)]
+    pub accept_flake_config: bool,
+
+    /// Refetch the flake and its inputs.
+    #[arg(long)]
+    pub refresh: bool,
+
+    /// Allow impure evaluation.
+    #[arg(long)]
+    pub impure: bool,
+
+    /// Recreate the flake's lock file.
+    #[arg(long)]
+    pub recreate_lock_file: bool,
+
+    /// Do not update the flake's lock file.
+    #[arg(long)]
+    pub no_update_lock_file: bool,
+
+    /// Do not write the flake's lock file.
+    #[arg(long)]
+    pub no_write_lock_file: bool,
+
+    /// Do not use flake registries.
+    #[arg(long)]
+    pub no_registries: bool,
+
+    /// Commit changes to the flake's lock file.
+    #[arg(long)]
+    pub commit_lock_file: bool,
+
+    /// Update one input of the flake's lock file.
+    #[arg(long, value_name = "INPUT", action = ArgAction::Append)]
+    pub update_input: Vec<String>,
+
+    /// Override one input of the flake.
+    #[arg(long, num_args = 2, value_names = ["INPUT", "FLAKEREF"], action = ArgAction::Append)]
+    pub override_input: Vec<String>,
+
+    /// Do not show build output; for flakes also leaves no result link.
+    #[arg(long, short = 'Q', visible_alias = "no-link")]
+    pub no_build_output: bool,
+
+    /// Let the destination of a copy fetch paths from its substituters.
+    #[arg(long, short = 's', visible_alias = "substitute-on-destination")]
+    pub use_substitutes: bool,
+}

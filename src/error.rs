@@ -1,0 +1,73 @@
+//! rb's errors and the exit status each one maps to.
+//!
+//! The exit statuses are part of rb's interface (deploy scripts branch on them), so they live
+//! here as named constants and are documented in README.md.
+
+use thiserror::Error;
+
+pub mod exit {
+    /// Everything went as asked.
+    pub const SUCCESS: i32 = 0;
+    /// rb itself refused or failed (bad state on a host, missing generation, …).
+    pub const FAILURE: i32 = 1;
+    /// The command line was wrong: unknown option, missing value, conflicting options.
+    pub const USAGE: i32 = 2;
+    /// Interrupted by SIGINT (Ctrl-C).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The command line is wrong; rb prints a usage hint after it.
+    #[error("{0}")]
+    Usage(String),
+
+    /// Something rb checks itself failed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+
+    /// An option that is parsed and validated but not implemented.
+    #[error("{0} is not available in this version of rb yet")]
+    NotYetAvailable(&'static str),
+
+    /// A command rb ran exited non-zero; rb exits with the same status.
+    #[error("{what} failed on {host} (exit status {status})")]
+    Command {
+        what: String,
+        host: String,
+        status: i32,
+        /// The failing command already said what went wrong on stderr.
+        reported: bool,
+    },
+
+    /// A command could not be started at all.
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A command ran but printed something rb could not understand.
+    #[error("{0}")]
+    Output(String),
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Command { status, .. } => *status,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Failed(_)
+            | Error::NotYetAvailable(_)
+            | Error::Spawn { .. }
+            | Error::Output(_) => exit::FAILURE,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,281 @@
+//! Runs a plan: each session as one process on its host, values flowing from captured output
+//! into later sessions. The only module (with `transport.rs`) that starts processes.
+
+use crate::error::{Error, Result};
+use crate::plan::{Capture, Pick, Plan, Session, StepKind, Var};
+use crate::render::{MARKER, Site, Values, render};
+use crate::report::Report;
+use crate::transport::Transport;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How a step went.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub kind: StepKind,
+    pub host: String,
+    pub duration: Duration,
+    /// The exit status of the session when this step was the one that failed.
+    pub failed: Option<i32>,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub values: Values,
+    pub steps: Vec<StepRecord>,
+}
+
+pub struct Executor<'a> {
+    pub transport: &'a mut Transport,
+    pub report: &'a Report,
+    /// Sent on stdin to sessions elevated with a password.
+    pub password: Option<String>,
+}
+
+impl Executor<'_> {
+    pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
+        outcome.values.extend(plan.inputs.iter().cloned());
+        for session in &plan.sessions {
+            self.run_session(session, outcome)?;
+        }
+        Ok(())
+    }
+
+    fn run_session(&mut self, session: &Session, outcome: &mut Outcome) -> Result<()> {
+        let local_env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        let site = if session.host.is_local() {
+            Site::Local(&local_env)
+        } else {
+            Site::Remote
+        };
+        let inv = render(session, &outcome.values, &site, &self.report.program)?;
+        self.report
+            .debug(&format!("on {}: {:?}", session.host, inv.argv));
+        let mut cmd = self.transport.command(&session.host, &inv)?;
+        let wants_password = matches!(
+            &session.elevation,
+            crate::request::Elevation::Sudo {
+                ask_password: true,
+                ..
+            }
+        );
+        let password = self.password.as_ref().filter(|_| wants_password);
+        cmd.stdin(if password.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let captures = session.steps.iter().any(|s| s.capture.is_some());
+        if inv.markers || captures {
+            cmd.stdout(Stdio::piped());
+        } else {
+            // stdout is rb's result channel: children's output goes to stderr.
+            cmd.stdout(Stdio::from(
+                std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::Spawn {
+                        program: "stderr".into(),
+                        source: e,
+                    })?,
+            ));
+        }
+        let program = inv.argv.first().cloned().unwrap_or_default();
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            program: if session.host.is_local() {
+                program
+            } else {
+                "ssh".into()
+            },
+            source,
+        })?;
+        if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
+            // A closed pipe here means the remote side ended early; its status says why.
+            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
+        }
+
+        let host = session.host.to_string();
+        let mut lines: Vec<Vec<String>> = vec![Vec::new(); session.steps.len()];
+        let mut current: Option<usize> = None;
+        let mut started = Instant::now();
+        let mut start = |n: usize, current: &mut Option<usize>, started: &mut Instant| {
+            if let Some(prev) = current.take() {
+                outcome.steps.push(StepRecord {
+                    kind: session.steps[prev].kind,
+                    host: host.clone(),
+                    duration: started.elapsed(),
+                    failed: None,
+                });
+            }
+            if let Some(msg) = &session.steps[n].message {
+                self.report.info(msg);
+            }
+            *current = Some(n);
+            *started = Instant::now();
+        };
+        if !inv.markers {
+            start(0, &mut current, &mut started);
+        }
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.map_err(|e| Error::Output(format!("reading from {host}: {e}")))?;
+                match line
+                    .strip_prefix(MARKER)
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    Some(n) if n < session.steps.len() => start(n, &mut current, &mut started),
+                    _ => match current {
+                        Some(n) => lines[n].push(line),
+                        None => self.report.passthrough(&line),
+                    },
+                }
+            }
+        }
+        let status = child.wait().map_err(|e| Error::Spawn {
+            program: "wait".into(),
+            source: e,
+        })?;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let last = current.unwrap_or(0);
+        outcome.steps.push(StepRecord {
+            kind: session.steps[last].kind,
+            host: host.clone(),
+            duration: started.elapsed(),
+            failed: (code != 0).then_some(code),
+        });
+        if code != 0 {
+            let step = &session.steps[last];
+            return Err(Error::Command {
+                what: step.kind.what().into(),
+                host,
+                status: code,
+                reported: step.commands.iter().any(|c| c.on_failure.is_some()),
+            });
+        }
+        for (step, out) in session.steps.iter().zip(&lines) {
+            if let Some(capture) = &step.capture {
+                apply_capture(capture, out, &mut outcome.values)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Result<()> {
+    match capture {
+        Capture::BuildJson => {
+            let text = lines.join("\n");
+            let out = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.get(0)?
+                        .get("outputs")?
+                        .get("out")?
+                        .as_str()
+                        .map(String::from)
+                })
+                .ok_or_else(|| {
+                    Error::Output(format!(
+                        "could not find the built path in nix's output: {text}"
+                    ))
+                })?;
+            values.insert(Var::System, out);
+        }
+        Capture::PathLine => {
+            let path = lines
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty())
+                .filter(|l| l.starts_with('/'))
+                .ok_or_else(|| {
+                    Error::Output(format!(
+                        "expected a store path from nix-build, got {lines:?}"
+                    ))
+                })?;
+            values.insert(Var::System, path.to_string());
+        }
+        Capture::Generation { profile, pick } => {
+            let n = pick_generation(lines, profile, *pick)?;
+            values.insert(Var::Generation, n.to_string());
+            values.insert(Var::System, format!("{profile}-{n}-link"));
+        }
+    }
+    Ok(())
+}
+
+/// Chooses the generation to roll back to from `nix-env --list-generations` output, whose
+/// lines look like `   3   2026-11-25 17:23:18   (current)`.
+pub fn pick_generation(lines: &[String], profile: &str, pick: Pick) -> Result<u64> {
+    let gens: Vec<(u64, bool)> = lines
+        .iter()
+        .filter_map(|l| {
+            let id = l.split_whitespace().next()?.parse().ok()?;
+            Some((id, l.contains("(current)")))
+        })
+        .collect();
+    if gens.is_empty() {
+        return Err(Error::Failed(format!(
+            "no generations found in profile {profile}; nothing to roll back to"
+        )));
+    }
+    let current = gens.iter().find(|g| g.1).map(|g| g.0);
+    let others = gens.iter().filter(|g| !g.1).map(|g| g.0);
+    let chosen = match (pick, current) {
+        (Pick::OlderThanCurrent, Some(c)) => others.filter(|&n| n < c).max(),
+        (Pick::OlderThanCurrent, None) | (Pick::NewestOther, _) => others.max(),
+    };
+    chosen.ok_or_else(|| {
+        Error::Failed(match current {
+            Some(c) => format!(
+                "could not find previous generation: {profile} has no generation before the current one ({c})"
+            ),
+            None => format!("could not find previous generation in {profile}"),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn picks_generations_like_nix_env_and_ng() {
+        let l = lines(
+            "   1   2026-11-25 17:23:18\n   2   2026-11-25 17:24:18   (current)\n   3   2026-11-25 17:25:00",
+        );
+        assert_eq!(pick_generation(&l, "p", Pick::OlderThanCurrent).unwrap(), 1);
+        assert_eq!(pick_generation(&l, "p", Pick::NewestOther).unwrap(), 3);
+        let only = lines("   1   2026-11-25 17:23:18   (current)");
+        let err = pick_generation(&only, "/p", Pick::OlderThanCurrent).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("could not find previous generation")
+        );
+        assert!(pick_generation(&[], "/p", Pick::NewestOther).is_err());
+    }
+
+    #[test]
+    fn captures_build_output() {
+        let mut v = Values::new();
+        apply_capture(
+            &Capture::BuildJson,
+            &lines(r#"[{"drvPath":"/nix/store/a.drv","outputs":{"out":"/nix/store/b-sys"}}]"#),
+            &mut v,
+        )
+        .unwrap();
+        assert_eq!(v[&Var::System], "/nix/store/b-sys");
+        apply_capture(&Capture::PathLine, &lines("/nix/store/c-sys\n"), &mut v).unwrap();
+        assert_eq!(v[&Var::System], "/nix/store/c-sys");
+        assert!(apply_capture(&Capture::PathLine, &lines("oops"), &mut v).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Hosts: where a step runs. Either the machine running rb, or one reached over SSH.
+
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Host {
+    Local,
+    Ssh(SshHost),
+}
+
+/// A machine reached over SSH, as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshHost {
+    /// What ssh is given as destination: `user@host`, `host`, `user@fe80::1%eth0`.
+    pub dest: String,
+    /// The store URI scheme for `nix copy`: `ssh` or `ssh-ng`.
+    pub scheme: String,
+    /// The host part alone (for messages and socket names).
+    pub hostname: String,
+}
+
+impl Host {
+    pub fn is_local(&self) -> bool {
+        matches!(self, Host::Local)
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Local => f.write_str("local"),
+            Host::Ssh(h) => f.write_str(&h.dest),
+        }
+    }
+}
+
+impl SshHost {
+    /// Parses `--target-host`/`--build-host`: `[user@]host`, `scheme://[user@]host`,
+    /// `[user@][v6addr]`, `[user@][v6addr%25iface]`.
+    pub fn parse(option: &str, value: &str) -> Result<SshHost, String> {
+        let bad = |why: &str| format!("{option} '{}' {why}", value.escape_debug());
+        if value.is_empty() {
+            return Err(format!("{option} needs a host, e.g. root@my-machine"));
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("contains white space or a control character"));
+        }
+        let (scheme, rest) = match value.split_once("://") {
+            Some((scheme @ ("ssh" | "ssh-ng"), rest)) => (scheme, rest),
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "uses the store scheme '{scheme}://'; rb deploys over ssh:// or ssh-ng://"
+                )));
+            }
+            None => ("ssh", value),
+        };
+        let (user, host) = match rest.rsplit_once('@') {
+            Some((user, host)) => (Some(user), host),
+            None => (None, rest),
+        };
+        if user == Some("") || host.is_empty() {
+            return Err(bad("has an empty user or host name"));
+        }
+        if user.is_some_and(|u| u.starts_with('-')) || host.starts_with('-') {
+            return Err(bad("starts with '-', which ssh would read as an option"));
+        }
+        if host.contains('/') || host.contains('?') {
+            return Err(bad("is not a host name; write [user@]host"));
+        }
+        // IPv6: ssh wants the bare address; `%25` is the URI spelling of a zone's `%`.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .replace("%25", "%");
+        let dest = match user {
+            Some(user) => format!("{user}@{host}"),
+            None => host.clone(),
+        };
+        Ok(SshHost {
+            dest,
+            scheme: scheme.to_string(),
+            hostname: host,
+        })
+    }
+
+    /// The store URI `nix copy` takes for this host, e.g. `ssh://root@aquamarine`.
+    pub fn store_uri(&self) -> String {
+        if self.hostname.contains(':') {
+            // nix parses the authority like a URL, so an IPv6 address needs brackets.
+            let (user, host) = match self.dest.rsplit_once('@') {
+                Some((u, _)) => (format!("{u}@"), &self.hostname),
+                None => (String::new(), &self.hostname),
+            };
+            format!("{}://{user}[{}]", self.scheme, host.replace('%', "%25"))
+        } else {
+            format!("{}://{}", self.scheme, self.dest)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: &str) -> SshHost {
+        SshHost::parse("--target-host", v).unwrap()
+    }
+
+    #[test]
+    fn parses_the_forms_users_write() {
+        assert_eq!(p("root@aquamarine").dest, "root@aquamarine");
+        assert_eq!(p("aquamarine").hostname, "aquamarine");
+        assert_eq!(p("ssh-ng://deploy@web1").scheme, "ssh-ng");
+        assert_eq!(p("ssh-ng://deploy@web1").dest, "deploy@web1");
+        assert_eq!(p("root@[fe80::1%25eth0]").dest, "root@fe80::1%eth0");
+        assert_eq!(p("[::1]").dest, "::1");
+        assert_eq!(p("root@[::1]").store_uri(), "ssh://root@[::1]");
+        assert_eq!(p("root@aquamarine").store_uri(), "ssh://root@aquamarine");
+    }
+
+    #[test]
+    fn refuses_what_ssh_would_misread() {
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "root@-x",
+            "a b",
+            "a\nb",
+            "@h",
+            "u@",
+            "http://h",
+            "h/x",
+        ] {
+            assert!(SshHost::parse("--target-host", bad).is_err(), "{bad:?}");
+        }
+    }
+}

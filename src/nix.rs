@@ -1,0 +1,396 @@
+//! What rb knows about Nix: its version, and which pass-through options each Nix command takes.
+//!
+//! nixos-rebuild-ng groups the Nix options it forwards (common, build, flake evaluation, copy)
+//! and emits each group in a fixed canonical order. rb does the same, and additionally leaves
+//! out the options a given command is known to reject (`--repair` for copies, `-L` for the
+//! legacy `nix-*` commands), so that no Nix version fails on an option rb passed it.
+
+use crate::cli::NixArgs;
+use serde::Serialize;
+
+/// `--extra-experimental-features 'nix-command flakes'`, for every new-style `nix` command.
+pub const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
+
+/// The Nix commands rb runs, as far as option handling differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NixCommand {
+    /// `nix build` of a flake installable.
+    FlakeBuild,
+    /// `nix eval` of a flake installable.
+    FlakeEval,
+    /// `nix-build` of a classic expression.
+    LegacyBuild,
+    /// `nix-instantiate` of a classic expression.
+    LegacyInstantiate,
+    /// `nix-store --realise` of a derivation (on a build host).
+    Realise,
+    /// `nix-copy-closure`.
+    CopyClosure,
+    /// `nix copy`.
+    Copy,
+    /// `nix edit` / `nix repl` of a flake.
+    FlakeInteractive,
+}
+
+/// The Nix options the user passed, grouped as nixos-rebuild-ng groups them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NixFlags {
+    pub verbose: u8,
+    pub quiet: u8,
+    pub max_jobs: Option<String>,
+    pub cores: Option<String>,
+    pub log_format: Option<String>,
+    pub keep_going: bool,
+    pub keep_failed: bool,
+    pub fallback: bool,
+    pub repair: bool,
+    pub options: Vec<(String, String)>,
+    pub builders: Option<String>,
+    pub include: Vec<String>,
+    pub print_build_logs: bool,
+    pub show_trace: bool,
+    pub offline: bool,
+    pub no_net: bool,
+    pub accept_flake_config: bool,
+    pub refresh: bool,
+    pub impure: bool,
+    pub recreate_lock_file: bool,
+    pub no_update_lock_file: bool,
+    pub no_write_lock_file: bool,
+    pub no_registries: bool,
+    pub commit_lock_file: bool,
+    pub update_input: Vec<String>,
+    pub override_input: Vec<(String, String)>,
+    pub no_build_output: bool,
+    pub use_substitutes: bool,
+}
+
+fn pairs(flat: &[String]) -> Vec<(String, String)> {
+    flat.chunks(2)
+        .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+        .collect()
+}
+
+impl NixFlags {
+    pub fn from_args(a: &NixArgs) -> Self {
+        NixFlags {
+            verbose: a.verbose,
+            quiet: a.quiet,
+            max_jobs: a.max_jobs.clone(),
+            cores: a.cores.clone(),
+            log_format: a.log_format.clone(),
+            keep_going: a.keep_going,
+            keep_failed: a.keep_failed,
+            fallback: a.fallback,
+            repair: a.repair,
+            options: pairs(&a.option),
+            builders: a.builders.clone(),
+            include: a.include.clone(),
+            print_build_logs: a.print_build_logs,
+            show_trace: a.show_trace,
+            offline: a.offline,
+            no_net: a.no_net,
+            accept_flake_config: a.accept_flake_config,
+            refresh: a.refresh,
+            impure: a.impure,
+            recreate_lock_file: a.recreate_lock_file,
+            no_update_lock_file: a.no_update_lock_file,
+            no_write_lock_file: a.no_write_lock_file,
+            no_registries: a.no_registries,
+            commit_lock_file: a.commit_lock_file,
+            update_input: a.update_input.clone(),
+            override_input: pairs(&a.override_input),
+            no_build_output: a.no_build_output,
+            use_substitutes: a.use_substitutes,
+        }
+    }
+
+    /// True when any option only a flake evaluation understands was given.
+    pub fn has_lock_flags(&self) -> bool {
+        !self.flake_eval().is_empty()
+    }
+
+    /// The options for one Nix command, in nixos-rebuild-ng's canonical order.
+    pub fn for_command(&self, cmd: NixCommand) -> Vec<String> {
+        use NixCommand::*;
+        let mut out = Vec::new();
+        match cmd {
+            FlakeBuild | FlakeInteractive | FlakeEval => {
+                self.common(&mut out, cmd);
+                self.common_build(&mut out, true);
+                self.flake_common(&mut out);
+                out.extend(self.flake_eval());
+            }
+            LegacyBuild | LegacyInstantiate => {
+                self.common(&mut out, cmd);
+                self.common_build(&mut out, false);
+                if self.no_build_output {
+                    out.push("--no-build-output".into());
+                }
+            }
+            Realise => self.common(&mut out, cmd),
+            CopyClosure | Copy => {
+                self.common(&mut out, cmd);
+                if self.use_substitutes {
+                    out.push("-s".into());
+                }
+            }
+        }
+        out
+    }
+
+    fn common(&self, out: &mut Vec<String>, cmd: NixCommand) {
+        let copy = matches!(cmd, NixCommand::CopyClosure | NixCommand::Copy);
+        if self.verbose > 0 {
+            out.push(format!("-{}", "v".repeat(self.verbose.into())));
+        }
+        for _ in 0..self.quiet {
+            out.push("--quiet".into());
+        }
+        if let Some(j) = &self.max_jobs {
+            out.extend(["--max-jobs".into(), j.clone()]);
+        }
+        if let Some(c) = &self.cores {
+            out.extend(["--cores".into(), c.clone()]);
+        }
+        if let Some(f) = &self.log_format {
+            out.extend(["--log-format".into(), f.clone()]);
+        }
+        if self.keep_going {
+            out.push("--keep-going".into());
+        }
+        // `nix copy` rejects --keep-failed.
+        if self.keep_failed && cmd != NixCommand::Copy {
+            out.push("--keep-failed".into());
+        }
+        if self.fallback {
+            out.push("--fallback".into());
+        }
+        // Neither copy command knows --repair; nixos-rebuild passes it and fails.
+        if self.repair && !copy {
+            out.push("--repair".into());
+        }
+        for (name, value) in &self.options {
+            out.extend(["--option".into(), name.clone(), value.clone()]);
+        }
+    }
+
+    fn common_build(&self, out: &mut Vec<String>, new_style: bool) {
+        if let Some(b) = &self.builders {
+            out.extend(["--builders".into(), b.clone()]);
+        }
+        for path in &self.include {
+            out.extend(["-I".into(), path.clone()]);
+        }
+        // The legacy commands reject -L; they print build logs anyway.
+        if self.print_build_logs && new_style {
+            out.push("--print-build-logs".into());
+        }
+        if self.show_trace {
+            out.push("--show-trace".into());
+        }
+    }
+
+    fn flake_common(&self, out: &mut Vec<String>) {
+        if self.offline {
+            out.push("--offline".into());
+        }
+        if self.no_net {
+            out.push("--no-net".into());
+        }
+    }
+
+    fn flake_eval(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let flags = [
+            (self.accept_flake_config, "--accept-flake-config"),
+            (self.refresh, "--refresh"),
+            (self.impure, "--impure"),
+            (self.recreate_lock_file, "--recreate-lock-file"),
+            (self.no_update_lock_file, "--no-update-lock-file"),
+            (self.no_write_lock_file, "--no-write-lock-file"),
+            (self.no_registries, "--no-registries"),
+            (self.commit_lock_file, "--commit-lock-file"),
+        ];
+        out.extend(flags.iter().filter(|f| f.0).map(|f| f.1.to_string()));
+        for input in &self.update_input {
+            out.extend(["--update-input".into(), input.clone()]);
+        }
+        for (input, flake) in &self.override_input {
+            out.extend(["--override-input".into(), input.clone(), flake.clone()]);
+        }
+        out
+    }
+}
+
+/// The Nix on the machine running rb, asked once per run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NixCaps {
+    /// e.g. `2.8.0`; `(0, 0, 0)` when Nix could not be asked.
+    pub version: (u32, u32, u32),
+    pub lix: bool,
+}
+
+impl NixCaps {
+    /// What a Nix 2.8 offers; the floor rb supports.
+    pub fn floor() -> Self {
+        NixCaps {
+            version: (2, 8, 0),
+            lix: false,
+        }
+    }
+
+    /// Parses `nix --version` output: `nix (Nix) 2.8.0`, `nix (Lix, like Nix) 2.91.1`.
+    pub fn parse(output: &str) -> Option<Self> {
+        let line = output.lines().next()?;
+        let lix = line.contains("Lix");
+        let version = line.split_whitespace().last()?;
+        let mut parts = version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().flatten().unwrap_or(0);
+        let patch = parts.next().flatten().unwrap_or(0);
+        Some(NixCaps {
+            version: (major, minor, patch),
+            lix,
+        })
+    }
+
+    /// Asks `nix --version`; falls back to the floor when Nix cannot be asked.
+    pub fn detect() -> Self {
+        duct::cmd!("nix", "--version")
+            .stdout_capture()
+            .stderr_null()
+            .unchecked()
+            .run()
+            .ok()
+            .and_then(|o| Self::parse(&String::from_utf8_lossy(&o.stdout)))
+            .unwrap_or_else(Self::floor)
+    }
+
+    /// Lix forked from Nix 2.18, so every Lix has what Nix 2.18 has.
+    fn at_least(&self, major: u32, minor: u32) -> bool {
+        self.lix || self.version >= (major, minor, 0)
+    }
+
+    /// `nix repl --file`/`--expr` appeared in Nix 2.19; 2.8 takes positional files only.
+    pub fn repl_takes_expr(&self) -> bool {
+        self.at_least(2, 19)
+    }
+
+    pub fn version_string(&self) -> String {
+        let (a, b, c) = self.version;
+        format!("{}{a}.{b}.{c}", if self.lix { "Lix " } else { "" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> NixFlags {
+        NixFlags {
+            verbose: 3,
+            quiet: 2,
+            include: vec!["a".into(), "b".into()],
+            repair: true,
+            print_build_logs: true,
+            keep_failed: true,
+            use_substitutes: true,
+            impure: true,
+            options: vec![("narinfo-cache-negative-ttl".into(), "1200".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn legacy_build_is_canonical_and_drops_print_build_logs() {
+        assert_eq!(
+            flags().for_command(NixCommand::LegacyBuild),
+            [
+                "-vvv",
+                "--quiet",
+                "--quiet",
+                "--keep-failed",
+                "--repair",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "1200",
+                "-I",
+                "a",
+                "-I",
+                "b"
+            ]
+        );
+    }
+
+    #[test]
+    fn flake_build_takes_everything_but_copy_flags() {
+        assert_eq!(
+            flags().for_command(NixCommand::FlakeBuild),
+            [
+                "-vvv",
+                "--quiet",
+                "--quiet",
+                "--keep-failed",
+                "--repair",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "1200",
+                "-I",
+                "a",
+                "-I",
+                "b",
+                "--print-build-logs",
+                "--impure"
+            ]
+        );
+    }
+
+    #[test]
+    fn copies_drop_what_they_reject() {
+        assert_eq!(
+            flags().for_command(NixCommand::CopyClosure),
+            [
+                "-vvv",
+                "--quiet",
+                "--quiet",
+                "--keep-failed",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "1200",
+                "-s"
+            ]
+        );
+        assert_eq!(
+            flags().for_command(NixCommand::Copy),
+            [
+                "-vvv",
+                "--quiet",
+                "--quiet",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "1200",
+                "-s"
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(
+            NixCaps::parse("nix (Nix) 2.8.0\n").unwrap().version,
+            (2, 8, 0)
+        );
+        let lix = NixCaps::parse("nix (Lix, like Nix) 2.91.1").unwrap();
+        assert!(lix.lix && lix.repl_takes_expr());
+        assert_eq!(
+            NixCaps::parse("nix (Nix) 2.24.10pre2024").unwrap().version,
+            (2, 24, 10)
+        );
+        assert!(!NixCaps::floor().repl_takes_expr());
+        assert!(NixCaps::parse("").is_none());
+    }
+}

@@ -1,0 +1,307 @@
+//! The plan: what rb will run, where, and why — plain data.
+//!
+//! A plan is a list of sessions. A session is one process on one host (on a remote host: one
+//! SSH round trip), elevated or not, running one or more steps in order. Steps refer to values
+//! that only exist at run time (the built system's store path) through [`Var`]s, filled in by
+//! earlier steps' captured output. `--plan` prints this value; the executor runs it.
+
+use crate::cli::Action;
+use crate::host::Host;
+use crate::request::Elevation;
+use crate::shell;
+use serde::Serialize;
+use std::fmt;
+
+/// Version of the `--plan --json` document; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub action: Action,
+    /// Values known before anything runs (e.g. `--store-path`).
+    pub inputs: Vec<(Var, String)>,
+    pub sessions: Vec<Session>,
+    pub finish: Finish,
+}
+
+/// One process on one host: locally a child process, remotely one SSH session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub host: Host,
+    /// How the whole session is elevated; one password prompt covers all its steps.
+    pub elevation: Elevation,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub kind: StepKind,
+    /// Printed on stderr when the step starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub commands: Vec<Command>,
+    /// What this step's stdout yields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Build,
+    Evaluate,
+    Copy,
+    FindGeneration,
+    CheckSpecialisation,
+    CheckClosure,
+    CreateProfileDir,
+    SetProfile,
+    Activate,
+}
+
+impl StepKind {
+    /// The step as the subject of an error message.
+    pub fn what(self) -> &'static str {
+        match self {
+            StepKind::Build => "building the system configuration",
+            StepKind::Evaluate => "evaluating the system configuration",
+            StepKind::Copy => "copying the system closure",
+            StepKind::FindGeneration => "listing the profile's generations",
+            StepKind::CheckSpecialisation => "checking the specialisation",
+            StepKind::CheckClosure => "checking the system closure",
+            StepKind::CreateProfileDir => "creating the profile directory",
+            StepKind::SetProfile => "setting the system profile",
+            StepKind::Activate => "activating the configuration",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Build => "build",
+            StepKind::Evaluate => "evaluate",
+            StepKind::Copy => "copy",
+            StepKind::FindGeneration => "find-generation",
+            StepKind::CheckSpecialisation => "check-specialisation",
+            StepKind::CheckClosure => "check-closure",
+            StepKind::CreateProfileDir => "create-profile-dir",
+            StepKind::SetProfile => "set-profile",
+            StepKind::Activate => "activate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Command {
+    pub argv: Vec<Word>,
+    pub env: Env,
+    /// Run under `systemd-run` with this unit name where the host runs systemd, so that a
+    /// dropped connection cannot stop the command half way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd_run: Option<String>,
+    /// Said on stderr when the command fails (its status is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+}
+
+impl Command {
+    pub fn new(argv: Vec<Word>) -> Self {
+        Command {
+            argv,
+            env: Env::Inherit(Vec::new()),
+            systemd_run: None,
+            on_failure: None,
+        }
+    }
+
+    pub fn lit<S: AsRef<str>>(words: &[S]) -> Self {
+        Command::new(words.iter().map(|w| Word::lit(w.as_ref())).collect())
+    }
+
+    pub fn on_failure(mut self, message: impl Into<String>) -> Self {
+        self.on_failure = Some(message.into());
+        self
+    }
+}
+
+/// The environment a command runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Env {
+    /// The host's environment plus these variables.
+    Inherit(Vec<(String, String)>),
+    /// Only these variables (`env -i`).
+    Clean(Vec<EnvVar>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvVar {
+    Set(String, String),
+    /// Passed on when set where the command starts (for a local command, in rb's environment;
+    /// for a remote one, in the remote shell's).
+    Keep(String),
+}
+
+/// A run-time value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Var {
+    /// The system closure being deployed (a store path or a generation link).
+    System,
+    /// A generation number of the profile.
+    Generation,
+}
+
+impl Var {
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::System => "system",
+            Var::Generation => "generation",
+        }
+    }
+}
+
+/// One argv word: literal, or a run-time value followed by a literal suffix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Word {
+    Lit(String),
+    Var { var: Var, suffix: String },
+}
+
+impl Word {
+    pub fn lit(s: impl Into<String>) -> Self {
+        Word::Lit(s.into())
+    }
+
+    pub fn var(var: Var, suffix: impl Into<String>) -> Self {
+        Word::Var {
+            var,
+            suffix: suffix.into(),
+        }
+    }
+
+    /// The word as a user would write it in a shell, with `$system` for run-time values.
+    pub fn display(&self) -> String {
+        match self {
+            Word::Lit(s) => shell::quote(s),
+            Word::Var { var, suffix } if suffix.is_empty() => format!("${}", var.name()),
+            Word::Var { var, suffix } => format!("${{{}}}{}", var.name(), shell::quote(suffix)),
+        }
+    }
+}
+
+/// How a step's stdout becomes a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Capture {
+    /// `nix build --json`: the `out` output of the first entry is `$system`.
+    BuildJson,
+    /// The last line is a store path: `$system`.
+    PathLine,
+    /// `nix-env --list-generations`: choose a generation other than the current one, setting
+    /// `$generation` and `$system` (the generation's link in the profile's directory).
+    Generation { profile: String, pick: Pick },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pick {
+    /// The newest generation older than the current one (what `nix-env --rollback` picks).
+    OlderThanCurrent,
+    /// The newest generation that is not the current one (nixos-rebuild-ng for test/build).
+    NewestOther,
+}
+
+/// What rb prints when everything succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finish {
+    Nothing,
+    /// `Done. The new configuration is ` on stderr, the path on stdout.
+    NewConfiguration,
+    /// The VM's run script on stdout.
+    VirtualMachine,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "plan for '{}':", self.action.name())?;
+        for (var, value) in &self.inputs {
+            writeln!(f, "  ${} = {}", var.name(), shell::quote(value))?;
+        }
+        let mut n = 0;
+        for (i, session) in self.sessions.iter().enumerate() {
+            let elevation = match &session.elevation {
+                Elevation::None => String::new(),
+                Elevation::Sudo { ask_password, .. } => {
+                    format!(
+                        " as root via sudo{}",
+                        if *ask_password {
+                            " (password asked once)"
+                        } else {
+                            ""
+                        }
+                    )
+                }
+                Elevation::Run0 { .. } => " as root via run0".into(),
+            };
+            writeln!(f, "session {} on {}{elevation}:", i + 1, session.host)?;
+            for step in &session.steps {
+                n += 1;
+                let mut lead = format!("  {n:>2}. {:<22}", step.kind.name());
+                for cmd in &step.commands {
+                    writeln!(f, "{lead}{}", cmd.display())?;
+                    lead = " ".repeat(28);
+                }
+                if let Some(capture) = &step.capture {
+                    let yields = match capture {
+                        Capture::BuildJson | Capture::PathLine => "$system".to_string(),
+                        Capture::Generation { pick, .. } => format!(
+                            "$generation, $system ({})",
+                            match pick {
+                                Pick::OlderThanCurrent => "the newest older than the current",
+                                Pick::NewestOther => "the newest other than the current",
+                            }
+                        ),
+                    };
+                    writeln!(f, "{}→ {yields}", " ".repeat(28))?;
+                }
+            }
+        }
+        let finish = match self.finish {
+            Finish::Nothing => "print nothing",
+            Finish::NewConfiguration => "print the new configuration's path on stdout",
+            Finish::VirtualMachine => "print the virtual machine's run script on stdout",
+        };
+        write!(f, "then {finish}")
+    }
+}
+
+impl Command {
+    /// The command as a shell line, for `--plan`.
+    pub fn display(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(unit) = &self.systemd_run {
+            words.push(format!("[systemd-run --unit={unit} where available]"));
+        }
+        match &self.env {
+            Env::Inherit(vars) => {
+                for (k, v) in vars {
+                    words.push(format!("{k}={}", shell::quote(v)));
+                }
+            }
+            Env::Clean(vars) => {
+                words.push("env -i".into());
+                for var in vars {
+                    words.push(match var {
+                        EnvVar::Set(k, v) => format!("{k}={}", shell::quote(v)),
+                        EnvVar::Keep(k) => format!("{k}=${k}"),
+                    });
+                }
+            }
+        }
+        words.extend(self.argv.iter().map(Word::display));
+        words.join(" ")
+    }
+}

@@ -1,0 +1,390 @@
+//! Turns a planned [`Session`] into the one process that runs it.
+//!
+//! A session with a single plain command runs it directly. Anything more (several steps,
+//! checks with their own message, systemd-run where available, an environment taken from the
+//! remote shell) becomes one `/bin/sh -c` script, so that a remote session is one SSH round
+//! trip and an elevated one asks sudo once. The script prints a marker line on stdout as each
+//! step starts; commands' own stdout goes to stderr unless the step captures it.
+
+use crate::error::{Error, Result};
+use crate::plan::{Command, Env, EnvVar, Session, Var, Word};
+use crate::request::Elevation;
+use crate::shell::{join, quote};
+use std::collections::BTreeMap;
+
+/// Run-time values of [`Var`]s.
+pub type Values = BTreeMap<Var, String>;
+
+/// Marker a script prints on stdout as step N of its session starts.
+pub const MARKER: &str = "@rb-step ";
+
+/// Where a rendered session's environment-dependent words are evaluated.
+pub enum Site<'a> {
+    /// On this machine: kept variables take rb's own values, fixed now.
+    Local(&'a BTreeMap<String, String>),
+    /// On a remote host: kept variables are expanded by the remote shell.
+    Remote,
+}
+
+/// What to start for a session: argv to run on its host (for a remote host, the words
+/// the remote shell gets), extra environment for a local process, and whether stdout carries
+/// step markers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub markers: bool,
+}
+
+pub fn render(
+    session: &Session,
+    values: &Values,
+    site: &Site,
+    program: &str,
+) -> Result<Invocation> {
+    let elevate = elevation_prefix(&session.elevation, site);
+    if let Some(direct) = direct(session, site)? {
+        let mut argv = elevate;
+        let env = match (&direct.env, argv.is_empty()) {
+            // A local unelevated process simply gets the variables.
+            (Env::Inherit(vars), true) if matches!(site, Site::Local(_)) => vars.clone(),
+            _ => {
+                argv.extend(env_prefix(&direct.env, site));
+                Vec::new()
+            }
+        };
+        argv.extend(substitute(&direct.argv, values)?);
+        return Ok(Invocation {
+            argv,
+            env,
+            markers: false,
+        });
+    }
+    let mut argv = elevate;
+    argv.extend([
+        "/bin/sh".into(),
+        "-c".into(),
+        script(session, values, site, program)?,
+    ]);
+    Ok(Invocation {
+        argv,
+        env: Vec::new(),
+        markers: true,
+    })
+}
+
+/// The single command of a session that needs no shell, if that is what it is.
+fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> {
+    let [step] = session.steps.as_slice() else {
+        return Ok(None);
+    };
+    let [cmd] = step.commands.as_slice() else {
+        return Ok(None);
+    };
+    let keeps_remote_vars = matches!(site, Site::Remote)
+        && matches!(&cmd.env, Env::Clean(vars) if vars.iter().any(|v| matches!(v, EnvVar::Keep(_))));
+    let plain = cmd.systemd_run.is_none() && cmd.on_failure.is_none() && !keeps_remote_vars;
+    Ok(plain.then_some(cmd))
+}
+
+fn elevation_prefix(elevation: &Elevation, site: &Site) -> Vec<String> {
+    match elevation {
+        Elevation::None => Vec::new(),
+        Elevation::Sudo {
+            ask_password,
+            options,
+        } => {
+            let mut argv = vec!["sudo".to_string()];
+            if *ask_password {
+                // The password comes on stdin; an empty prompt keeps it out of the output.
+                argv.extend(["--prompt=".into(), "--stdin".into()]);
+            } else if matches!(site, Site::Remote) {
+                // Nobody can answer a prompt over SSH: fail at once instead of hanging.
+                argv.push("--non-interactive".into());
+            }
+            argv.extend(options.iter().cloned());
+            argv
+        }
+        Elevation::Run0 { .. } => vec!["run0".to_string(), "--".to_string()],
+    }
+}
+
+fn substitute(words: &[Word], values: &Values) -> Result<Vec<String>> {
+    words.iter().map(|w| value_of(w, values)).collect()
+}
+
+fn value_of(word: &Word, values: &Values) -> Result<String> {
+    match word {
+        Word::Lit(s) => Ok(s.clone()),
+        Word::Var { var, suffix } => {
+            values
+                .get(var)
+                .map(|v| format!("{v}{suffix}"))
+                .ok_or_else(|| {
+                    Error::Output(format!("internal: ${} used before it is known", var.name()))
+                })
+        }
+    }
+}
+
+/// `env -i K=V …` words for a clean environment, as argv (for direct commands).
+fn env_prefix(env: &Env, site: &Site) -> Vec<String> {
+    match env {
+        Env::Inherit(vars) if vars.is_empty() => Vec::new(),
+        Env::Inherit(vars) => std::iter::once("env".to_string())
+            .chain(vars.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect(),
+        Env::Clean(vars) => {
+            let mut words = vec!["env".to_string(), "-i".to_string()];
+            for var in vars {
+                match (var, site) {
+                    (EnvVar::Set(k, v), _) => words.push(format!("{k}={v}")),
+                    (EnvVar::Keep(k), Site::Local(env)) => {
+                        if let Some(v) = env.get(k) {
+                            words.push(format!("{k}={v}"));
+                        }
+                    }
+                    (EnvVar::Keep(_), Site::Remote) => unreachable!("remote keeps need a shell"),
+                }
+            }
+            words
+        }
+    }
+}
+
+/// The session as one POSIX shell script.
+fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Result<String> {
+    let mut lines = Vec::new();
+    for (n, step) in session.steps.iter().enumerate() {
+        lines.push(format!("printf '{MARKER}%s\\n' {n}"));
+        for cmd in &step.commands {
+            let mut line = String::new();
+            let mut prefix: Vec<String> = Vec::new();
+            match &cmd.env {
+                Env::Inherit(vars) => {
+                    prefix.extend(vars.iter().map(|(k, v)| format!("{k}={}", quote(v))));
+                }
+                Env::Clean(vars) => {
+                    prefix.push("env -i".into());
+                    for var in vars {
+                        match (var, site) {
+                            (EnvVar::Set(k, v), _) => prefix.push(format!("{k}={}", quote(v))),
+                            (EnvVar::Keep(k), Site::Local(env)) => {
+                                if let Some(v) = env.get(k) {
+                                    prefix.push(format!("{k}={}", quote(v)));
+                                }
+                            }
+                            (EnvVar::Keep(k), Site::Remote) => {
+                                prefix.push(format!("${{{k}+{k}=\"${k}\"}}"))
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(unit) = &cmd.systemd_run {
+                // systemd-run passes on only the variables named with -E; PATH is its own.
+                let passed: Vec<&str> = match &cmd.env {
+                    Env::Clean(vars) => vars
+                        .iter()
+                        .map(|v| match v {
+                            EnvVar::Set(k, _) | EnvVar::Keep(k) => k.as_str(),
+                        })
+                        .filter(|k| *k != "PATH")
+                        .collect(),
+                    Env::Inherit(_) => Vec::new(),
+                };
+                let mut run = vec!["systemd-run".to_string()];
+                for k in passed {
+                    run.extend(["-E".to_string(), k.to_string()]);
+                }
+                run.extend(
+                    [
+                        "--collect",
+                        "--no-ask-password",
+                        "--pipe",
+                        "--quiet",
+                        "--service-type=exec",
+                    ]
+                    .map(String::from),
+                );
+                run.push(format!("--unit={unit}"));
+                lines.push(format!(
+                    "if [ -d /run/systemd/system ]; then set -- {}; else set --; fi",
+                    join(&run)
+                ));
+                prefix.push("\"$@\"".into());
+            }
+            line.push_str(&prefix.join(" "));
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&join(&substitute(&cmd.argv, values)?));
+            if step.capture.is_none() {
+                line.push_str(" >&2");
+            }
+            match &cmd.on_failure {
+                Some(msg) => {
+                    let msg = msg.replace("$system", values.get(&Var::System).map_or("", |s| s));
+                    line.push_str(&format!(
+                        " || {{ s=$?; printf '%s\\n' {} >&2; exit $s; }}",
+                        quote(&format!("{program}: error: {msg}"))
+                    ));
+                }
+                None => line.push_str(" || exit"),
+            }
+            lines.push(line);
+        }
+    }
+    Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Host;
+    use crate::plan::{Step, StepKind};
+
+    fn session(steps: Vec<Step>, elevation: Elevation) -> Session {
+        Session {
+            host: Host::Local,
+            elevation,
+            steps,
+        }
+    }
+
+    fn step(commands: Vec<Command>) -> Step {
+        Step {
+            kind: StepKind::SetProfile,
+            message: None,
+            commands,
+            capture: None,
+        }
+    }
+
+    fn values() -> Values {
+        [(Var::System, "/nix/store/abc-sys".to_string())].into()
+    }
+
+    #[test]
+    fn a_plain_local_command_runs_directly() {
+        let s = session(
+            vec![step(vec![Command::new(vec![
+                Word::lit("nix-env"),
+                Word::lit("--set"),
+                Word::var(Var::System, ""),
+            ])])],
+            Elevation::None,
+        );
+        let env = BTreeMap::new();
+        assert_eq!(
+            render(&s, &values(), &Site::Local(&env), "rb").unwrap(),
+            Invocation {
+                argv: vec![
+                    "nix-env".into(),
+                    "--set".into(),
+                    "/nix/store/abc-sys".into()
+                ],
+                env: vec![],
+                markers: false
+            }
+        );
+    }
+
+    #[test]
+    fn local_sudo_with_a_clean_environment_takes_rbs_values() {
+        let mut cmd = Command::lit(&["stc", "switch"]);
+        cmd.env = Env::Clean(vec![
+            EnvVar::Keep("PATH".into()),
+            EnvVar::Keep("LOCALE_ARCHIVE".into()),
+            EnvVar::Set("NIXOS_INSTALL_BOOTLOADER".into(), "1".into()),
+        ]);
+        let s = session(
+            vec![step(vec![cmd])],
+            Elevation::Sudo {
+                ask_password: false,
+                options: vec!["-u".into(), "root".into()],
+            },
+        );
+        let env: BTreeMap<String, String> = [("PATH".to_string(), "/bin".to_string())].into();
+        assert_eq!(
+            render(&s, &values(), &Site::Local(&env), "rb")
+                .unwrap()
+                .argv,
+            [
+                "sudo",
+                "-u",
+                "root",
+                "env",
+                "-i",
+                "PATH=/bin",
+                "NIXOS_INSTALL_BOOTLOADER=1",
+                "stc",
+                "switch"
+            ]
+        );
+    }
+
+    #[test]
+    fn remote_sessions_become_one_script() {
+        let mut act = Command::new(vec![
+            Word::var(Var::System, "/bin/switch-to-configuration"),
+            Word::lit("switch"),
+        ]);
+        act.env = Env::Clean(vec![
+            EnvVar::Keep("PATH".into()),
+            EnvVar::Set("NIXOS_INSTALL_BOOTLOADER".into(), "0".into()),
+        ]);
+        act.systemd_run = Some("u1".into());
+        let check = Command::new(vec![
+            Word::lit("test"),
+            Word::lit("-f"),
+            Word::var(Var::System, "/nixos-version"),
+        ])
+        .on_failure("missing $system");
+        let s = session(
+            vec![step(vec![check]), step(vec![act])],
+            Elevation::Sudo {
+                ask_password: true,
+                options: vec![],
+            },
+        );
+        let inv = render(&s, &values(), &Site::Remote, "rb").unwrap();
+        assert!(inv.markers);
+        assert_eq!(inv.argv[..4], ["sudo", "--prompt=", "--stdin", "/bin/sh"]);
+        assert_eq!(
+            inv.argv[5],
+            "printf '@rb-step %s\\n' 0\n\
+             test -f /nix/store/abc-sys/nixos-version >&2 || { s=$?; printf '%s\\n' 'rb: error: missing /nix/store/abc-sys' >&2; exit $s; }\n\
+             printf '@rb-step %s\\n' 1\n\
+             if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1; else set --; fi\n\
+             env -i ${PATH+PATH=\"$PATH\"} NIXOS_INSTALL_BOOTLOADER=0 \"$@\" /nix/store/abc-sys/bin/switch-to-configuration switch >&2 || exit"
+        );
+    }
+
+    #[test]
+    fn remote_sudo_without_password_never_prompts() {
+        let s = session(
+            vec![step(vec![Command::lit(&["true"])])],
+            Elevation::Sudo {
+                ask_password: false,
+                options: vec![],
+            },
+        );
+        assert_eq!(
+            render(&s, &values(), &Site::Remote, "rb").unwrap().argv,
+            ["sudo", "--non-interactive", "true"]
+        );
+    }
+
+    #[test]
+    fn unknown_values_are_an_error_not_an_empty_word() {
+        let s = session(
+            vec![step(vec![Command::new(vec![Word::var(
+                Var::Generation,
+                "",
+            )])])],
+            Elevation::None,
+        );
+        assert!(render(&s, &values(), &Site::Remote, "rb").is_err());
+    }
+}

@@ -1,0 +1,585 @@
+//! The resolved request: what the command line means.
+//!
+//! `resolve` turns the parsed [`Cli`] into a [`Request`]: flags normalised (deprecated aliases,
+//! `dry-run`), conflicts refused with nixos-rebuild-ng's messages (spec §1.3), what to build
+//! decided (flake, classic, file, store path, rollback), hosts parsed, elevation chosen.
+//! Everything it needs from the outside world comes in through [`Context`], so it is pure.
+
+use crate::cli::{Action, Cli, ElevateMethod};
+use crate::error::{Error, Result};
+use crate::flake::{self, FlakeRef};
+use crate::host::{Host, SshHost};
+use crate::nix::NixFlags;
+use crate::shell;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What rb knows about its surroundings when it starts.
+pub struct Context {
+    /// rb's environment.
+    pub env: BTreeMap<String, String>,
+    /// Name the program was invoked as (`rb`, or `nixos-rebuild` through a symlink).
+    pub program: String,
+    /// The directory of `/etc/nixos/flake.nix` (symlinks resolved) when that file exists.
+    pub etc_nixos_flake: Option<String>,
+    /// The host name of a host; for the local one, this machine's.
+    pub hostname: Box<dyn Fn(&Host) -> Result<String>>,
+}
+
+/// What to deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Source {
+    /// A NixOS configuration of a flake.
+    Flake(FlakeRef),
+    /// `<nixpkgs/nixos>`, configured by `NIXOS_CONFIG` or `<nixos-config>`.
+    Classic,
+    /// `-f FILE` and/or `-A ATTR`.
+    File { file: String, attr: Option<String> },
+    /// `--store-path`: a system closure built elsewhere.
+    StorePath { path: String },
+    /// `--rollback`: the previous generation of the profile.
+    Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum Elevation {
+    None,
+    Sudo {
+        ask_password: bool,
+        /// `NIX_SUDOOPTS`, split like a shell would.
+        options: Vec<String>,
+    },
+    Run0 {
+        ask_password: bool,
+    },
+}
+
+/// A system profile: `system`, or `system-profiles/<name>` for `--profile-name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    pub name: Option<String>,
+}
+
+pub const PROFILES: &str = "/nix/var/nix/profiles";
+
+impl Profile {
+    pub fn path(&self) -> String {
+        match &self.name {
+            None => format!("{PROFILES}/system"),
+            Some(name) => format!("{PROFILES}/system-profiles/{name}"),
+        }
+    }
+
+    /// The directory rb must create on the target before setting the profile, if any.
+    pub fn dir_to_create(&self) -> Option<String> {
+        self.name
+            .as_ref()
+            .map(|_| format!("{PROFILES}/system-profiles"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Request {
+    pub action: Action,
+    pub source: Source,
+    pub build_host: Host,
+    pub target_host: Host,
+    pub elevation: Elevation,
+    pub profile: Profile,
+    pub specialisation: Option<String>,
+    pub install_bootloader: bool,
+    pub nix: NixFlags,
+    /// Wrap activation in `systemd-run` where the target runs systemd
+    /// (off with `NIXOS_REBUILD_NO_SYSTEMD_RUN`).
+    pub systemd_run: bool,
+    /// Check that the new system has `nixos-version` before making it the profile (off with
+    /// `NIXOS_REBUILD_I_UNDERSTAND_THE_CONSEQUENCES_PLEASE_BREAK_MY_SYSTEM`).
+    pub check_closure: bool,
+    pub diff: bool,
+    pub image_variant: Option<String>,
+    pub upgrade: Upgrade,
+    /// `NIX_SSHOPTS`, split like a shell would.
+    pub ssh_options: Vec<String>,
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upgrade {
+    None,
+    Nixos,
+    All,
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+/// Actions that build a system and may run on other hosts (spec §1.3 item 11).
+fn takes_hosts(action: Action) -> bool {
+    use Action::*;
+    matches!(
+        action,
+        Switch | Boot | Test | Build | DryBuild | DryActivate | BuildVm | BuildVmWithBootloader
+    )
+}
+
+pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
+    let action = cli
+        .action
+        .ok_or_else(|| usage("no action given; try 'switch', 'boot', 'test' or 'build'"))?;
+    let src = &cli.source;
+    let act = &cli.activation;
+    let mut warnings = Vec::new();
+
+    // Deprecated spellings (spec §1.3 items 4-8), with nixos-rebuild-ng's warnings.
+    let legacy = &cli.legacy;
+    if legacy.install_grub {
+        warnings.push("--install-grub is deprecated, use --install-bootloader instead".into());
+    }
+    if legacy.use_remote_sudo {
+        warnings.push("--use-remote-sudo is deprecated, use --sudo instead".into());
+    }
+    if legacy.fast {
+        warnings.push("--fast is deprecated, use --no-reexec instead".into());
+    }
+    if legacy.no_ssh_tty {
+        warnings.push("--no-ssh-tty is deprecated, SSH's TTY is never used anymore".into());
+    }
+    if legacy.no_build_nix {
+        warnings.push("--no-build-nix is deprecated, we do not build nix anymore".into());
+    }
+    let mut diff = act.diff;
+    if diff
+        && matches!(
+            action,
+            Action::DryBuild | Action::Edit | Action::ListGenerations | Action::Repl
+        )
+    {
+        warnings.push(format!("--diff is a no-op with '{}'", action.name()));
+        diff = false;
+    }
+
+    // Conflicts (spec §1.3 items 10-14).
+    let file_mode = src.file.is_some() || src.attr.is_some();
+    if action == Action::Edit && file_mode {
+        return Err(usage("--file and --attr are not supported with 'edit'"));
+    }
+    let hosts_given = cli.hosts.target_host.is_some() || cli.hosts.build_host.is_some();
+    if hosts_given && !takes_hosts(action) {
+        return Err(usage(format!(
+            "--target-host/--build-host is not supported with '{}'",
+            action.name()
+        )));
+    }
+    if src.flake.is_some() && file_mode {
+        return Err(usage("--flake cannot be used with --file or --attr"));
+    }
+    let elevation = elevation(cli, ctx, &mut warnings)?;
+    if let Some(path) = &src.store_path {
+        if act.rollback {
+            return Err(usage("--store-path and --rollback are mutually exclusive"));
+        }
+        if src.flake.is_some() || file_mode {
+            return Err(usage(
+                "--store-path cannot be used with --flake, --file, or --attr",
+            ));
+        }
+        if !matches!(
+            action,
+            Action::Switch | Action::Boot | Action::Test | Action::DryActivate
+        ) {
+            return Err(usage(format!(
+                "--store-path cannot be used with '{}'",
+                action.name()
+            )));
+        }
+        if !path.starts_with('/') {
+            return Err(usage(format!(
+                "--store-path '{path}' is not an absolute store path"
+            )));
+        }
+    }
+    if let Some(s) = &act.specialisation {
+        if !matches!(action, Action::Switch | Action::Test) {
+            return Err(usage(
+                "'--specialisation' can only be used with 'switch' and 'test'",
+            ));
+        }
+        check_name("--specialisation", s)?;
+    }
+    if act.rollback
+        && !matches!(
+            action,
+            Action::Switch | Action::Boot | Action::Test | Action::Build
+        )
+    {
+        return Err(usage(format!(
+            "--rollback can only be used with 'switch', 'boot', 'test' and 'build', not '{}'",
+            action.name()
+        )));
+    }
+    if let Some(name) = &act.profile_name {
+        check_name("--profile-name", name)?;
+    }
+    if let Some(v) = &src.image_variant {
+        check_name("--image-variant", v)?;
+    }
+
+    let ssh_options = ctx
+        .env
+        .get("NIX_SSHOPTS")
+        .map(|s| shell::split(s).map_err(|e| usage(format!("NIX_SSHOPTS: {e}"))))
+        .transpose()?
+        .unwrap_or_default();
+    let target_host = parse_host("--target-host", &cli.hosts.target_host)?;
+    let build_host = parse_host("--build-host", &cli.hosts.build_host)?;
+
+    let source = source(cli, ctx, &target_host)?;
+
+    let upgrade = if src.upgrade_all {
+        Upgrade::All
+    } else if src.upgrade {
+        Upgrade::Nixos
+    } else {
+        Upgrade::None
+    };
+
+    Ok(Request {
+        action,
+        source,
+        build_host,
+        target_host,
+        elevation,
+        profile: Profile {
+            name: act.profile_name.clone(),
+        },
+        specialisation: act.specialisation.clone(),
+        install_bootloader: act.install_bootloader || legacy.install_grub,
+        nix: NixFlags::from_args(&cli.nix),
+        systemd_run: ctx
+            .env
+            .get("NIXOS_REBUILD_NO_SYSTEMD_RUN")
+            .is_none_or(|v| v.is_empty()),
+        check_closure: ctx
+            .env
+            .get("NIXOS_REBUILD_I_UNDERSTAND_THE_CONSEQUENCES_PLEASE_BREAK_MY_SYSTEM")
+            .is_none_or(|v| v.is_empty()),
+        diff,
+        image_variant: src.image_variant.clone(),
+        upgrade,
+        ssh_options,
+        warnings,
+    })
+}
+
+/// Names that end up as a path component on a host: no `/`, no `.`/`..`, nothing invisible.
+fn check_name(option: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(usage(format!("{option} needs a non-empty name")));
+    }
+    if name.contains('/') || name == "." || name == ".." {
+        return Err(usage(format!(
+            "{option} '{name}' must be a plain name, without '/' and not '.' or '..'"
+        )));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(usage(format!(
+            "{option} '{}' contains white space or a control character",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_host(option: &str, value: &Option<String>) -> Result<Host> {
+    match value {
+        None => Ok(Host::Local),
+        Some(v) => SshHost::parse(option, v).map(Host::Ssh).map_err(usage),
+    }
+}
+
+fn elevation(cli: &Cli, ctx: &Context, warnings: &mut Vec<String>) -> Result<Elevation> {
+    let act = &cli.activation;
+    let sudo = act.sudo || cli.legacy.use_remote_sudo;
+    let method = match (act.elevate, sudo, act.run0) {
+        (_, true, true) => return Err(usage("--run0 and --sudo are mutually exclusive")),
+        (Some(m), true, _) if m != ElevateMethod::Sudo => {
+            return Err(usage(
+                "--elevate and --sudo ask for different elevation methods",
+            ));
+        }
+        (Some(m), _, true) if m != ElevateMethod::Run0 => {
+            return Err(usage(
+                "--elevate and --run0 ask for different elevation methods",
+            ));
+        }
+        (Some(m), _, _) => m,
+        (None, true, _) => ElevateMethod::Sudo,
+        (None, _, true) => ElevateMethod::Run0,
+        (None, false, false) if act.ask_sudo_password => ElevateMethod::Sudo,
+        (None, false, false) => ElevateMethod::None,
+    };
+    let ask_password = act.ask_sudo_password;
+    Ok(match method {
+        ElevateMethod::None if ask_password => {
+            return Err(usage(
+                "--ask-sudo-password needs an elevation method; drop --elevate none",
+            ));
+        }
+        ElevateMethod::None => Elevation::None,
+        ElevateMethod::Sudo => Elevation::Sudo {
+            ask_password,
+            options: match ctx.env.get("NIX_SUDOOPTS") {
+                Some(s) => shell::split(s).map_err(|e| usage(format!("NIX_SUDOOPTS: {e}")))?,
+                None => Vec::new(),
+            },
+        },
+        ElevateMethod::Run0 => {
+            if ask_password {
+                warnings.push("run0 asks for its password through polkit on the target".into());
+            }
+            Elevation::Run0 { ask_password }
+        }
+    })
+}
+
+/// What to build (spec §4.1): store path, rollback, file mode, explicit flake, detected
+/// `/etc/nixos/flake.nix`, else `<nixpkgs/nixos>`.
+fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
+    let src = &cli.source;
+    if let Some(path) = &src.store_path {
+        return Ok(Source::StorePath { path: path.clone() });
+    }
+    if cli.activation.rollback {
+        return Ok(Source::Rollback);
+    }
+    if src.file.is_some() || src.attr.is_some() {
+        return Ok(Source::File {
+            file: src.file.clone().unwrap_or_else(|| "default.nix".into()),
+            attr: src.attr.clone(),
+        });
+    }
+    let flake = match (&src.flake, src.no_flake) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => None,
+        (None, false) => ctx.etc_nixos_flake.clone(),
+    };
+    let Some(flake) = flake else {
+        return Ok(Source::Classic);
+    };
+    let partial = flake::parse(&flake).map_err(usage)?;
+    // The default name is the host name of the machine being deployed.
+    let hostname = if partial.name.is_none() {
+        (ctx.hostname)(target)?
+    } else {
+        String::new()
+    };
+    Ok(Source::Flake(
+        partial.complete(&hostname).map_err(Error::Failed)?,
+    ))
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use clap::Parser;
+
+    pub fn ctx(env: &[(&str, &str)]) -> Context {
+        Context {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            program: "rb".into(),
+            etc_nixos_flake: None,
+            hostname: Box::new(|h| {
+                Ok(match h {
+                    Host::Local => "workstation".into(),
+                    Host::Ssh(s) => format!("{}-name", s.hostname),
+                })
+            }),
+        }
+    }
+
+    pub fn req(args: &str) -> Result<Request> {
+        req_in(args, &ctx(&[]))
+    }
+
+    pub fn req_in(args: &str, ctx: &Context) -> Result<Request> {
+        let argv = std::iter::once("rb").chain(args.split_whitespace());
+        let cli = Cli::try_parse_from(argv).map_err(|e| Error::Usage(e.to_string()))?;
+        resolve(&cli, ctx)
+    }
+
+    fn usage_msg(args: &str) -> String {
+        match req(args) {
+            Err(Error::Usage(m)) => m,
+            other => panic!("{args}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flake_name_defaults_to_local_then_target_hostname() {
+        let r = req("switch --flake /cfg").unwrap();
+        assert_eq!(
+            r.source,
+            Source::Flake(FlakeRef {
+                flake: "/cfg".into(),
+                name: "workstation".into()
+            })
+        );
+        let r = req("switch --flake /cfg --target-host root@aq").unwrap();
+        assert_eq!(
+            r.source,
+            Source::Flake(FlakeRef {
+                flake: "/cfg".into(),
+                name: "aq-name".into()
+            })
+        );
+    }
+
+    #[test]
+    fn bare_flake_means_current_directory() {
+        let r = req("build --flake").unwrap();
+        assert!(matches!(r.source, Source::Flake(f) if f.flake == "."));
+    }
+
+    #[test]
+    fn flake_detection_and_no_flake() {
+        let mut c = ctx(&[]);
+        c.etc_nixos_flake = Some("/etc/nixos".into());
+        let r = req_in("switch", &c).unwrap();
+        assert!(matches!(r.source, Source::Flake(f) if f.flake == "/etc/nixos"));
+        assert_eq!(
+            req_in("switch --no-flake", &c).unwrap().source,
+            Source::Classic
+        );
+        // The last of --flake/--no-flake wins.
+        assert!(matches!(
+            req_in("switch --no-flake --flake /x", &c).unwrap().source,
+            Source::Flake(_)
+        ));
+        assert_eq!(
+            req_in("switch --flake /x --no-flake", &c).unwrap().source,
+            Source::Classic
+        );
+        // -f/-A win over a detected flake.
+        assert_eq!(
+            req_in("switch -A web", &c).unwrap().source,
+            Source::File {
+                file: "default.nix".into(),
+                attr: Some("web".into())
+            }
+        );
+    }
+
+    #[test]
+    fn conflicts_are_usage_errors_with_ngs_messages() {
+        assert_eq!(
+            usage_msg("edit -f x.nix"),
+            "--file and --attr are not supported with 'edit'"
+        );
+        assert_eq!(
+            usage_msg("repl --target-host h"),
+            "--target-host/--build-host is not supported with 'repl'"
+        );
+        assert_eq!(
+            usage_msg("switch --flake . -A x"),
+            "--flake cannot be used with --file or --attr"
+        );
+        assert_eq!(
+            usage_msg("switch --sudo --run0"),
+            "--run0 and --sudo are mutually exclusive"
+        );
+        assert_eq!(
+            usage_msg("switch --store-path /nix/store/x --rollback"),
+            "--store-path and --rollback are mutually exclusive"
+        );
+        assert_eq!(
+            usage_msg("switch --store-path /nix/store/x --flake ."),
+            "--store-path cannot be used with --flake, --file, or --attr"
+        );
+        assert_eq!(
+            usage_msg("build --store-path /nix/store/x"),
+            "--store-path cannot be used with 'build'"
+        );
+        assert_eq!(
+            usage_msg("boot -c web"),
+            "'--specialisation' can only be used with 'switch' and 'test'"
+        );
+        assert!(usage_msg("switch -p ../x").contains("plain name"));
+        assert!(usage_msg("switch -p ..").contains("plain name"));
+        assert!(usage_msg("switch --target-host=-oProxyCommand=x").contains("option"));
+        assert!(usage_msg("switch --flake a#b#c").contains("more than one '#'"));
+        assert!(usage_msg("edit --rollback").contains("--rollback"));
+    }
+
+    #[test]
+    fn deprecated_flags_warn_and_map() {
+        let r = req("switch --use-remote-sudo --install-grub --fast --no-build-nix --no-ssh-tty")
+            .unwrap();
+        assert!(matches!(
+            r.elevation,
+            Elevation::Sudo {
+                ask_password: false,
+                ..
+            }
+        ));
+        assert!(r.install_bootloader);
+        assert_eq!(r.warnings.len(), 5);
+        assert_eq!(
+            r.warnings[1],
+            "--use-remote-sudo is deprecated, use --sudo instead"
+        );
+    }
+
+    #[test]
+    fn elevation_choices() {
+        let r = req_in("switch -S", &ctx(&[("NIX_SUDOOPTS", "-u 'a b'")])).unwrap();
+        assert_eq!(
+            r.elevation,
+            Elevation::Sudo {
+                ask_password: true,
+                options: vec!["-u".into(), "a b".into()]
+            }
+        );
+        assert_eq!(
+            req("switch --elevate run0").unwrap().elevation,
+            Elevation::Run0 {
+                ask_password: false
+            }
+        );
+        assert_eq!(
+            req("switch --elevate none").unwrap().elevation,
+            Elevation::None
+        );
+        assert!(req("switch --elevate none -S").is_err());
+    }
+
+    #[test]
+    fn dry_run_is_dry_build_and_diff_noop_warns() {
+        let r = req("dry-run --diff").unwrap();
+        assert_eq!(r.action, Action::DryBuild);
+        assert!(!r.diff);
+        assert_eq!(r.warnings, ["--diff is a no-op with 'dry-build'"]);
+    }
+
+    #[test]
+    fn environment_switches() {
+        let r = req_in(
+            "switch",
+            &ctx(&[
+                ("NIXOS_REBUILD_NO_SYSTEMD_RUN", "1"),
+                ("NIX_SSHOPTS", "-p 2222 -o 'ProxyJump x'"),
+            ]),
+        )
+        .unwrap();
+        assert!(!r.systemd_run);
+        assert!(r.check_closure);
+        assert_eq!(r.ssh_options, ["-p", "2222", "-o", "ProxyJump x"]);
+    }
+}
