@@ -5,13 +5,18 @@ use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Outcome};
 use crate::host::Host;
 use crate::nix::NixCaps;
+use crate::password;
 use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
 use crate::report::Report;
+use crate::request::Elevation;
 use crate::request::{self, Context, Request};
 use crate::transport::Transport;
 use clap::{CommandFactory, FromArgMatches};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::rc::Rc;
 
 /// The name rb answers to: `nixos-rebuild` when installed or linked under that name.
 fn program_name(argv0: Option<&OsString>) -> String {
@@ -95,16 +100,20 @@ fn local_hostname() -> String {
         .unwrap_or_default()
 }
 
-fn context(program: &str) -> Context {
+fn context(program: &str, transport: Rc<RefCell<Option<Transport>>>) -> Context {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
     Context {
-        env: std::env::vars().collect(),
+        env,
         program: program.to_string(),
         etc_nixos_flake: std::fs::canonicalize("/etc/nixos/flake.nix")
             .ok()
             .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
-        hostname: Box::new(|host| match host {
+        hostname: Box::new(move |host| match host {
             Host::Local => Ok(local_hostname()),
-            Host::Ssh(_) => Err(Error::NotYetAvailable("--target-host")),
+            Host::Ssh(h) => match transport.borrow_mut().as_mut() {
+                Some(t) => t.hostname(h),
+                None => Err(Error::Output("internal: no transport".into())),
+            },
         }),
     }
 }
@@ -119,22 +128,55 @@ fn run_id() -> String {
 }
 
 fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
-    let ctx = context(&report.program);
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    // The transport is shared with resolution, which may ask the target for its host name.
+    let ssh_options = match env.get("NIX_SSHOPTS") {
+        Some(s) => crate::shell::split(s).map_err(|e| Error::Usage(format!("NIX_SSHOPTS: {e}")))?,
+        None => Vec::new(),
+    };
+    let shared = Rc::new(RefCell::new(Some(Transport::new(&env, ssh_options)?)));
+    let result = run_with(cli, report, &shared);
+    if let Some(mut t) = shared.borrow_mut().take() {
+        t.close();
+    }
+    result
+}
+
+fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>) -> Result<()> {
+    let ctx = context(&report.program, shared.clone());
     let req = request::resolve(cli, &ctx)?;
     for w in &req.warnings {
         report.warn(w);
     }
     let caps = NixCaps::detect();
-    let plan = planner::plan(&req, &caps, &run_id())?;
+    let mut guard = shared.borrow_mut();
+    let transport = guard
+        .as_mut()
+        .ok_or_else(|| Error::Output("internal: no transport".into()))?;
+    let nix_sshopts = transport.nix_sshopts();
+    let id = run_id();
+    let plan = planner::plan(
+        &req,
+        &caps,
+        &planner::RunEnv {
+            run_id: &id,
+            nix_sshopts: &nix_sshopts,
+        },
+    )?;
     if cli.output.plan {
         print_plan(&plan, &req, &caps, cli.output.json, report);
         return Ok(());
     }
-    let mut transport = Transport::default();
+    let password = match &req.elevation {
+        Elevation::Sudo {
+            ask_password: true, ..
+        } if !req.target_host.is_local() => Some(password::ask(&req.target_host.to_string())?),
+        _ => None,
+    };
     let mut executor = Executor {
-        transport: &mut transport,
+        transport,
         report,
-        password: None,
+        password,
     };
     let mut outcome = Outcome::default();
     executor.execute(&plan, &mut outcome)?;

@@ -12,6 +12,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// The command line was wrong: unknown option, missing value, conflicting options.
     pub const USAGE: i32 = 2;
+    /// A host could not be reached over SSH (ssh's own status).
+    pub const SSH: i32 = 255;
     /// Interrupted by SIGINT (Ctrl-C).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -52,6 +54,14 @@ pub enum Error {
     #[error("{0}")]
     Output(String),
 
+    /// A host could not be reached or refused us; ssh's own status (255).
+    #[error("cannot connect to {host}: {why}")]
+    Unreachable { host: String, why: String },
+
+    /// sudo on a host refused to run rb's commands.
+    #[error("sudo on {host} refused: {why}")]
+    Elevation { host: String, why: String },
+
     #[error("interrupted")]
     Interrupted,
 }
@@ -62,10 +72,12 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::Command { status, .. } => *status,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::Unreachable { .. } => exit::SSH,
             Error::Failed(_)
             | Error::NotYetAvailable(_)
             | Error::Spawn { .. }
-            | Error::Output(_) => exit::FAILURE,
+            | Error::Output(_)
+            | Error::Elevation { .. } => exit::FAILURE,
         }
     }
 }

@@ -38,8 +38,16 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
         outcome.values.extend(plan.inputs.iter().cloned());
+        for host in &plan.connect {
+            self.transport.connect(host)?;
+        }
         for session in &plan.sessions {
-            self.run_session(session, outcome)?;
+            match (self.run_session(session, outcome), &session.fallback) {
+                (Err(Error::Command { .. }), Some(fallback)) => {
+                    self.run_session(fallback, outcome)?
+                }
+                (result, _) => result?,
+            }
         }
         Ok(())
     }
@@ -141,6 +149,12 @@ impl Executor<'_> {
         let code = status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        // An elevated script that failed before its first marker never got past sudo.
+        let refused = code != 0
+            && code != 255
+            && (current.is_none()
+                || session.steps[current.unwrap_or(0)].kind == StepKind::CheckElevation)
+            && !matches!(session.elevation, crate::request::Elevation::None);
         let last = current.unwrap_or(0);
         outcome.steps.push(StepRecord {
             kind: session.steps[last].kind,
@@ -148,6 +162,19 @@ impl Executor<'_> {
             duration: started.elapsed(),
             failed: (code != 0).then_some(code),
         });
+        if refused {
+            return Err(Error::Elevation {
+                host,
+                why: match &session.elevation {
+                    crate::request::Elevation::Sudo {
+                        ask_password: true, ..
+                    } => "the password was not accepted".into(),
+                    _ => "it wants a password; pass --ask-sudo-password (-S) to give it one, \
+                          or allow the user to run commands without one (NOPASSWD)"
+                        .into(),
+                },
+            });
+        }
         if code != 0 {
             let step = &session.steps[last];
             return Err(Error::Command {
@@ -186,7 +213,7 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
                 })?;
             values.insert(Var::System, out);
         }
-        Capture::PathLine => {
+        Capture::PathLine(var) => {
             let path = lines
                 .iter()
                 .rev()
@@ -198,7 +225,7 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
                         "expected a store path from nix-build, got {lines:?}"
                     ))
                 })?;
-            values.insert(Var::System, path.to_string());
+            values.insert(*var, path.to_string());
         }
         Capture::Generation { profile, pick } => {
             let n = pick_generation(lines, profile, *pick)?;
@@ -274,8 +301,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v[&Var::System], "/nix/store/b-sys");
-        apply_capture(&Capture::PathLine, &lines("/nix/store/c-sys\n"), &mut v).unwrap();
+        apply_capture(&Capture::PathLine(Var::System), &lines("/nix/store/c-sys\n"), &mut v).unwrap();
         assert_eq!(v[&Var::System], "/nix/store/c-sys");
-        assert!(apply_capture(&Capture::PathLine, &lines("oops"), &mut v).is_err());
+        assert!(apply_capture(&Capture::PathLine(Var::System), &lines("oops"), &mut v).is_err());
     }
 }

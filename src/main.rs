@@ -11,12 +11,14 @@ mod exec;
 mod flake;
 mod host;
 mod nix;
+mod password;
 mod plan;
 mod planner;
 mod render;
 mod report;
 mod request;
 mod shell;
+mod ssh;
 mod transport;
 
 fn main() {

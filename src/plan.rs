@@ -6,7 +6,7 @@
 //! earlier steps' captured output. `--plan` prints this value; the executor runs it.
 
 use crate::cli::Action;
-use crate::host::Host;
+use crate::host::{Host, SshHost};
 use crate::request::Elevation;
 use crate::shell;
 use serde::Serialize;
@@ -18,6 +18,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub action: Action,
+    /// Remote hosts connected to before anything runs, so that an unreachable one fails fast.
+    pub connect: Vec<SshHost>,
     /// Values known before anything runs (e.g. `--store-path`).
     pub inputs: Vec<(Var, String)>,
     pub sessions: Vec<Session>,
@@ -31,6 +33,9 @@ pub struct Session {
     /// How the whole session is elevated; one password prompt covers all its steps.
     pub elevation: Elevation,
     pub steps: Vec<Step>,
+    /// Run instead when this session fails, after saying so (e.g. a relayed copy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<Session>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +53,7 @@ pub struct Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepKind {
+    CheckElevation,
     Build,
     Evaluate,
     Copy,
@@ -63,6 +69,7 @@ impl StepKind {
     /// The step as the subject of an error message.
     pub fn what(self) -> &'static str {
         match self {
+            StepKind::CheckElevation => "checking the sudo password",
             StepKind::Build => "building the system configuration",
             StepKind::Evaluate => "evaluating the system configuration",
             StepKind::Copy => "copying the system closure",
@@ -77,6 +84,7 @@ impl StepKind {
 
     pub fn name(self) -> &'static str {
         match self {
+            StepKind::CheckElevation => "check-elevation",
             StepKind::Build => "build",
             StepKind::Evaluate => "evaluate",
             StepKind::Copy => "copy",
@@ -150,6 +158,8 @@ pub enum Var {
     System,
     /// A generation number of the profile.
     Generation,
+    /// The derivation of the system, when it is built on a build host.
+    Drv,
 }
 
 impl Var {
@@ -157,6 +167,7 @@ impl Var {
         match self {
             Var::System => "system",
             Var::Generation => "generation",
+            Var::Drv => "drv",
         }
     }
 }
@@ -197,8 +208,8 @@ impl Word {
 pub enum Capture {
     /// `nix build --json`: the `out` output of the first entry is `$system`.
     BuildJson,
-    /// The last line is a store path: `$system`.
-    PathLine,
+    /// The last line is a store path, the value of the variable.
+    PathLine(Var),
     /// `nix-env --list-generations`: choose a generation other than the current one, setting
     /// `$generation` and `$system` (the generation's link in the profile's directory).
     Generation { profile: String, pick: Pick },
@@ -227,6 +238,13 @@ pub enum Finish {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plan for '{}':", self.action.name())?;
+        for host in &self.connect {
+            writeln!(
+                f,
+                "  connect to {} (one SSH connection for the run)",
+                host.dest
+            )?;
+        }
         for (var, value) in &self.inputs {
             writeln!(f, "  ${} = {}", var.name(), shell::quote(value))?;
         }
@@ -247,7 +265,25 @@ impl fmt::Display for Plan {
                 Elevation::Run0 { .. } => " as root via run0".into(),
             };
             writeln!(f, "session {} on {}{elevation}:", i + 1, session.host)?;
-            for step in &session.steps {
+            n = session.fmt_steps(f, n)?;
+            if let Some(fallback) = &session.fallback {
+                writeln!(f, "  if that fails, on {} instead:", fallback.host)?;
+                n = fallback.fmt_steps(f, n)?;
+            }
+        }
+        let finish = match self.finish {
+            Finish::Nothing => "print nothing",
+            Finish::NewConfiguration => "print the new configuration's path on stdout",
+            Finish::VirtualMachine => "print the virtual machine's run script on stdout",
+        };
+        write!(f, "then {finish}")
+    }
+}
+
+impl Session {
+    fn fmt_steps(&self, f: &mut fmt::Formatter<'_>, mut n: usize) -> Result<usize, fmt::Error> {
+        {
+            for step in &self.steps {
                 n += 1;
                 let mut lead = format!("  {n:>2}. {:<22}", step.kind.name());
                 for cmd in &step.commands {
@@ -256,7 +292,8 @@ impl fmt::Display for Plan {
                 }
                 if let Some(capture) = &step.capture {
                     let yields = match capture {
-                        Capture::BuildJson | Capture::PathLine => "$system".to_string(),
+                        Capture::BuildJson => "$system".to_string(),
+                        Capture::PathLine(var) => format!("${}", var.name()),
                         Capture::Generation { pick, .. } => format!(
                             "$generation, $system ({})",
                             match pick {
@@ -269,12 +306,7 @@ impl fmt::Display for Plan {
                 }
             }
         }
-        let finish = match self.finish {
-            Finish::Nothing => "print nothing",
-            Finish::NewConfiguration => "print the new configuration's path on stdout",
-            Finish::VirtualMachine => "print the virtual machine's run script on stdout",
-        };
-        write!(f, "then {finish}")
+        Ok(n)
     }
 }
 

@@ -12,22 +12,79 @@ use crate::plan::{
 };
 use crate::request::{Elevation, Request, Source};
 
-/// Builds the plan. `run_id` makes names unique per run (the systemd unit).
-pub fn plan(req: &Request, caps: &NixCaps, run_id: &str) -> Result<Plan> {
+/// What the planner needs from this run besides the request.
+pub struct RunEnv<'a> {
+    /// Makes names unique per run (the systemd unit).
+    pub run_id: &'a str,
+    /// `NIX_SSHOPTS` for copies: the user's options and the run's shared connections.
+    pub nix_sshopts: &'a str,
+}
+
+/// Builds the plan.
+pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
     let _ = caps;
     refuse_unavailable(req)?;
     let mut sessions = Vec::new();
     let mut inputs = Vec::new();
+    let mut connect = Vec::new();
+    for host in [&req.build_host, &req.target_host] {
+        if let Host::Ssh(h) = host {
+            if !connect.contains(h) {
+                connect.push(h.clone());
+            }
+        }
+    }
 
+    let activates = matches!(
+        req.action,
+        Action::Switch | Action::Boot | Action::Test | Action::DryActivate
+    );
+    // A wrong password is found out before anything is built.
+    if let (
+        Host::Ssh(_),
+        Elevation::Sudo {
+            ask_password: true, ..
+        },
+    ) = (&req.target_host, &req.elevation)
+    {
+        if activates {
+            sessions.push(check_elevation(req));
+        }
+    }
+
+    let copies = req.action != Action::DryBuild;
     match &req.source {
-        Source::StorePath { path } => inputs.push((Var::System, path.clone())),
+        Source::StorePath { path } => {
+            inputs.push((Var::System, path.clone()));
+            if let Host::Ssh(to) = &req.target_host {
+                sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
+            }
+        }
         Source::Rollback => sessions.push(find_generation(req)),
-        Source::Flake(_) | Source::Classic | Source::File { .. } => sessions.push(build(req)?),
+        Source::Flake(_) | Source::Classic | Source::File { .. } => match &req.build_host {
+            Host::Local => {
+                sessions.push(build(req)?);
+                if let (Host::Ssh(to), true) = (&req.target_host, copies) {
+                    sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
+                }
+            }
+            Host::Ssh(builder) => {
+                sessions.extend(build_remotely(req, builder, run));
+                match &req.target_host {
+                    _ if !copies => {}
+                    Host::Local => {
+                        sessions.push(local(StepKind::Copy, copy_from(req, builder, run)))
+                    }
+                    Host::Ssh(to) if to == builder => {}
+                    Host::Ssh(to) => sessions.push(copy_between(req, builder, to, run)),
+                }
+            }
+        },
     }
 
     let finish = match req.action {
-        Action::Switch | Action::Boot | Action::Test | Action::DryActivate => {
-            sessions.push(activation(req, run_id));
+        _ if activates => {
+            sessions.push(activation(req, run.run_id));
             Finish::NewConfiguration
         }
         Action::Build => Finish::NewConfiguration,
@@ -37,6 +94,7 @@ pub fn plan(req: &Request, caps: &NixCaps, run_id: &str) -> Result<Plan> {
 
     Ok(Plan {
         action: req.action,
+        connect,
         inputs,
         sessions,
         finish,
@@ -53,14 +111,27 @@ fn refuse_unavailable(req: &Request) -> Result<()> {
         Action::ListGenerations => Some("the 'list-generations' action"),
         _ => None,
     }
-    .or_else(|| (!req.target_host.is_local()).then_some("--target-host"))
-    .or_else(|| (!req.build_host.is_local()).then_some("--build-host"))
     .or_else(|| (req.upgrade != crate::request::Upgrade::None).then_some("--upgrade"))
     .or_else(|| req.diff.then_some("--diff"))
     .or_else(|| matches!(req.elevation, Elevation::Run0 { .. }).then_some("run0 elevation"));
     match missing {
         Some(what) => Err(Error::NotYetAvailable(what)),
         None => Ok(()),
+    }
+}
+
+/// A session of one unelevated step on this machine.
+fn local(kind: StepKind, command: Command) -> Session {
+    Session {
+        host: Host::Local,
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind,
+            message: None,
+            commands: vec![command],
+            capture: None,
+        }],
+        fallback: None,
     }
 }
 
@@ -83,17 +154,35 @@ fn leaves_result_link(action: Action) -> bool {
 
 const BUILD_MESSAGE: &str = "building the system configuration...";
 
+/// `<nixpkgs/nixos>` or the `-f` file, and the attribute path to build in it.
+fn classic_target(req: &Request, attr: &str) -> (String, String) {
+    match &req.source {
+        Source::File {
+            file,
+            attr: Some(a),
+        } => (file.clone(), format!("{a}.{attr}")),
+        Source::File { file, attr: None } => (file.clone(), attr.to_string()),
+        _ => ("<nixpkgs/nixos>".to_string(), attr.to_string()),
+    }
+}
+
+fn nix_new_style(subcommand: &str) -> Vec<String> {
+    let mut argv = vec!["nix".to_string()];
+    argv.extend(FEATURES.map(String::from));
+    argv.push(subcommand.into());
+    argv
+}
+
 /// Evaluate and build the configuration here, in one Nix process.
 fn build(req: &Request) -> Result<Session> {
     let attr = attribute(req.action);
     let dry = req.action == Action::DryBuild;
-    let link = leaves_result_link(req.action);
+    let link = leaves_result_link(req.action) && req.target_host.is_local();
     let (argv, capture) = match &req.source {
         Source::Flake(flake) => {
             // `--json` works on every Nix from 2.8 on, unlike `--print-out-paths`.
-            let mut argv = vec!["nix".to_string()];
-            argv.extend(FEATURES.map(String::from));
-            argv.extend(["build".into(), flake.installable(attr), "--json".into()]);
+            let mut argv = nix_new_style("build");
+            argv.extend([flake.installable(attr), "--json".into()]);
             if !link || req.nix.no_build_output {
                 argv.push("--no-link".into());
             }
@@ -103,15 +192,8 @@ fn build(req: &Request) -> Result<Session> {
             argv.extend(req.nix.for_command(NixCommand::FlakeBuild));
             (argv, Capture::BuildJson)
         }
-        Source::Classic | Source::File { .. } => {
-            let (file, attr) = match &req.source {
-                Source::File {
-                    file,
-                    attr: Some(a),
-                } => (file.clone(), format!("{a}.{attr}")),
-                Source::File { file, attr: None } => (file.clone(), attr.to_string()),
-                _ => ("<nixpkgs/nixos>".to_string(), attr.to_string()),
-            };
+        _ => {
+            let (file, attr) = classic_target(req, attr);
             let mut argv = vec!["nix-build".to_string(), file, "--attr".into(), attr];
             if !link {
                 argv.push("--no-out-link".into());
@@ -120,9 +202,8 @@ fn build(req: &Request) -> Result<Session> {
                 argv.push("--dry-run".into());
             }
             argv.extend(req.nix.for_command(NixCommand::LegacyBuild));
-            (argv, Capture::PathLine)
+            (argv, Capture::PathLine(Var::System))
         }
-        Source::StorePath { .. } | Source::Rollback => unreachable!("nothing to build"),
     };
     Ok(Session {
         host: Host::Local,
@@ -133,7 +214,164 @@ fn build(req: &Request) -> Result<Session> {
             commands: vec![Command::lit(&argv)],
             capture: (!dry).then_some(capture),
         }],
+        fallback: None,
     })
+}
+
+/// `--build-host`: evaluate here (the only evaluation), send the derivation to the builder,
+/// realise it there.
+fn build_remotely(req: &Request, builder: &crate::host::SshHost, run: &RunEnv) -> Vec<Session> {
+    let attr = attribute(req.action);
+    let evaluate = match &req.source {
+        Source::Flake(flake) => {
+            let mut argv = nix_new_style("eval");
+            argv.extend([
+                "--raw".into(),
+                flake.installable(&format!("{attr}.drvPath")),
+            ]);
+            argv.extend(req.nix.for_command(NixCommand::FlakeEval));
+            argv
+        }
+        _ => {
+            let (file, attr) = classic_target(req, attr);
+            let mut argv = vec!["nix-instantiate".to_string(), file, "--attr".into(), attr];
+            argv.extend(req.nix.for_command(NixCommand::LegacyInstantiate));
+            argv
+        }
+    };
+    let mut copy = copy_command(req, "--to", builder, Var::Drv);
+    copy.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    let mut realise = vec![
+        Word::lit("nix-store"),
+        Word::lit("--realise"),
+        Word::var(Var::Drv, ""),
+    ];
+    if req.action == Action::DryBuild {
+        realise.push(Word::lit("--dry-run"));
+    }
+    realise.extend(
+        req.nix
+            .for_command(NixCommand::Realise)
+            .into_iter()
+            .map(Word::Lit),
+    );
+    vec![
+        Session {
+            host: Host::Local,
+            elevation: Elevation::None,
+            steps: vec![Step {
+                kind: StepKind::Evaluate,
+                message: Some(BUILD_MESSAGE.into()),
+                commands: vec![Command::lit(&evaluate)],
+                capture: Some(Capture::PathLine(Var::Drv)),
+            }],
+            fallback: None,
+        },
+        local(StepKind::Copy, copy),
+        Session {
+            host: Host::Ssh(builder.clone()),
+            elevation: Elevation::None,
+            steps: vec![Step {
+                kind: StepKind::Build,
+                message: Some(format!("building on {}...", builder.dest)),
+                commands: vec![Command::new(realise)],
+                capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
+            }],
+            fallback: None,
+        },
+    ]
+}
+
+/// `nix-copy-closure` (or `nix copy` for `ssh-ng://`) of a value to or from a host.
+fn copy_command(req: &Request, direction: &str, host: &crate::host::SshHost, what: Var) -> Command {
+    let mut argv: Vec<Word> = if host.scheme == "ssh" {
+        let mut a = vec![Word::lit("nix-copy-closure")];
+        a.extend(
+            req.nix
+                .for_command(NixCommand::CopyClosure)
+                .into_iter()
+                .map(Word::Lit),
+        );
+        a.extend([Word::lit(direction), Word::lit(&host.dest)]);
+        a
+    } else {
+        let mut a: Vec<Word> = nix_new_style("copy").into_iter().map(Word::Lit).collect();
+        a.extend(
+            req.nix
+                .for_command(NixCommand::Copy)
+                .into_iter()
+                .map(Word::Lit),
+        );
+        a.extend([Word::lit(direction), Word::lit(host.store_uri())]);
+        a
+    };
+    argv.push(Word::var(what, ""));
+    Command::new(argv)
+}
+
+fn copy_to(req: &Request, to: &crate::host::SshHost, run: &RunEnv) -> Command {
+    let mut cmd = copy_command(req, "--to", to, Var::System);
+    cmd.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    cmd
+}
+
+fn copy_from(req: &Request, from: &crate::host::SshHost, run: &RunEnv) -> Command {
+    let mut cmd = copy_command(req, "--from", from, Var::System);
+    cmd.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    cmd
+}
+
+/// From the builder straight to the target, over the builder's own SSH access; when the
+/// builder cannot reach the target, relay through this machine.
+fn copy_between(
+    req: &Request,
+    builder: &crate::host::SshHost,
+    to: &crate::host::SshHost,
+    run: &RunEnv,
+) -> Session {
+    let mut relay = nix_new_style("copy");
+    relay.extend(req.nix.for_command(NixCommand::Copy));
+    relay.extend([
+        "--from".into(),
+        builder.store_uri(),
+        "--to".into(),
+        to.store_uri(),
+    ]);
+    let mut relay: Vec<Word> = relay.into_iter().map(Word::Lit).collect();
+    relay.push(Word::var(Var::System, ""));
+    let mut relay = Command::new(relay);
+    relay.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    let mut fallback = local(StepKind::Copy, relay);
+    fallback.steps[0].message = Some(format!(
+        "{} could not copy to {} itself; relaying the closure through this machine",
+        builder.dest, to.dest
+    ));
+    Session {
+        host: Host::Ssh(builder.clone()),
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind: StepKind::Copy,
+            message: None,
+            commands: vec![copy_command(req, "--to", to, Var::System)],
+            capture: None,
+        }],
+        fallback: Some(Box::new(fallback)),
+    }
+}
+
+/// With `--ask-sudo-password`: try the password on the target before anything is built.
+fn check_elevation(req: &Request) -> Session {
+    Session {
+        host: req.target_host.clone(),
+        elevation: req.elevation.clone(),
+        steps: vec![Step {
+            kind: StepKind::CheckElevation,
+            message: None,
+            commands: vec![Command::lit(&["true"])],
+            capture: None,
+        }],
+        fallback: None,
+    }
 }
 
 /// `--rollback`: find the generation to go back to on the target.
@@ -157,6 +395,7 @@ fn find_generation(req: &Request) -> Session {
             ])],
             capture: Some(Capture::Generation { profile, pick }),
         }],
+        fallback: None,
     }
 }
 
@@ -260,7 +499,7 @@ fn activation(req: &Request, run_id: &str) -> Session {
     ]);
     steps.push(Step {
         kind: StepKind::Activate,
-        message: Some("activating the configuration...".into()),
+        message: None,
         commands: vec![Command {
             argv: vec![
                 Word::var(
@@ -282,6 +521,7 @@ fn activation(req: &Request, run_id: &str) -> Session {
         host: req.target_host.clone(),
         elevation: req.elevation.clone(),
         steps,
+        fallback: None,
     }
 }
 
@@ -290,8 +530,13 @@ mod tests {
     use super::*;
     use crate::request::tests::{ctx, req, req_in};
 
+    const RUN: RunEnv = RunEnv {
+        run_id: "r1",
+        nix_sshopts: "-o ControlPath=/tmp/rb.t/%C",
+    };
+
     fn plan_of(args: &str) -> Plan {
-        plan(&req(args).unwrap(), &NixCaps::floor(), "r1").unwrap()
+        plan(&req(args).unwrap(), &NixCaps::floor(), &RUN).unwrap()
     }
 
     fn cmd(words: &[&str]) -> Command {
@@ -326,13 +571,14 @@ mod tests {
                 commands: vec![command],
                 capture,
             }],
+            fallback: None,
         }
     }
 
     fn stc(suffix: &str, action: &str, bootloader: &str) -> Step {
         Step {
             kind: StepKind::Activate,
-            message: Some("activating the configuration...".into()),
+            message: None,
             commands: vec![Command {
                 argv: vec![
                     Word::var(Var::System, format!("{suffix}/bin/switch-to-configuration")),
@@ -403,9 +649,11 @@ mod tests {
                         host: Host::Local,
                         elevation: Elevation::None,
                         steps: vec![check_closure(), set_profile(SYSTEM), stc("", "switch", "0")],
+                        fallback: None,
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                connect: vec![],
             }
         );
     }
@@ -425,6 +673,7 @@ mod tests {
                     Some(Capture::BuildJson)
                 )],
                 finish: Finish::NewConfiguration,
+                connect: vec![],
             }
         );
     }
@@ -441,6 +690,7 @@ mod tests {
                     None
                 )],
                 finish: Finish::Nothing,
+                connect: vec![],
             }
         );
     }
@@ -456,7 +706,7 @@ mod tests {
         activate.commands[0].systemd_run = None;
         let profile = "/nix/var/nix/profiles/system-profiles/web";
         assert_eq!(
-            plan(&r, &NixCaps::floor(), "r1").unwrap(),
+            plan(&r, &NixCaps::floor(), &RUN).unwrap(),
             Plan {
                 action: Action::Boot,
                 inputs: vec![],
@@ -470,7 +720,7 @@ mod tests {
                             "--no-out-link",
                             "-vv"
                         ]),
-                        Some(Capture::PathLine)
+                        Some(Capture::PathLine(Var::System))
                     ),
                     Session {
                         host: Host::Local,
@@ -493,9 +743,11 @@ mod tests {
                             set_profile(profile),
                             activate,
                         ],
+                        fallback: None,
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                connect: vec![],
             }
         );
     }
@@ -516,7 +768,7 @@ mod tests {
                             "web.config.system.build.toplevel",
                             "--no-out-link"
                         ]),
-                        Some(Capture::PathLine)
+                        Some(Capture::PathLine(Var::System))
                     ),
                     Session {
                         host: Host::Local,
@@ -536,9 +788,11 @@ mod tests {
                             ),
                             stc("/specialisation/gpu", "test", "0"),
                         ],
+                        fallback: None,
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                connect: vec![],
             }
         );
     }
@@ -557,6 +811,7 @@ mod tests {
                     pick: Pick::OlderThanCurrent,
                 }),
             }],
+            fallback: None,
         };
         assert_eq!(
             plan_of("switch --rollback"),
@@ -581,9 +836,11 @@ mod tests {
                             ),
                             stc("", "switch", "0"),
                         ],
+                        fallback: None,
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                connect: vec![],
             }
         );
         let mut find_newest = find;
@@ -598,6 +855,7 @@ mod tests {
                 inputs: vec![],
                 sessions: vec![find_newest],
                 finish: Finish::NewConfiguration,
+                connect: vec![],
             }
         );
     }
@@ -628,6 +886,7 @@ mod tests {
                     Some(Capture::BuildJson)
                 )],
                 finish: Finish::VirtualMachine,
+                connect: vec![],
             }
         );
     }
@@ -636,7 +895,7 @@ mod tests {
     fn unavailable_options_are_refused() {
         let r = req("edit").unwrap();
         assert!(matches!(
-            plan(&r, &NixCaps::floor(), "r"),
+            plan(&r, &NixCaps::floor(), &RUN),
             Err(Error::NotYetAvailable(_))
         ));
     }

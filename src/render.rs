@@ -249,6 +249,7 @@ mod tests {
             host: Host::Local,
             elevation,
             steps,
+            fallback: None,
         }
     }
 

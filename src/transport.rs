@@ -1,14 +1,33 @@
-//! How a rendered session reaches its host: a local process, or ssh.
+//! How a rendered session reaches its host: a local process, or a command over the host's
+//! SSH master connection.
 
 use crate::error::{Error, Result};
-use crate::host::Host;
+use crate::host::{Host, SshHost};
 use crate::render::Invocation;
+use crate::ssh::Ssh;
+use std::collections::BTreeMap;
 use std::process::Command;
 
-#[derive(Default)]
-pub struct Transport {}
+pub struct Transport {
+    ssh: Ssh,
+}
 
 impl Transport {
+    pub fn new(env: &BTreeMap<String, String>, ssh_options: Vec<String>) -> Result<Self> {
+        Ok(Transport {
+            ssh: Ssh::new(env, ssh_options)?,
+        })
+    }
+
+    pub fn connect(&mut self, host: &SshHost) -> Result<()> {
+        self.ssh.connect(host)
+    }
+
+    /// `NIX_SSHOPTS` for copies, so that they go through the same connections.
+    pub fn nix_sshopts(&self) -> String {
+        self.ssh.nix_sshopts()
+    }
+
     /// The process that runs `inv` on `host`.
     pub fn command(&mut self, host: &Host, inv: &Invocation) -> Result<Command> {
         match host {
@@ -21,7 +40,24 @@ impl Transport {
                 cmd.args(args).envs(inv.env.iter().cloned());
                 Ok(cmd)
             }
-            Host::Ssh(_) => Err(Error::NotYetAvailable("--target-host/--build-host")),
+            Host::Ssh(h) => {
+                self.ssh.connect(h)?;
+                let mut cmd = self.ssh.command(h, &inv.argv);
+                cmd.envs(inv.env.iter().cloned());
+                Ok(cmd)
+            }
         }
+    }
+
+    /// The host name a machine reports, for the default configuration name.
+    pub fn hostname(&mut self, host: &SshHost) -> Result<String> {
+        self.ssh.connect(host)?;
+        self.ssh
+            .query(host, &["uname".to_string(), "-n".to_string()])
+            .map(|s| s.trim().to_string())
+    }
+
+    pub fn close(&mut self) {
+        self.ssh.close();
     }
 }

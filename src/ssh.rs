@@ -1,0 +1,192 @@
+//! SSH: one multiplexed master connection per host for the whole run.
+//!
+//! The control sockets live in a private directory (mode 0700) with a short path, so that no
+//! TMPDIR or host name can make the socket path too long for a Unix socket. Every session,
+//! and the `nix copy`/`nix-copy-closure` processes through `NIX_SSHOPTS`, share the masters.
+//! Dropping [`Ssh`] closes the masters and removes the directory.
+
+use crate::error::{Error, Result};
+use crate::host::SshHost;
+use crate::shell;
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+/// A socket path is at most 107 bytes; ssh adds `/` + 40 (`%C`) + 17 (temporary suffix).
+const MAX_BASE_LEN: usize = 40;
+
+pub struct Ssh {
+    /// `NIX_SSHOPTS` as the user wrote it (Nix splits it itself) and split like a shell.
+    user_raw: String,
+    user: Vec<String>,
+    /// The multiplexing options (or `NIXOS_REBUILD_SSH_DEFAULT_OPTS`).
+    control: Vec<String>,
+    dir: Option<tempfile::TempDir>,
+    /// Hosts with a master connection, by destination.
+    masters: BTreeMap<String, ()>,
+}
+
+impl Ssh {
+    pub fn new(env: &BTreeMap<String, String>, user_opts: Vec<String>) -> Result<Ssh> {
+        let user_raw = env.get("NIX_SSHOPTS").cloned().unwrap_or_default();
+        if let Some(defaults) = env.get("NIXOS_REBUILD_SSH_DEFAULT_OPTS") {
+            let control = shell::split(defaults)
+                .map_err(|e| Error::Usage(format!("NIXOS_REBUILD_SSH_DEFAULT_OPTS: {e}")))?;
+            return Ok(Ssh {
+                user_raw,
+                user: user_opts,
+                control,
+                dir: None,
+                masters: BTreeMap::new(),
+            });
+        }
+        let base = env
+            .get("XDG_RUNTIME_DIR")
+            .filter(|d| d.len() <= MAX_BASE_LEN && std::path::Path::new(d).is_dir())
+            .map(String::as_str)
+            .unwrap_or("/tmp");
+        let dir = tempfile::Builder::new()
+            .prefix("rb.")
+            .tempdir_in(base)
+            .or_else(|_| tempfile::Builder::new().prefix("rb.").tempdir_in("/tmp"))
+            .map_err(|e| Error::Failed(format!("could not create a directory for ssh: {e}")))?;
+        let path = dir.path().to_string_lossy().into_owned();
+        let control = [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            &format!("ControlPath={path}/%C"),
+            "-o",
+            "ControlPersist=600",
+        ]
+        .map(String::from)
+        .to_vec();
+        Ok(Ssh {
+            user_raw,
+            user: user_opts,
+            control,
+            dir: Some(dir),
+            masters: BTreeMap::new(),
+        })
+    }
+
+    fn base_args(&self) -> Vec<String> {
+        let mut args = self.user.clone();
+        args.extend(self.control.iter().cloned());
+        args
+    }
+
+    /// `NIX_SSHOPTS` for Nix's own ssh calls (copies), sharing the masters.
+    pub fn nix_sshopts(&self) -> String {
+        let mut words = Vec::new();
+        if !self.user_raw.trim().is_empty() {
+            words.push(self.user_raw.trim().to_string());
+        }
+        words.extend(self.control.iter().cloned());
+        words.join(" ")
+    }
+
+    /// Opens the master connection to `host` (once): authentication happens here, before any
+    /// build, and a refused key or an unreachable host fails here.
+    pub fn connect(&mut self, host: &SshHost) -> Result<()> {
+        if self.masters.contains_key(&host.dest) {
+            return Ok(());
+        }
+        let log = self
+            .dir
+            .as_ref()
+            .map(|d| d.path().join(format!("connect-{}.log", self.masters.len())));
+        let mut cmd = Command::new("ssh");
+        cmd.args(&self.user);
+        if self.dir.is_some() {
+            // A master that goes to the background once connected; -E keeps its messages
+            // (and its open stderr) away from ours.
+            cmd.args(&self.control)
+                .args(["-o", "ControlMaster=yes", "-f", "-N"]);
+        } else {
+            cmd.args(&self.control).arg("-N").arg("-f");
+        }
+        cmd.args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"]);
+        if let Some(log) = &log {
+            cmd.arg("-E").arg(log);
+        }
+        cmd.arg(&host.dest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let status = cmd.status().map_err(|source| Error::Spawn {
+            program: "ssh".into(),
+            source,
+        })?;
+        if !status.success() {
+            let why = log
+                .and_then(|l| std::fs::read_to_string(l).ok())
+                .map(|s| {
+                    s.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| {
+                    format!("ssh exited with status {}", status.code().unwrap_or(255))
+                });
+            return Err(Error::Unreachable {
+                host: host.dest.clone(),
+                why,
+            });
+        }
+        self.masters.insert(host.dest.clone(), ());
+        Ok(())
+    }
+
+    /// The `ssh` process running `words` on `host` through its master.
+    pub fn command(&self, host: &SshHost, words: &[String]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.base_args())
+            .arg(&host.dest)
+            .arg("--")
+            .arg(shell::join(words));
+        cmd
+    }
+
+    /// Runs `words` on `host` and returns its stdout (for small queries such as the host name).
+    pub fn query(&self, host: &SshHost, words: &[String]) -> Result<String> {
+        let out = self
+            .command(host, words)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|source| Error::Spawn {
+                program: "ssh".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                what: format!("running {}", shell::join(words)),
+                host: host.dest.clone(),
+                status: out.status.code().unwrap_or(255),
+                reported: false,
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Closes every master; safe to call more than once.
+    pub fn close(&mut self) {
+        for dest in std::mem::take(&mut self.masters).into_keys() {
+            let _ = Command::new("ssh")
+                .args(self.base_args())
+                .args(["-O", "exit", &dest])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
