@@ -301,7 +301,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v[&Var::System], "/nix/store/b-sys");
-        apply_capture(&Capture::PathLine(Var::System), &lines("/nix/store/c-sys\n"), &mut v).unwrap();
+        apply_capture(
+            &Capture::PathLine(Var::System),
+            &lines("/nix/store/c-sys\n"),
+            &mut v,
+        )
+        .unwrap();
         assert_eq!(v[&Var::System], "/nix/store/c-sys");
         assert!(apply_capture(&Capture::PathLine(Var::System), &lines("oops"), &mut v).is_err());
     }

@@ -109,6 +109,18 @@ pub struct Command {
     /// Said on stderr when the command fails (its status is kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
+    /// How to undo this command when a later command of the session fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+}
+
+/// Undoing a change when a later step of the same session fails, so that a failed run leaves
+/// the host as it found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Point the profile back at the generation it had before (or remove it if it had none).
+    RestoreProfile { profile: String },
 }
 
 impl Command {
@@ -118,6 +130,7 @@ impl Command {
             env: Env::Inherit(Vec::new()),
             systemd_run: None,
             on_failure: None,
+            undo: None,
         }
     }
 
@@ -334,6 +347,9 @@ impl Command {
             }
         }
         words.extend(self.argv.iter().map(Word::display));
+        if let Some(Undo::RestoreProfile { .. }) = &self.undo {
+            words.push("(undone if a later step fails)".into());
+        }
         words.join(" ")
     }
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::nix::{FEATURES, NixCaps, NixCommand};
 use crate::plan::{
-    Capture, Command, Env, EnvVar, Finish, Pick, Plan, Session, Step, StepKind, Var, Word,
+    Capture, Command, Env, EnvVar, Finish, Pick, Plan, Session, Step, StepKind, Undo, Var, Word,
 };
 use crate::request::{Elevation, Request, Source};
 
@@ -478,7 +478,11 @@ fn activation(req: &Request, run_id: &str) -> Session {
                 Word::var(Var::System, ""),
             ]
         };
-        steps.push(step(StepKind::SetProfile, vec![Command::new(set)]));
+        let mut set = Command::new(set);
+        set.undo = Some(Undo::RestoreProfile {
+            profile: profile.clone(),
+        });
+        steps.push(step(StepKind::SetProfile, vec![set]));
     }
 
     let stc_action = match req.action {
@@ -513,6 +517,7 @@ fn activation(req: &Request, run_id: &str) -> Session {
                 .systemd_run
                 .then(|| format!("nixos-rebuild-switch-to-configuration-{run_id}")),
             on_failure: None,
+            undo: None,
         }],
         capture: None,
     });
@@ -592,6 +597,7 @@ mod tests {
                 ]),
                 systemd_run: Some("nixos-rebuild-switch-to-configuration-r1".into()),
                 on_failure: None,
+                undo: None,
             }],
             capture: None,
         }
@@ -619,16 +625,17 @@ mod tests {
     }
 
     fn set_profile(profile: &str) -> Step {
-        simple(
-            StepKind::SetProfile,
-            Command::new(vec![
-                Word::lit("nix-env"),
-                Word::lit("-p"),
-                Word::lit(profile),
-                Word::lit("--set"),
-                Word::var(Var::System, ""),
-            ]),
-        )
+        let mut set = Command::new(vec![
+            Word::lit("nix-env"),
+            Word::lit("-p"),
+            Word::lit(profile),
+            Word::lit("--set"),
+            Word::var(Var::System, ""),
+        ]);
+        set.undo = Some(Undo::RestoreProfile {
+            profile: profile.into(),
+        });
+        simple(StepKind::SetProfile, set)
     }
 
     const SYSTEM: &str = "/nix/var/nix/profiles/system";
@@ -824,16 +831,19 @@ mod tests {
                         host: Host::Local,
                         elevation: Elevation::None,
                         steps: vec![
-                            simple(
-                                StepKind::SetProfile,
-                                Command::new(vec![
+                            simple(StepKind::SetProfile, {
+                                let mut c = Command::new(vec![
                                     Word::lit("nix-env"),
                                     Word::lit("-p"),
                                     Word::lit(SYSTEM),
                                     Word::lit("--switch-generation"),
                                     Word::var(Var::Generation, ""),
-                                ])
-                            ),
+                                ]);
+                                c.undo = Some(Undo::RestoreProfile {
+                                    profile: SYSTEM.into(),
+                                });
+                                c
+                            }),
                             stc("", "switch", "0"),
                         ],
                         fallback: None,

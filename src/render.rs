@@ -7,7 +7,7 @@
 //! step starts; commands' own stdout goes to stderr unless the step captures it.
 
 use crate::error::{Error, Result};
-use crate::plan::{Command, Env, EnvVar, Session, Var, Word};
+use crate::plan::{Command, Env, EnvVar, Session, Undo, Var, Word};
 use crate::request::Elevation;
 use crate::shell::{join, quote};
 use std::collections::BTreeMap;
@@ -83,7 +83,10 @@ fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> 
     };
     let keeps_remote_vars = matches!(site, Site::Remote)
         && matches!(&cmd.env, Env::Clean(vars) if vars.iter().any(|v| matches!(v, EnvVar::Keep(_))));
-    let plain = cmd.systemd_run.is_none() && cmd.on_failure.is_none() && !keeps_remote_vars;
+    let plain = cmd.systemd_run.is_none()
+        && cmd.on_failure.is_none()
+        && cmd.undo.is_none()
+        && !keeps_remote_vars;
     Ok(plain.then_some(cmd))
 }
 
@@ -155,6 +158,8 @@ fn env_prefix(env: &Env, site: &Site) -> Vec<String> {
 /// The session as one POSIX shell script.
 fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Result<String> {
     let mut lines = Vec::new();
+    // Shell that undoes what earlier commands changed, most recent first.
+    let mut undo: Vec<String> = Vec::new();
     for (n, step) in session.steps.iter().enumerate() {
         lines.push(format!("printf '{MARKER}%s\\n' {n}"));
         for cmd in &step.commands {
@@ -222,15 +227,35 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             if step.capture.is_none() {
                 line.push_str(" >&2");
             }
-            match &cmd.on_failure {
-                Some(msg) => {
-                    let msg = msg.replace("$system", values.get(&Var::System).map_or("", |s| s));
-                    line.push_str(&format!(
-                        " || {{ s=$?; printf '%s\\n' {} >&2; exit $s; }}",
-                        quote(&format!("{program}: error: {msg}"))
-                    ));
-                }
-                None => line.push_str(" || exit"),
+            let mut handler = String::new();
+            if let Some(msg) = &cmd.on_failure {
+                let msg = msg.replace("$system", values.get(&Var::System).map_or("", |s| s));
+                handler.push_str(&format!(
+                    "printf '%s\\n' {} >&2; ",
+                    quote(&format!("{program}: error: {msg}"))
+                ));
+            }
+            for u in undo.iter().rev() {
+                handler.push_str(u);
+                handler.push_str("; ");
+            }
+            if handler.is_empty() {
+                line.push_str(" || exit");
+            } else {
+                line.push_str(&format!(" || {{ s=$?; {handler}exit $s; }}"));
+            }
+            if let Some(Undo::RestoreProfile { profile }) = &cmd.undo {
+                // Remember where the profile pointed before this command changes it.
+                let p = quote(profile);
+                lines.push(format!("rb_prev=$(readlink {p} 2>/dev/null) || rb_prev="));
+                undo.push(format!(
+                    "if [ -n \"$rb_prev\" ]; then n=${{rb_prev%-link}}; n=${{n##*-}}; \
+                     nix-env -p {p} --switch-generation \"$n\" >&2; else rm -f {p}; fi; \
+                     printf '%s\\n' {} >&2",
+                    quote(&format!(
+                        "{program}: the profile {profile} is back where it was before this run"
+                    ))
+                ));
             }
             lines.push(line);
         }

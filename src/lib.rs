@@ -1,0 +1,24 @@
+//! rb: a drop-in nixos-rebuild for deploying NixOS to other machines.
+//!
+//! Layers, in the order a run goes through them:
+//! `cli` (what was typed) → `request` (what it means) → `planner`/`plan` (what will run
+//! where) → `exec`/`render`/`transport`/`ssh` (running it) → `report` (what is printed).
+//! The binary is `main.rs`; this library exists so that tests and tools (man page and
+//! completion generation) can use the same definitions.
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod flake;
+pub mod host;
+pub mod nix;
+pub mod password;
+pub mod plan;
+pub mod planner;
+pub mod render;
+pub mod report;
+pub mod request;
+pub mod shell;
+pub mod ssh;
+pub mod transport;
