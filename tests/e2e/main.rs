@@ -1,0 +1,5 @@
+//! End-to-end tests: the rb binary on a sandbox fleet of fake NixOS hosts (tests/fleet).
+
+mod fleet;
+mod fleet_smoke;
+mod local;

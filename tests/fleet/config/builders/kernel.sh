@@ -1,0 +1,7 @@
+# Builder of the fake kernel: bzImage next to lib/modules/<version>, as in nixpkgs.
+PATH=/usr/bin:/bin
+set -eu
+mkdir -p "$out/lib/modules/$kernelVersion"
+printf 'rb-fleet fake kernel %s\n' "$kernelVersion" > "$out/bzImage"
+printf 'rb-fleet fake initrd\n' > "$out/initrd"
+: > "$out/lib/modules/$kernelVersion/modules.dep"

@@ -1,0 +1,93 @@
+# rb-fleet's fake switch-to-configuration (the builder puts `#!/bin/sh` and the variables
+# toplevel, specialisation and activation_exit above this text).
+#
+# switch-to-configuration ACTION appends ONE JSON line to /run/rb-fleet/activations.log:
+#   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
+#    "hostname":…,"toplevel":…,"specialisation":<name or null>,
+#    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>}
+# then, for switch and test, points /run/current-system at its toplevel, and exits with
+# the activationExit knob. The PATH it received is recorded, never used.
+received_env_file=/proc/$$/environ
+received_path=${PATH-}
+# (sh gives itself a default PATH when it received none: ask the kernel what it received)
+received_path_set=
+if /usr/bin/grep -qz '^PATH=' "$received_env_file"; then received_path_set=1; fi
+PATH=/usr/bin:/bin
+export PATH
+action=${1-}
+log=/run/rb-fleet/activations.log
+
+# json_string VALUE: VALUE as a JSON string.
+json_string() {
+  V="$1" LC_ALL=C /usr/bin/awk '
+    BEGIN {
+      for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
+      s = ENVIRON["V"]; out = ""; n = length(s)
+      for (i = 1; i <= n; i++) {
+        c = substr(s, i, 1)
+        if (c == "\\") out = out "\\\\"
+        else if (c == "\"") out = out "\\\""
+        else if (c == "\n") out = out "\\n"
+        else if (c == "\t") out = out "\\t"
+        else if (c == "\r") out = out "\\r"
+        else if (ord[c] < 32) out = out sprintf("\\u%04x", ord[c])
+        else out = out c
+      }
+      printf "\"%s\"", out
+    }'
+}
+
+# The names of the variables this process received, as a JSON array body.
+env_names=$(
+  /usr/bin/sed -z 's/=.*//' "$received_env_file" | LC_ALL=C /usr/bin/sort -z -u | /usr/bin/tr '\0' '\n' |
+    LC_ALL=C /usr/bin/awk '
+      {
+        s = $0; out = ""
+        gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s)
+        printf "%s\"%s\"", (NR > 1 ? "," : ""), s
+      }'
+)
+
+if [ -n "${NIXOS_INSTALL_BOOTLOADER+1}" ]; then
+  install_bootloader=$(json_string "$NIXOS_INSTALL_BOOTLOADER")
+else
+  install_bootloader=null
+fi
+if [ -n "$specialisation" ]; then
+  specialisation_json=$(json_string "$specialisation")
+else
+  specialisation_json=null
+fi
+if [ -n "$received_path_set" ]; then
+  path_json=$(json_string "$received_path")
+else
+  path_json=null
+fi
+
+line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"toplevel":%s,"specialisation":%s,"env":[%s],"path":%s}' \
+  "$(json_string "$action")" "$(/usr/bin/id -u)" "$install_bootloader" \
+  "$(json_string "$(/bin/cat /proc/sys/kernel/hostname)")" "$(json_string "$toplevel")" \
+  "$specialisation_json" "$env_names" "$path_json")
+printf '%s\n' "$line" >> "$log"
+
+case "$action" in
+  switch | test)
+    echo "activating the configuration..." >&2
+    if ! /bin/ln -sfn "$toplevel" /run/current-system 2>/dev/null; then
+      echo "switch-to-configuration: cannot update /run/current-system (not root?)" >&2
+      exit 1
+    fi
+    ;;
+  boot)
+    echo "updating the boot loader..." >&2
+    ;;
+  dry-activate)
+    echo "would activate the configuration..." >&2
+    ;;
+  check) ;;
+  *)
+    echo "Usage: switch-to-configuration [check|switch|boot|test|dry-activate]" >&2
+    exit 1
+    ;;
+esac
+exit "$activation_exit"

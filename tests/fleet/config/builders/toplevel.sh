@@ -1,0 +1,52 @@
+# Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
+# Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
+# kernelVersion activationExit specialisation specialisationPaths failBuild stcTemplate.
+PATH=/usr/bin:/bin
+set -eu
+if [ -n "${failBuild:-}" ]; then
+  echo "rb-fleet: building configuration '$configName' failed on purpose (knob failBuild)" >&2
+  exit 1
+fi
+
+# q VALUE: VALUE as one single-quoted sh word.
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+
+mkdir -p "$out/bin" "$out/sw/bin" "$out/specialisation"
+printf '%s' "$nixosVersion" > "$out/nixos-version"
+printf '%s' "$system" > "$out/system"
+printf '%s' "$rev" > "$out/rb-fleet-rev"
+ln -s "$kernel/bzImage" "$out/kernel"
+ln -s "$kernel/initrd" "$out/initrd"
+ln -s "$kernel" "$out/kernel-modules"
+
+{
+  echo '#!/bin/sh'
+  echo "echo rb-fleet: fake init of $(q "$configName")"
+} > "$out/init"
+
+{
+  echo '#!/bin/sh'
+  echo "version=$(q "$nixosVersion")"
+  echo "revision=$(q "$configurationRevision")"
+  cat <<'SCRIPT'
+case "${1-}" in
+  --configuration-revision) printf '%s\n' "$revision" ;;
+  --json) printf '{"nixosVersion":"%s","configurationRevision":"%s"}\n' "$version" "$revision" ;;
+  *) printf '%s\n' "$version" ;;
+esac
+SCRIPT
+} > "$out/sw/bin/nixos-version"
+
+{
+  echo '#!/bin/sh'
+  echo "toplevel=$(q "$out")"
+  echo "specialisation=$(q "$specialisation")"
+  echo "activation_exit=$(q "$activationExit")"
+  printf '%s\n' "$stcTemplate"
+} > "$out/bin/switch-to-configuration"
+
+chmod +x "$out/init" "$out/sw/bin/nixos-version" "$out/bin/switch-to-configuration"
+
+for s in $specialisationPaths; do
+  ln -s "${s#*=}" "$out/specialisation/${s%%=*}"
+done

@@ -1,0 +1,102 @@
+# One fake NixOS configuration, built by real Nix in a fraction of a second.
+#
+#   import ./fake-nixos.nix { knobs = builtins.fromJSON (builtins.readFile ./knobs.json); name = "aquamarine"; }
+#
+# returns what `nixpkgs.lib.nixosSystem` returns as far as nixos-rebuild looks:
+#   config.system.build.{toplevel, vm, vmWithBootLoader, images.{iso,qcow2}}
+# plus the classic top-level attributes `system`, `vm` and `vmWithBootLoader`.
+#
+# Knobs (knobs.json, per configuration name; every key optional):
+#   rev                   int     1            change it to get a new toplevel store path
+#   failBuild             bool    false        the toplevel's builder exits 1 with a message
+#   activationExit        int     0            switch-to-configuration exits with it
+#   specialisations       [str]   ["web"]      specialisation/<name> inside the toplevel
+#   configurationRevision str     "rev-<rev>"  sw/bin/nixos-version --configuration-revision
+#   nixosVersion          str     "26.05.<rev>"
+#   kernelVersion         str     "6.1.0-rb"   kernel-modules/lib/modules/<kernelVersion>
+#   evalError             bool    false        evaluating `config` throws
+# The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
+{ knobs, name }:
+let
+  k = knobs.${name} or { };
+  system = knobs.system or "x86_64-linux";
+  rev = k.rev or 1;
+  failBuild = k.failBuild or false;
+  activationExit = k.activationExit or 0;
+  specialisations = map
+    (s: if builtins.match "[A-Za-z0-9_][A-Za-z0-9_.-]*" s != null then s
+        else throw "rb-fleet: bad specialisation name '${s}' in knobs.json")
+    (k.specialisations or [ "web" ]);
+  configurationRevision = k.configurationRevision or "rev-${toString rev}";
+  nixosVersion = k.nixosVersion or "26.05.${toString rev}";
+  kernelVersion = k.kernelVersion or "6.1.0-rb";
+  evalError = k.evalError or false;
+
+  # Every build is `/bin/sh -c <script>`; the scripts set PATH themselves.
+  mkDerivation = drvName: scriptFile: attrs:
+    derivation ({
+      name = drvName;
+      inherit system;
+      builder = "/bin/sh";
+      args = [ "-c" (builtins.readFile scriptFile) ];
+      configName = name;
+    } // attrs);
+
+  kernel = mkDerivation "linux-${kernelVersion}" ./builders/kernel.sh {
+    inherit kernelVersion;
+  };
+
+  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false }:
+    mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
+      inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
+        specialisation specialisationPaths failBuild;
+      stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
+    };
+
+  specialisationToplevels = map
+    (s: { name = s; toplevel = mkToplevel { specialisation = s; }; })
+    specialisations;
+
+  toplevel = mkToplevel {
+    inherit failBuild;
+    specialisationPaths = map (s: "${s.name}=${s.toplevel}") specialisationToplevels;
+  };
+
+  mkVm = kind: mkDerivation "nixos-vm" ./builders/vm.sh {
+    inherit toplevel kind;
+  };
+
+  mkImage = variant: filePath:
+    mkDerivation "nixos-image-${variant}-${nixosVersion}" ./builders/image.sh {
+      inherit toplevel variant filePath;
+    } // { passthru = { inherit filePath; }; };
+
+  build = {
+    inherit toplevel;
+    vm = mkVm "vm";
+    vmWithBootLoader = mkVm "vmWithBootLoader";
+    images = {
+      iso = mkImage "iso" "iso/nixos.iso";
+      qcow2 = mkImage "qcow2" "nixos.qcow2";
+    };
+  };
+
+  config =
+    if evalError
+    then throw "rb-fleet: evaluating configuration '${name}' failed on purpose (knob evalError)"
+    else {
+      system.build = build;
+      system.nixos.version = nixosVersion;
+      system.configurationRevision = configurationRevision;
+      networking.hostName = name;
+      nixpkgs.system = system;
+    };
+in
+{
+  _type = "configuration";
+  inherit config;
+  # What `nix-build '<nixpkgs/nixos>' -A system|vm|vmWithBootLoader` asks for.
+  system = config.system.build.toplevel;
+  vm = config.system.build.vm;
+  vmWithBootLoader = config.system.build.vmWithBootLoader;
+}
