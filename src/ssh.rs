@@ -15,8 +15,7 @@ use std::process::{Command, Stdio};
 const MAX_BASE_LEN: usize = 40;
 
 pub struct Ssh {
-    /// `NIX_SSHOPTS` as the user wrote it (Nix splits it itself) and split like a shell.
-    user_raw: String,
+    /// `NIX_SSHOPTS`, split like a shell would.
     user: Vec<String>,
     /// The multiplexing options (or `NIXOS_REBUILD_SSH_DEFAULT_OPTS`).
     control: Vec<String>,
@@ -27,12 +26,10 @@ pub struct Ssh {
 
 impl Ssh {
     pub fn new(env: &BTreeMap<String, String>, user_opts: Vec<String>) -> Result<Ssh> {
-        let user_raw = env.get("NIX_SSHOPTS").cloned().unwrap_or_default();
         if let Some(defaults) = env.get("NIXOS_REBUILD_SSH_DEFAULT_OPTS") {
             let control = shell::split(defaults)
                 .map_err(|e| Error::Usage(format!("NIXOS_REBUILD_SSH_DEFAULT_OPTS: {e}")))?;
             return Ok(Ssh {
-                user_raw,
                 user: user_opts,
                 control,
                 dir: None,
@@ -61,7 +58,6 @@ impl Ssh {
         .map(String::from)
         .to_vec();
         Ok(Ssh {
-            user_raw,
             user: user_opts,
             control,
             dir: Some(dir),
@@ -76,10 +72,29 @@ impl Ssh {
     }
 
     /// `NIX_SSHOPTS` for Nix's own ssh calls (copies), sharing the masters.
+    ///
+    /// Nix splits `NIX_SSHOPTS` at white space, ignoring quotes, so a word such as
+    /// `-o 'ProxyJump a b'` would reach ssh broken. `-o 'Key value'` is rewritten as
+    /// `-oKey=value`; a word that still has white space is left out: copies go through the
+    /// master connection, which was opened with every option intact.
     pub fn nix_sshopts(&self) -> String {
-        let mut words = Vec::new();
-        if !self.user_raw.trim().is_empty() {
-            words.push(self.user_raw.trim().to_string());
+        let mut words: Vec<String> = Vec::new();
+        let mut user = self.user.iter().peekable();
+        while let Some(word) = user.next() {
+            let joined = match (word.as_str(), user.peek()) {
+                ("-o", Some(next)) if next.contains(char::is_whitespace) => {
+                    let next = user.next().unwrap_or(word);
+                    match next.trim().split_once(char::is_whitespace) {
+                        Some((k, v)) if !k.contains('=') => format!("-o{k}={}", v.trim()),
+                        Some(_) => next.clone(),
+                        None => next.clone(),
+                    }
+                }
+                _ => word.clone(),
+            };
+            if !joined.contains(char::is_whitespace) && !joined.is_empty() {
+                words.push(joined);
+            }
         }
         words.extend(self.control.iter().cloned());
         words.join(" ")
@@ -182,6 +197,28 @@ impl Ssh {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nix_sshopts_survives_nixs_whitespace_splitting() {
+        let env = [(
+            "NIXOS_REBUILD_SSH_DEFAULT_OPTS".to_string(),
+            "-o ControlPath=/c".to_string(),
+        )]
+        .into();
+        let user =
+            shell::split("-p 2222 -o 'ServerAliveCountMax 3' -o 'ProxyCommand=ssh -W x' -i k")
+                .unwrap();
+        let ssh = Ssh::new(&env, user).unwrap();
+        assert_eq!(
+            ssh.nix_sshopts(),
+            "-p 2222 -oServerAliveCountMax=3 -i k -o ControlPath=/c"
+        );
     }
 }
 

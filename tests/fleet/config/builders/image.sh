@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of config.system.build.images.<variant>: a file at passthru.filePath.
 PATH=/usr/bin:/bin
 set -eu

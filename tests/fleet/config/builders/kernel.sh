@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of the fake kernel: bzImage next to lib/modules/<version>, as in nixpkgs.
 PATH=/usr/bin:/bin
 set -eu

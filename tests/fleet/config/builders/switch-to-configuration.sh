@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # rb-fleet's fake switch-to-configuration (the builder puts `#!/bin/sh` and the variables
 # toplevel, specialisation and activation_exit above this text).
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
 # Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
 # kernelVersion activationExit specialisation specialisationPaths failBuild stcTemplate.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of config.system.build.vm / vmWithBootLoader: bin/run-<name>-vm.
 PATH=/usr/bin:/bin
 set -eu

@@ -1,0 +1,393 @@
+//! Deploys over SSH: target host, build host, both, the same one; elevation; failures.
+//! sshd's own log counts TCP connections and remote sessions (round trips).
+
+use crate::fleet::{DEPLOYPW_PASSWORD, Fleet, RbCall, RunCall, SYSTEM_PROFILE, Sessions};
+use std::path::Path;
+
+const WS: &str = "ws";
+const T: &str = "aquamarine";
+const B: &str = "builder";
+
+/// Whether `host` built configuration `config`'s toplevel itself: Nix keeps a build log on
+/// the machine that ran the builder.
+fn built_on(f: &Fleet, host: &str, config: &str) -> bool {
+    fn walk(dir: &Path, needle: &str) -> bool {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, needle)
+                } else {
+                    e.file_name().to_string_lossy().contains(needle)
+                }
+            })
+    }
+    walk(
+        &f.host_path(host, "/nix/var/log/nix/drvs"),
+        &format!("-nixos-system-{config}-"),
+    )
+}
+
+fn sessions(connections: usize, sessions: usize) -> Sessions {
+    Sessions {
+        connections,
+        sessions,
+    }
+}
+
+#[test]
+fn target_host_builds_here_copies_and_activates_there_in_two_sessions() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("root@{T}"),
+    ]);
+    r.assert_success();
+    let path = r.stdout_trimmed();
+    assert!(path.ends_with("-nixos-system-aquamarine-26.05.1"), "{r:?}");
+    assert_eq!(f.generations(T, SYSTEM_PROFILE), [1]);
+    assert_eq!(f.profile_target(T, SYSTEM_PROFILE).as_deref(), Some(path));
+    let a = &f.activations(T)[0];
+    assert_eq!(
+        (a.action.as_str(), a.uid, a.hostname.as_str()),
+        ("switch", 0, T)
+    );
+    assert_eq!(
+        f.systemd_runs(T).len(),
+        1,
+        "activation ran under systemd-run"
+    );
+    assert!(built_on(&f, WS, T) && !built_on(&f, T, T));
+    assert!(f.generations(WS, SYSTEM_PROFILE).is_empty());
+    assert!(f.activations(WS).is_empty());
+    // One connection; one session for the copy, one for profile + activation.
+    assert_eq!(f.sessions(T), sessions(1, 2));
+}
+
+#[test]
+fn the_default_name_is_the_targets_hostname() {
+    let f = Fleet::up(&[WS, T]);
+    let config = f.config_dir();
+    let r = f.rb(&[
+        "boot",
+        "--flake",
+        config.to_str().unwrap(),
+        "--target-host",
+        T,
+    ]);
+    r.assert_success();
+    assert!(
+        r.stdout_trimmed()
+            .ends_with("-nixos-system-aquamarine-26.05.1"),
+        "{r:?}"
+    );
+    assert_eq!(f.activations(T)[0].action, "boot");
+    // Asking the host name costs one more session, on the same connection.
+    assert_eq!(f.sessions(T), sessions(1, 3));
+}
+
+#[test]
+fn build_host_only_builds_there_and_activates_here() {
+    let f = Fleet::up(&[WS, B]);
+    let r = f.rb(&["switch", "--flake", &f.flake(WS), "--build-host", B]);
+    r.assert_success();
+    assert!(built_on(&f, B, WS), "built on the builder");
+    assert!(!built_on(&f, WS, WS), "nothing built here");
+    assert!(f.has_path(WS, r.stdout_trimmed()), "result copied back");
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.activations(WS).len(), 1);
+    assert!(f.activations(B).is_empty());
+    // Derivation in, realise, result out: three sessions on one connection.
+    assert_eq!(f.sessions(B), sessions(1, 3));
+}
+
+#[test]
+fn build_and_target_hosts_copy_directly_between_them() {
+    let f = Fleet::up(&[WS, B, T]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--build-host",
+        B,
+        "--target-host",
+        &format!("root@{T}"),
+    ]);
+    r.assert_success();
+    let path = r.stdout_trimmed();
+    assert!(built_on(&f, B, T));
+    assert!(!built_on(&f, WS, T) && !built_on(&f, T, T));
+    assert!(f.has_path(T, path));
+    assert!(
+        !f.has_path(WS, path),
+        "the closure did not travel through here"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert!(!r.stderr.contains("relaying"), "{r:?}");
+    // The target saw rb's connection and the builder's own.
+    assert_eq!(f.sessions(T).connections, 2);
+    assert_eq!(f.sessions(B), sessions(1, 3));
+}
+
+#[test]
+fn the_same_build_and_target_host_needs_no_copy() {
+    let f = Fleet::up(&[WS, T]);
+    let host = format!("root@{T}");
+    let r = f.rb(&[
+        "test",
+        "--flake",
+        &f.flake(T),
+        "--build-host",
+        &host,
+        "--target-host",
+        &host,
+    ]);
+    r.assert_success();
+    assert!(built_on(&f, T, T) && !built_on(&f, WS, T));
+    assert_eq!(f.activations(T)[0].action, "test");
+    // Derivation in, realise, activate.
+    assert_eq!(f.sessions(T), sessions(1, 3));
+}
+
+#[test]
+fn profile_name_specialisation_and_bootloader_on_a_fresh_target() {
+    let f = Fleet::up(&[WS, T]);
+    f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        T,
+        "-p",
+        "web",
+        "-c",
+        "web",
+        "--install-bootloader",
+    ])
+    .assert_success();
+    assert_eq!(
+        f.generations(T, "/nix/var/nix/profiles/system-profiles/web"),
+        [1]
+    );
+    let a = &f.activations(T)[0];
+    assert_eq!(a.specialisation.as_deref(), Some("web"));
+    assert_eq!(a.install_bootloader.as_deref(), Some("1"));
+}
+
+#[test]
+fn rollback_on_the_target() {
+    let f = Fleet::up(&[WS, T]);
+    let first = f.seed_generation(T, T);
+    f.knob(T, "rev", "2");
+    f.rb(&["switch", "--flake", &f.flake(T), "--target-host", T])
+        .assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    let r = f.rb(&["switch", "--rollback", "--target-host", T]);
+    r.assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    let a = f.activations(T).pop().unwrap();
+    assert_eq!(a.toplevel, first);
+    assert!(f.generations(WS, SYSTEM_PROFILE).is_empty());
+}
+
+#[test]
+fn sudo_without_password_elevates_only_the_target_steps() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("deploy@{T}"),
+        "--sudo",
+    ]);
+    r.assert_success();
+    assert_eq!(f.activations(T)[0].uid, 0);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.sessions(T), sessions(1, 2));
+}
+
+#[test]
+fn sudo_password_is_asked_once_and_checked_before_building() {
+    let f = Fleet::up(&[WS, T]);
+    let host = format!("deploypw@{T}");
+    let args = [
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &host,
+        "-S",
+    ];
+    let r = f.rb_with(RbCall {
+        args: &args,
+        stdin: Some(format!("{DEPLOYPW_PASSWORD}\n")),
+        ..Default::default()
+    });
+    r.assert_success();
+    assert_eq!(f.activations(T)[0].uid, 0);
+    // Password check, copy, activation.
+    assert_eq!(f.sessions(T), sessions(1, 3));
+    assert!(!r.stdout.contains(DEPLOYPW_PASSWORD) && !r.stderr.contains(DEPLOYPW_PASSWORD));
+
+    let g = Fleet::up(&[WS, T]);
+    let args = [
+        "switch",
+        "--flake",
+        &g.flake(T),
+        "--target-host",
+        &host,
+        "-S",
+    ];
+    let r = g.rb_with(RbCall {
+        args: &args,
+        stdin: Some("wrong\n".into()),
+        ..Default::default()
+    });
+    r.assert_status(1);
+    assert!(r.stderr.contains("password was not accepted"), "{r:?}");
+    assert!(!built_on(&g, WS, T), "nothing was built");
+    assert!(g.activations(T).is_empty());
+}
+
+#[test]
+fn sudo_that_wants_a_password_fails_at_once_with_a_hint() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("deploypw@{T}"),
+        "--sudo",
+    ]);
+    r.assert_status(1);
+    assert!(r.stderr.contains("--ask-sudo-password"), "{r:?}");
+    assert!(f.activations(T).is_empty());
+    assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
+}
+
+#[test]
+fn unreachable_hosts_and_refused_keys_fail_fast_before_building() {
+    let f = Fleet::up(&[WS, T]);
+    for target in ["root@no-such-host.invalid", "ghost@aquamarine"] {
+        let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", target]);
+        r.assert_status(255);
+        let host = target.split('@').nth(1).unwrap();
+        assert!(r.stderr.contains(host), "{r:?}");
+        assert_eq!(
+            r.stderr.lines().filter(|l| l.contains("error")).count(),
+            1,
+            "one error line: {r:?}"
+        );
+        assert!(!built_on(&f, WS, T), "nothing was built");
+    }
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--build-host",
+        "no-such-host.invalid",
+    ]);
+    r.assert_status(255);
+}
+
+#[test]
+fn no_master_connection_or_directory_is_left_behind() {
+    let f = Fleet::up(&[WS, T]);
+    let tmp = f.dir().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A long TMPDIR would make a socket path too long; rb's control directory does not care.
+    let long = tmp.join("a".repeat(120));
+    std::fs::create_dir_all(&long).unwrap();
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(T), "--target-host", T],
+        env: vec![
+            ("TMPDIR".into(), long.to_string_lossy().into_owned()),
+            ("XDG_RUNTIME_DIR".into(), tmp.to_string_lossy().into_owned()),
+        ],
+        ..Default::default()
+    });
+    r.assert_success();
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rb."))
+        .collect();
+    assert!(left.is_empty(), "control directory left: {left:?}");
+    let masters = f.sh(
+        WS,
+        &format!("pgrep -fa 'ControlPath={}/r[b]' || true", tmp.display()),
+    );
+    assert_eq!(masters.stdout.trim(), "", "master left running");
+}
+
+#[test]
+fn nix_sshopts_is_split_like_a_shell_and_honoured() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(T), "--target-host", T],
+        env: vec![(
+            "NIX_SSHOPTS".into(),
+            "-o 'ServerAliveCountMax 3' -o ConnectTimeout=9".into(),
+        )],
+        ..Default::default()
+    });
+    r.assert_success();
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(T), "--target-host", T],
+        env: vec![("NIX_SSHOPTS".into(), "-o 'unterminated".into())],
+        ..Default::default()
+    });
+    r.assert_status(2);
+    assert!(r.stderr.contains("NIX_SSHOPTS"), "{r:?}");
+}
+
+/// Any word survives rb's quoting through ssh, the remote login shell and a nested `sh -c`.
+#[test]
+fn remote_quoting_round_trips_through_real_shells() {
+    let f = Fleet::up(&[WS, T]);
+    let alphabet: Vec<char> = "ab $'\"\\`*?~#&;|<>(){}[]!%^=,.-_/\n\t é✓"
+        .chars()
+        .collect();
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let mut words: Vec<String> = vec![String::new(), "-n".into(), "--".into(), "'".into()];
+    for _ in 0..300 {
+        let len = next() % 12;
+        words.push(
+            (0..len)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect(),
+        );
+    }
+    let mut printf = vec!["printf".to_string(), "%s\\0".to_string()];
+    printf.extend(words.iter().cloned());
+    let nested = rb::shell::join(&["/bin/sh".to_string(), "-c".into(), rb::shell::join(&printf)]);
+    for remote in [rb::shell::join(&printf), nested] {
+        let r = f.run(
+            WS,
+            RunCall {
+                argv: &["ssh", T, "--", &remote],
+                ..Default::default()
+            },
+        );
+        r.assert_success();
+        let got: Vec<&str> = r.stdout.split('\0').collect();
+        assert_eq!(
+            got[..got.len() - 1],
+            words.iter().map(String::as_str).collect::<Vec<_>>()[..]
+        );
+    }
+}
