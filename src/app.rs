@@ -72,6 +72,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         let _ = command(&program).print_help();
         return exit::SUCCESS;
     }
+    crate::interrupt::install();
     let report = Report {
         program: program.clone(),
         debug: cli.output.debug || cli.nix.verbose > 0,

@@ -14,8 +14,6 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// A host could not be reached over SSH (ssh's own status).
     pub const SSH: i32 = 255;
-    /// Interrupted by SIGINT (Ctrl-C).
-    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, Error)]
@@ -62,8 +60,9 @@ pub enum Error {
     #[error("sudo on {host} refused: {why}")]
     Elevation { host: String, why: String },
 
+    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); exit 128 + the signal.
     #[error("interrupted")]
-    Interrupted,
+    Interrupted(i32),
 }
 
 impl Error {
@@ -71,7 +70,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Command { status, .. } => *status,
-            Error::Interrupted => exit::INTERRUPTED,
+            Error::Interrupted(sig) => 128 + sig,
             Error::Unreachable { .. } => exit::SSH,
             Error::Failed(_)
             | Error::NotYetAvailable(_)

@@ -2,8 +2,9 @@
 //! into later sessions. The only module (with `transport.rs`) that starts processes.
 
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::plan::{Capture, Pick, Plan, Session, StepKind, Var};
-use crate::render::{MARKER, Site, Values, render};
+use crate::render::{MARKER, PGID_MARKER, Site, Values, render};
 use crate::report::Report;
 use crate::transport::Transport;
 use std::io::{BufRead, BufReader, Write};
@@ -42,6 +43,9 @@ impl Executor<'_> {
             self.transport.connect(host)?;
         }
         for session in &plan.sessions {
+            if let Some(sig) = interrupt::signal() {
+                return Err(Error::Interrupted(sig));
+            }
             match (self.run_session(session, outcome), &session.fallback) {
                 (Err(Error::Command { .. }), Some(fallback)) => {
                     self.run_session(fallback, outcome)?
@@ -100,6 +104,7 @@ impl Executor<'_> {
             },
             source,
         })?;
+        interrupt::set_child(child.id());
         if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
             // A closed pipe here means the remote side ended early; its status says why.
             let _ = stdin.write_all(format!("{pw}\n").as_bytes());
@@ -108,6 +113,7 @@ impl Executor<'_> {
         let host = session.host.to_string();
         let mut lines: Vec<Vec<String>> = vec![Vec::new(); session.steps.len()];
         let mut current: Option<usize> = None;
+        let mut remote_pgid: Option<String> = None;
         let mut started = Instant::now();
         let mut start = |n: usize, current: &mut Option<usize>, started: &mut Instant| {
             if let Some(prev) = current.take() {
@@ -130,6 +136,10 @@ impl Executor<'_> {
         if let Some(stdout) = child.stdout.take() {
             for line in BufReader::new(stdout).lines() {
                 let line = line.map_err(|e| Error::Output(format!("reading from {host}: {e}")))?;
+                if let Some(pgid) = line.strip_prefix(PGID_MARKER) {
+                    remote_pgid = Some(pgid.trim().to_string());
+                    continue;
+                }
                 match line
                     .strip_prefix(MARKER)
                     .and_then(|n| n.parse::<usize>().ok())
@@ -146,6 +156,11 @@ impl Executor<'_> {
             program: "wait".into(),
             source: e,
         })?;
+        interrupt::set_child(0);
+        if let Some(sig) = interrupt::signal() {
+            self.stop_remote(session, remote_pgid.as_deref());
+            return Err(Error::Interrupted(sig));
+        }
         let code = status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
@@ -190,6 +205,40 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Executor<'_> {
+    /// After an interruption: stop what the session started on its host. Elevated sessions
+    /// are left alone (activation runs under systemd-run and must not be cut half way).
+    fn stop_remote(&mut self, session: &Session, pgid: Option<&str>) {
+        let (crate::host::Host::Ssh(_), Some(pgid), crate::request::Elevation::None) =
+            (&session.host, pgid, &session.elevation)
+        else {
+            return;
+        };
+        if !pgid.bytes().all(|b| b.is_ascii_digit()) {
+            return;
+        }
+        self.report
+            .info(&format!("stopping what rb started on {}...", session.host));
+        let inv = crate::render::Invocation {
+            argv: vec![
+                "kill".into(),
+                "-TERM".into(),
+                "--".into(),
+                format!("-{pgid}"),
+            ],
+            env: Vec::new(),
+            markers: false,
+        };
+        if let Ok(mut cmd) = self.transport.command(&session.host, &inv) {
+            let _ = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

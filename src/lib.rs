@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod flake;
 pub mod host;
+pub mod interrupt;
 pub mod nix;
 pub mod password;
 pub mod plan;

@@ -17,6 +17,9 @@ pub type Values = BTreeMap<Var, String>;
 
 /// Marker a script prints on stdout as step N of its session starts.
 pub const MARKER: &str = "@rb-step ";
+/// Marker a remote script prints first: its process group, so that an interrupted run can
+/// stop what it started there.
+pub const PGID_MARKER: &str = "@rb-pgid ";
 
 /// Where a rendered session's environment-dependent words are evaluated.
 pub enum Site<'a> {
@@ -75,6 +78,10 @@ pub fn render(
 
 /// The single command of a session that needs no shell, if that is what it is.
 fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> {
+    // Remote sessions always run as a script: it reports its process group (see PGID_MARKER).
+    if matches!(site, Site::Remote) {
+        return Ok(None);
+    }
     let [step] = session.steps.as_slice() else {
         return Ok(None);
     };
@@ -160,6 +167,12 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
     let mut lines = Vec::new();
     // Shell that undoes what earlier commands changed, most recent first.
     let mut undo: Vec<String> = Vec::new();
+    if matches!(site, Site::Remote) {
+        // Field 5 of /proc/PID/stat is the process group (the command name, field 2, is `sh`).
+        lines.push(format!(
+            "read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '{PGID_MARKER}%s\\n' \"$5\""
+        ));
+    }
     for (n, step) in session.steps.iter().enumerate() {
         lines.push(format!("printf '{MARKER}%s\\n' {n}"));
         for cmd in &step.commands {
@@ -379,7 +392,8 @@ mod tests {
         assert_eq!(inv.argv[..4], ["sudo", "--prompt=", "--stdin", "/bin/sh"]);
         assert_eq!(
             inv.argv[5],
-            "printf '@rb-step %s\\n' 0\n\
+            "read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '@rb-pgid %s\\n' \"$5\"\n\
+             printf '@rb-step %s\\n' 0\n\
              test -f /nix/store/abc-sys/nixos-version >&2 || { s=$?; printf '%s\\n' 'rb: error: missing /nix/store/abc-sys' >&2; exit $s; }\n\
              printf '@rb-step %s\\n' 1\n\
              if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1; else set --; fi\n\
@@ -396,10 +410,8 @@ mod tests {
                 options: vec![],
             },
         );
-        assert_eq!(
-            render(&s, &values(), &Site::Remote, "rb").unwrap().argv,
-            ["sudo", "--non-interactive", "true"]
-        );
+        let argv = render(&s, &values(), &Site::Remote, "rb").unwrap().argv;
+        assert_eq!(argv[..3], ["sudo", "--non-interactive", "/bin/sh"]);
     }
 
     #[test]

@@ -2,5 +2,6 @@
 
 mod fleet;
 mod fleet_smoke;
+mod interrupt;
 mod local;
 mod remote;

@@ -15,6 +15,7 @@
 #   nixosVersion          str     "26.05.<rev>"
 #   kernelVersion         str     "6.1.0-rb"   kernel-modules/lib/modules/<kernelVersion>
 #   evalError             bool    false        evaluating `config` throws
+#   buildSeconds          int     0            the toplevel's builder first sleeps this long
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -31,6 +32,7 @@ let
   nixosVersion = k.nixosVersion or "26.05.${toString rev}";
   kernelVersion = k.kernelVersion or "6.1.0-rb";
   evalError = k.evalError or false;
+  buildSeconds = k.buildSeconds or 0;
 
   # Every build is `/bin/sh -c <script>`; the scripts set PATH themselves.
   mkDerivation = drvName: scriptFile: attrs:
@@ -46,10 +48,10 @@ let
     inherit kernelVersion;
   };
 
-  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false }:
+  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0 }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
       inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
-        specialisation specialisationPaths failBuild;
+        specialisation specialisationPaths failBuild buildSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
     };
 
@@ -58,7 +60,7 @@ let
     specialisations;
 
   toplevel = mkToplevel {
-    inherit failBuild;
+    inherit failBuild buildSeconds;
     specialisationPaths = map (s: "${s.name}=${s.toplevel}") specialisationToplevels;
   };
 

@@ -4,6 +4,9 @@
 # kernelVersion activationExit specialisation specialisationPaths failBuild stcTemplate.
 PATH=/usr/bin:/bin
 set -eu
+if [ "${buildSeconds:-0}" -gt 0 ]; then
+  sleep "$buildSeconds"
+fi
 if [ -n "${failBuild:-}" ]; then
   echo "rb-fleet: building configuration '$configName' failed on purpose (knob failBuild)" >&2
   exit 1

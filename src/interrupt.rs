@@ -1,0 +1,43 @@
+//! Ctrl-C and termination: stop the running child, let the executor clean up (remote
+//! processes, SSH masters, the control directory), exit with 128 + the signal.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static CHILD: AtomicU32 = AtomicU32::new(0);
+
+/// Starts the thread that receives SIGINT, SIGTERM and SIGHUP for the rest of the run.
+pub fn install() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            SIGNAL.store(sig, Ordering::SeqCst);
+            // A terminal's Ctrl-C reaches the child too; a SIGTERM sent to rb alone does not.
+            let pid = CHILD.load(Ordering::SeqCst);
+            if pid != 0 {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    });
+}
+
+/// The signal that interrupted the run, if one did.
+pub fn signal() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Records the child the executor is waiting for (0: none).
+pub fn set_child(pid: u32) {
+    CHILD.store(pid, Ordering::SeqCst);
+}
