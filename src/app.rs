@@ -73,10 +73,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return exit::SUCCESS;
     }
     crate::interrupt::install();
-    let report = Report {
-        program: program.clone(),
-        debug: cli.output.debug || cli.nix.verbose > 0,
-    };
+    let report = Report::new(program.clone(), cli.output.debug || cli.nix.verbose > 0);
     match run_cli(&cli, &report) {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
@@ -180,8 +177,69 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
         password,
     };
     let mut outcome = Outcome::default();
-    executor.execute(&plan, &mut outcome)?;
+    let result = executor.execute(&plan, &mut outcome);
+    if cli.output.json {
+        let doc = result_document(&req, &plan, &outcome, result.as_ref().err());
+        report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return result;
+    }
+    result?;
     finish(&plan, &outcome, report)
+}
+
+/// `--json`: what happened, as one document on stdout (schema in README, "JSON output").
+fn result_document(
+    req: &Request,
+    plan: &Plan,
+    outcome: &Outcome,
+    error: Option<&Error>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let activates = plan
+        .sessions
+        .iter()
+        .flat_map(|s| &s.steps)
+        .any(|s| s.kind == crate::plan::StepKind::Activate);
+    let sets_profile = plan
+        .sessions
+        .iter()
+        .flat_map(|s| &s.steps)
+        .any(|s| s.kind == crate::plan::StepKind::SetProfile);
+    let activated = outcome
+        .steps
+        .iter()
+        .find(|s| s.kind == crate::plan::StepKind::Activate);
+    let failed = outcome.steps.iter().rev().find(|s| s.failed.is_some());
+    json!({
+        "version": SCHEMA_VERSION,
+        "action": req.action,
+        "success": error.is_none(),
+        "buildHost": req.build_host.to_string(),
+        "targetHost": req.target_host.to_string(),
+        "storePath": outcome.values.get(&Var::System),
+        "profile": sets_profile.then(|| req.profile.path()),
+        "generation": outcome
+            .values
+            .get(&Var::Generation)
+            .filter(|_| error.is_none() && sets_profile)
+            .and_then(|g| g.parse::<u64>().ok()),
+        "activation": activates.then(|| json!({
+            "ran": activated.is_some(),
+            "status": activated.map(|s| s.failed.unwrap_or(0)),
+        })),
+        "steps": outcome.steps.iter().map(|s| json!({
+            "step": s.kind,
+            "host": s.host,
+            "seconds": (s.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            "status": s.failed.unwrap_or(0),
+        })).collect::<Vec<_>>(),
+        "error": error.map(|e| json!({
+            "step": failed.map(|s| s.kind),
+            "host": failed.map(|s| s.host.clone()),
+            "status": e.exit_status(),
+            "message": e.to_string(),
+        })),
+    })
 }
 
 fn print_plan(plan: &Plan, req: &Request, caps: &NixCaps, json: bool, report: &Report) {

@@ -29,14 +29,14 @@ pub struct Outcome {
     pub steps: Vec<StepRecord>,
 }
 
-pub struct Executor<'a> {
+pub struct Executor<'a, 'r> {
     pub transport: &'a mut Transport,
-    pub report: &'a Report,
+    pub report: &'r Report,
     /// Sent on stdin to sessions elevated with a password.
     pub password: Option<String>,
 }
 
-impl Executor<'_> {
+impl Executor<'_, '_> {
     pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
         outcome.values.extend(plan.inputs.iter().cloned());
         for host in &plan.connect {
@@ -115,17 +115,21 @@ impl Executor<'_> {
         let mut current: Option<usize> = None;
         let mut remote_pgid: Option<String> = None;
         let mut started = Instant::now();
+        let report = self.report;
         let mut start = |n: usize, current: &mut Option<usize>, started: &mut Instant| {
             if let Some(prev) = current.take() {
+                let kind = session.steps[prev].kind;
+                report.step_finished(kind, &host, started.elapsed(), None);
                 outcome.steps.push(StepRecord {
-                    kind: session.steps[prev].kind,
+                    kind,
                     host: host.clone(),
                     duration: started.elapsed(),
                     failed: None,
                 });
             }
+            report.step_started(session.steps[n].kind, &host);
             if let Some(msg) = &session.steps[n].message {
-                self.report.info(msg);
+                report.info(msg);
             }
             *current = Some(n);
             *started = Instant::now();
@@ -171,6 +175,12 @@ impl Executor<'_> {
                 || session.steps[current.unwrap_or(0)].kind == StepKind::CheckElevation)
             && !matches!(session.elevation, crate::request::Elevation::None);
         let last = current.unwrap_or(0);
+        self.report.step_finished(
+            session.steps[last].kind,
+            &host,
+            started.elapsed(),
+            (code != 0).then_some(code),
+        );
         outcome.steps.push(StepRecord {
             kind: session.steps[last].kind,
             host: host.clone(),
@@ -208,7 +218,7 @@ impl Executor<'_> {
     }
 }
 
-impl Executor<'_> {
+impl Executor<'_, '_> {
     /// After an interruption: stop what the session started on its host. Elevated sessions
     /// are left alone (activation runs under systemd-run and must not be cut half way).
     fn stop_remote(&mut self, session: &Session, pgid: Option<&str>) {
@@ -275,6 +285,21 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
                     ))
                 })?;
             values.insert(*var, path.to_string());
+        }
+        Capture::ProfileLink => {
+            let n = lines
+                .iter()
+                .rev()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_suffix("-link")?
+                        .rsplit('-')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .ok_or_else(|| Error::Output(format!("unexpected profile link {lines:?}")))?;
+            values.insert(Var::Generation, n.to_string());
         }
         Capture::Generation { profile, pick } => {
             let n = pick_generation(lines, profile, *pick)?;

@@ -223,6 +223,8 @@ pub enum Capture {
     BuildJson,
     /// The last line is a store path, the value of the variable.
     PathLine(Var),
+    /// `readlink PROFILE` after setting it: `<name>-N-link` gives `$generation`.
+    ProfileLink,
     /// `nix-env --list-generations`: choose a generation other than the current one, setting
     /// `$generation` and `$system` (the generation's link in the profile's directory).
     Generation { profile: String, pick: Pick },
@@ -306,6 +308,7 @@ impl Session {
                 if let Some(capture) = &step.capture {
                     let yields = match capture {
                         Capture::BuildJson => "$system".to_string(),
+                        Capture::ProfileLink => "$generation".to_string(),
                         Capture::PathLine(var) => format!("${}", var.name()),
                         Capture::Generation { pick, .. } => format!(
                             "$generation, $system ({})",

@@ -481,7 +481,13 @@ fn activation(req: &Request, run_id: &str) -> Session {
         set.undo = Some(Undo::RestoreProfile {
             profile: profile.clone(),
         });
-        steps.push(step(StepKind::SetProfile, vec![set]));
+        steps.push(Step {
+            kind: StepKind::SetProfile,
+            message: None,
+            // Which generation the profile is at now, for the report.
+            commands: vec![set, Command::lit(&["readlink", &profile])],
+            capture: Some(Capture::ProfileLink),
+        });
     }
 
     let stc_action = match req.action {
@@ -634,7 +640,12 @@ mod tests {
         set.undo = Some(Undo::RestoreProfile {
             profile: profile.into(),
         });
-        simple(StepKind::SetProfile, set)
+        Step {
+            kind: StepKind::SetProfile,
+            message: None,
+            commands: vec![set, cmd(&["readlink", profile])],
+            capture: Some(Capture::ProfileLink),
+        }
     }
 
     const SYSTEM: &str = "/nix/var/nix/profiles/system";
@@ -830,19 +841,27 @@ mod tests {
                         host: Host::Local,
                         elevation: Elevation::None,
                         steps: vec![
-                            simple(StepKind::SetProfile, {
-                                let mut c = Command::new(vec![
-                                    Word::lit("nix-env"),
-                                    Word::lit("-p"),
-                                    Word::lit(SYSTEM),
-                                    Word::lit("--switch-generation"),
-                                    Word::var(Var::Generation, ""),
-                                ]);
-                                c.undo = Some(Undo::RestoreProfile {
-                                    profile: SYSTEM.into(),
-                                });
-                                c
-                            }),
+                            Step {
+                                kind: StepKind::SetProfile,
+                                message: None,
+                                commands: vec![
+                                    {
+                                        let mut c = Command::new(vec![
+                                            Word::lit("nix-env"),
+                                            Word::lit("-p"),
+                                            Word::lit(SYSTEM),
+                                            Word::lit("--switch-generation"),
+                                            Word::var(Var::Generation, ""),
+                                        ]);
+                                        c.undo = Some(Undo::RestoreProfile {
+                                            profile: SYSTEM.into(),
+                                        });
+                                        c
+                                    },
+                                    cmd(&["readlink", SYSTEM]),
+                                ],
+                                capture: Some(Capture::ProfileLink),
+                            },
                             stc("", "switch", "0"),
                         ],
                         fallback: None,

@@ -3,15 +3,60 @@
 //! stdout carries only results a script may read (the store path line, JSON); everything
 //! else, including the output of the commands rb runs, goes to stderr.
 
-use std::io::Write;
+use crate::plan::StepKind;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 pub struct Report {
     /// `rb`, or `nixos-rebuild` when invoked under that name.
     pub program: String,
     pub debug: bool,
+    /// Colour on stderr: only on a terminal, and not with `NO_COLOR`.
+    pub color: bool,
 }
 
 impl Report {
+    pub fn new(program: String, debug: bool) -> Self {
+        let color = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Report {
+            program,
+            debug,
+            color,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Progress: one line as a step starts.
+    pub fn step_started(&self, kind: StepKind, host: &str) {
+        eprintln!(
+            "{} {} on {host}",
+            self.paint("1;34", &format!("{}:", self.program)),
+            kind.name()
+        );
+    }
+
+    /// Progress: one line as a step ends, with its duration.
+    pub fn step_finished(&self, kind: StepKind, host: &str, took: Duration, failed: Option<i32>) {
+        let outcome = match failed {
+            None => self.paint("32", "done"),
+            Some(code) => self.paint("1;31", &format!("failed (exit status {code})")),
+        };
+        eprintln!(
+            "{} {} on {host} {outcome} in {:.2}s",
+            self.paint("1;34", &format!("{}:", self.program)),
+            kind.name(),
+            took.as_secs_f64()
+        );
+    }
+
     pub fn info(&self, msg: &str) {
         eprintln!("{msg}");
     }
