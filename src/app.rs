@@ -31,10 +31,12 @@ fn program_name(argv0: Option<&OsString>) -> String {
     }
 }
 
+/// The clap command, named `program` in usage lines, help and examples.
 pub fn command(program: &str) -> clap::Command {
     Cli::command()
         .name(program.to_string())
         .bin_name(program.to_string())
+        .after_help(crate::cli::after_help(program))
 }
 
 fn usage_hint(program: &str) {

@@ -4,24 +4,28 @@
 //! shell completions. They only say what the user typed; what it means is decided in
 //! `request.rs`.
 
-use clap::{ArgAction, Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, ValueEnum, ValueHint};
 
 /// Reconfigure a NixOS machine, here or over SSH.
 ///
-/// rb is a drop-in replacement for nixos-rebuild: it builds the system configuration, copies it
-/// to the target, sets the system profile and activates it. Run `man rb` for the whole manual.
+/// rb is a drop-in replacement for nixos-rebuild: it builds the system configuration (here or on
+/// a build host), copies it to the target, makes it the system profile's new generation and
+/// activates it with switch-to-configuration.
 #[derive(Debug, Parser)]
 #[command(
     name = "rb",
     version,
     disable_version_flag = true,
-    max_term_width = 100,
-    after_help = "Examples:\n  rb switch --flake .#my-nixos --target-host root@aquamarine\n  rb boot --flake . --build-host builder --target-host deploy@web1 --sudo -S\n  rb switch --flake .#my-nixos --plan"
+    max_term_width = 100
 )]
 pub struct Cli {
     /// What to do with the configuration.
     #[arg(value_enum, value_name = "ACTION")]
     pub action: Option<Action>,
+
+    /// Print version information.
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
 
     #[command(flatten)]
     pub source: SourceArgs,
@@ -40,10 +44,17 @@ pub struct Cli {
 
     #[command(flatten)]
     pub nix: NixArgs,
+}
 
-    /// Print version information.
-    #[arg(long, action = ArgAction::Version)]
-    pub version: Option<bool>,
+/// The examples at the end of `--help`, naming the program as it was invoked.
+pub fn after_help(program: &str) -> String {
+    format!(
+        "Examples:\n  \
+         {program} switch --flake .#my-nixos --target-host root@aquamarine\n  \
+         {program} boot --flake . --build-host builder --target-host deploy@web1 --sudo -S\n  \
+         {program} switch --flake .#my-nixos --plan\n\n\
+         The manual page {program}(8) describes every option, the environment and the exit statuses."
+    )
 }
 
 /// The actions of nixos-rebuild-ng, in its order.
@@ -61,19 +72,19 @@ pub enum Action {
     /// Show what would be built or fetched, without building.
     #[value(alias = "dry-run")]
     DryBuild,
-    /// Build it and show what activating it would change.
+    /// Build and copy it, then show what activating it would change.
     DryActivate,
     /// Open the configuration in an editor.
     Edit,
     /// Open `nix repl` with the configuration loaded.
     Repl,
-    /// Build a QEMU virtual machine running the configuration.
+    /// Build a QEMU virtual machine running the configuration and print how to start it.
     BuildVm,
     /// Like build-vm, booting through the boot loader.
     BuildVmWithBootloader,
     /// Build a disk image of the configuration (see --image-variant).
     BuildImage,
-    /// List the generations of the system profile.
+    /// List the generations of the system profile (as JSON with --json).
     ListGenerations,
 }
 
@@ -110,7 +121,8 @@ pub enum ElevateMethod {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Configuration")]
 pub struct SourceArgs {
-    /// Build the NixOS configuration of a flake: FLAKE#NAME, NAME defaulting to the host name.
+    /// Build the NixOS configuration of a flake: FLAKE#NAME, NAME defaulting to the target's
+    /// host name.
     ///
     /// Without a value, the flake in the current directory. Without this option,
     /// /etc/nixos/flake.nix is used when it exists.
@@ -129,15 +141,17 @@ pub struct SourceArgs {
     pub no_flake: bool,
 
     /// Build the configuration from this Nix file instead of <nixpkgs/nixos>.
-    #[arg(long, short = 'f', value_name = "FILE")]
+    #[arg(long, short = 'f', value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub file: Option<String>,
 
     /// Build the configuration from this attribute (of --file, default ./default.nix).
-    #[arg(long, short = 'A', value_name = "ATTR")]
+    #[arg(long, short = 'A', value_name = "ATTR", value_hint = ValueHint::Other)]
     pub attr: Option<String>,
 
     /// Deploy this already built system closure instead of building one.
-    #[arg(long, value_name = "PATH")]
+    ///
+    /// Only with switch, boot, test and dry-activate. The closure is copied to the target first.
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::DirPath)]
     pub store_path: Option<String>,
 
     /// Update the root user's nixos channel (and the ones marked for it) first.
@@ -148,8 +162,8 @@ pub struct SourceArgs {
     #[arg(long)]
     pub upgrade_all: bool,
 
-    /// The image variant to build with build-image.
-    #[arg(long, value_name = "VARIANT")]
+    /// The image variant to build with build-image (an attribute of config.system.build.images).
+    #[arg(long, value_name = "VARIANT", value_hint = ValueHint::Other)]
     pub image_variant: Option<String>,
 }
 
@@ -158,18 +172,24 @@ pub struct SourceArgs {
 #[command(next_help_heading = "Activation")]
 pub struct ActivationArgs {
     /// Use the system profile /nix/var/nix/profiles/system-profiles/NAME.
-    #[arg(long, short = 'p', value_name = "NAME")]
+    ///
+    /// Instead of /nix/var/nix/profiles/system; the boot loader lists it as its own entries.
+    /// The profile is created on the target when it does not exist yet.
+    #[arg(long, short = 'p', value_name = "NAME", value_hint = ValueHint::Other)]
     pub profile_name: Option<String>,
 
     /// Activate the specialisation NAME of the configuration (switch and test).
-    #[arg(long, short = 'c', value_name = "NAME")]
+    #[arg(long, short = 'c', value_name = "NAME", value_hint = ValueHint::Other)]
     pub specialisation: Option<String>,
 
     /// Go back to the previous generation instead of building.
+    ///
+    /// With switch and boot the profile itself goes back one generation; with test and build
+    /// the previous generation is only activated or shown.
     #[arg(long)]
     pub rollback: bool,
 
-    /// (Re)install the boot loader.
+    /// Install the boot loader again while activating (NIXOS_INSTALL_BOOTLOADER=1).
     #[arg(long)]
     pub install_bootloader: bool,
 
@@ -178,10 +198,16 @@ pub struct ActivationArgs {
     pub diff: bool,
 
     /// Elevate the steps that need root with sudo.
+    ///
+    /// Setting the profile and activating run as root through sudo, on the target host or here.
+    /// NIX_SUDOOPTS adds options to each sudo call.
     #[arg(long)]
     pub sudo: bool,
 
     /// Ask for the sudo password once, before anything is built; implies --sudo.
+    ///
+    /// The password is checked on the target before the build starts and fed to sudo on its
+    /// standard input, so no terminal is needed on the target.
     #[arg(long, short = 'S', visible_alias = "ask-elevate-password")]
     pub ask_sudo_password: bool,
 
@@ -199,11 +225,17 @@ pub struct ActivationArgs {
 #[command(next_help_heading = "Hosts")]
 pub struct HostArgs {
     /// Deploy to this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host.
-    #[arg(long, value_name = "HOST")]
+    ///
+    /// One SSH connection per host carries every step of the run. NIX_SSHOPTS adds options to
+    /// ssh.
+    #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
     pub target_host: Option<String>,
 
     /// Build on this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host.
-    #[arg(long, value_name = "HOST")]
+    ///
+    /// The derivation is evaluated here and built there. The result goes from the build host
+    /// straight to the target, or through this machine when the build host cannot reach it.
+    #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
     pub build_host: Option<String>,
 }
 
@@ -215,11 +247,13 @@ pub struct OutputArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Print the steps rb would run, with their hosts, and exit without running anything.
+    /// Print the steps that would run, with their hosts, and exit without running anything.
+    ///
+    /// Nothing is built, copied or activated. With --json the plan is printed as JSON.
     #[arg(long)]
     pub plan: bool,
 
-    /// Log rb's own decisions on stderr.
+    /// Print debug messages on stderr.
     #[arg(long)]
     pub debug: bool,
 }
@@ -236,19 +270,19 @@ pub struct LegacyArgs {
     #[arg(long)]
     pub install_grub: bool,
 
-    /// Deprecated: rb never re-executes itself.
+    /// Deprecated: use --no-reexec.
     #[arg(long)]
     pub fast: bool,
 
-    /// Accepted for compatibility: rb never re-executes itself.
+    /// Accepted for compatibility; there is no re-execution to skip.
     #[arg(long)]
     pub no_reexec: bool,
 
-    /// Deprecated: rb never builds Nix.
+    /// Deprecated: Nix is never built.
     #[arg(long)]
     pub no_build_nix: bool,
 
-    /// Deprecated: rb never allocates a TTY over SSH.
+    /// Deprecated: no TTY is ever allocated over SSH.
     #[arg(long)]
     pub no_ssh_tty: bool,
 }
@@ -266,15 +300,15 @@ pub struct NixArgs {
     pub quiet: u8,
 
     /// Number of build jobs Nix runs in parallel.
-    #[arg(long, short = 'j', value_name = "N")]
+    #[arg(long, short = 'j', value_name = "N", value_hint = ValueHint::Other)]
     pub max_jobs: Option<String>,
 
     /// Number of cores each build may use.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other)]
     pub cores: Option<String>,
 
-    /// Format of Nix's log output.
-    #[arg(long, value_name = "FORMAT")]
+    /// Format of Nix's log output, such as raw, bar-with-logs or internal-json.
+    #[arg(long, value_name = "FORMAT", value_hint = ValueHint::Other)]
     pub log_format: Option<String>,
 
     /// Keep building other derivations when one fails.
@@ -293,15 +327,21 @@ pub struct NixArgs {
     #[arg(long)]
     pub repair: bool,
 
-    /// Set a Nix configuration option.
-    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    /// Set the Nix configuration option NAME to VALUE, as in nix.conf.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["NAME", "VALUE"],
+        value_hint = ValueHint::Other,
+        action = ArgAction::Append
+    )]
     pub option: Vec<String>,
 
-    /// Remote builders for Nix to use.
-    #[arg(long, value_name = "SPEC")]
+    /// Remote builders for Nix to use, as in nix.conf's builders setting.
+    #[arg(long, value_name = "SPEC", value_hint = ValueHint::Other)]
     pub builders: Option<String>,
 
-    /// Add a path to the Nix search path.
+    /// Add PATH or NAME=PATH to the Nix search path (<nixpkgs>, <nixos-config>).
     #[arg(long = "include", short = 'I', value_name = "PATH", action = ArgAction::Append)]
     pub include: Vec<String>,
 
@@ -354,11 +394,17 @@ pub struct NixArgs {
     pub commit_lock_file: bool,
 
     /// Update one input of the flake's lock file.
-    #[arg(long, value_name = "INPUT", action = ArgAction::Append)]
+    #[arg(long, value_name = "INPUT", value_hint = ValueHint::Other, action = ArgAction::Append)]
     pub update_input: Vec<String>,
 
-    /// Override one input of the flake.
-    #[arg(long, num_args = 2, value_names = ["INPUT", "FLAKEREF"], action = ArgAction::Append)]
+    /// Use FLAKEREF for the flake's input INPUT.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["INPUT", "FLAKEREF"],
+        value_hint = ValueHint::Other,
+        action = ArgAction::Append
+    )]
     pub override_input: Vec<String>,
 
     /// Do not show build output; for flakes also leaves no result link.
