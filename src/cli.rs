@@ -243,7 +243,7 @@ pub struct HostArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
-    /// Print JSON on stdout (list-generations, --plan).
+    /// Print one JSON document on stdout: the result of the run, the plan, or the generations.
     #[arg(long)]
     pub json: bool,
 
