@@ -5,3 +5,4 @@ mod fleet_smoke;
 mod interrupt;
 mod local;
 mod remote;
+mod json;

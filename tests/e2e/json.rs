@@ -1,0 +1,82 @@
+//! `--json`: one document on stdout for every action, on success and on failure; progress
+//! lines on stderr, without control characters when piped.
+
+use crate::fleet::{Fleet, RbCall};
+use serde_json::Value;
+
+const WS: &str = "ws";
+const T: &str = "aquamarine";
+
+fn doc(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout}"))
+}
+
+#[test]
+fn every_action_reports_one_document() {
+    let f = Fleet::up(&[WS]);
+    for (action, activates, sets_profile, has_path) in [
+        ("switch", true, true, true),
+        ("boot", true, true, true),
+        ("test", true, false, true),
+        ("dry-activate", true, false, true),
+        ("build", false, false, true),
+        ("dry-build", false, false, false),
+        ("build-vm", false, false, true),
+        ("build-vm-with-bootloader", false, false, true),
+    ] {
+        let r = f.rb(&[action, "--flake", &f.flake(WS), "--json"]);
+        r.assert_success();
+        let d = doc(&r.stdout);
+        assert_eq!(d["version"], 1, "{action}");
+        assert_eq!(d["action"], action);
+        assert_eq!(d["success"], true);
+        assert_eq!(d["targetHost"], "local");
+        assert_eq!(d["error"], Value::Null);
+        assert_eq!(d["storePath"].is_string(), has_path, "{action}: {d}");
+        assert_eq!(d["activation"]["ran"] == true, activates, "{action}: {d}");
+        assert_eq!(d["generation"].is_u64(), sets_profile, "{action}: {d}");
+        let steps = d["steps"].as_array().unwrap();
+        assert_eq!(steps[0]["step"], "build", "{action}: {d}");
+        assert!(steps.iter().all(|s| s["seconds"].is_f64() && s["status"] == 0));
+    }
+}
+
+#[test]
+fn a_failure_names_the_step_and_its_status() {
+    let f = Fleet::up(&[WS, T]);
+    f.knob(T, "activationExit", "4");
+    let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", T, "--json"]);
+    r.assert_status(4);
+    let d = doc(&r.stdout);
+    assert_eq!(d["success"], false);
+    assert_eq!(d["error"]["step"], "activate");
+    assert_eq!(d["error"]["host"], T);
+    assert_eq!(d["error"]["status"], 4);
+    assert_eq!(d["activation"]["status"], 4);
+    assert_eq!(d["generation"], Value::Null, "the profile was put back");
+    assert!(r.stderr.contains("rb: error:"), "{r:?}");
+}
+
+#[test]
+fn progress_lines_are_plain_when_piped() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(T), "--target-host", T],
+        ..Default::default()
+    });
+    r.assert_success();
+    for line in [
+        "rb: build on local",
+        "rb: copy on local",
+        "rb: activate on aquamarine",
+    ] {
+        assert!(r.stderr.lines().any(|l| l == line), "{line:?}: {r:?}");
+    }
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("rb: activate on aquamarine done in ")),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains('\x1b'), "no escape sequences when piped");
+}
