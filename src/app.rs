@@ -167,11 +167,20 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
         print_plan(&plan, &req, &caps, cli.output.json, report);
         return Ok(());
     }
-    let password = match &req.elevation {
-        Elevation::Sudo {
-            ask_password: true, ..
-        } if !req.target_host.is_local() => Some(password::ask(&req.target_host.to_string())?),
-        _ => None,
+    // Asked once, before anything runs, when a session will need it.
+    let needs_password = plan.sessions.iter().any(|s| {
+        matches!(
+            s.elevation,
+            Elevation::Sudo {
+                ask_password: true,
+                ..
+            }
+        )
+    });
+    let password = if needs_password {
+        Some(password::ask(&req.target_host.to_string())?)
+    } else {
+        None
     };
     let mut executor = Executor {
         transport,

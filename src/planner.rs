@@ -40,13 +40,10 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         Action::Switch | Action::Boot | Action::Test | Action::DryActivate
     );
     // A wrong password is found out before anything is built.
-    if let (
-        Host::Ssh(_),
-        Elevation::Sudo {
-            ask_password: true, ..
-        },
-    ) = (&req.target_host, &req.elevation)
-        && activates
+    if let Elevation::Sudo {
+        ask_password: true, ..
+    } = &req.elevation
+        && (activates || req.source == Source::Rollback)
     {
         sessions.push(check_elevation(req));
     }

@@ -369,6 +369,35 @@ fn local_sudo_elevates_only_activation() {
 }
 
 #[test]
+fn local_sudo_password_is_asked_once_and_checked_first() {
+    let f = fleet();
+    let args = ["switch", "--flake", &f.flake(WS), "-S"];
+    let r = f.rb_with(RbCall {
+        args: &args,
+        user: Some("deploypw"),
+        stdin: Some(format!("{}\n", crate::fleet::DEPLOYPW_PASSWORD)),
+        ..Default::default()
+    });
+    r.assert_success();
+    assert_eq!(f.activations(WS)[0].uid, 0);
+
+    f.knob(WS, "rev", "2");
+    let r = f.rb_with(RbCall {
+        args: &args,
+        user: Some("deploypw"),
+        stdin: Some("wrong\n".into()),
+        ..Default::default()
+    });
+    r.assert_status(1);
+    assert!(r.stderr.contains("password was not accepted"), "{r:?}");
+    assert!(
+        !r.stderr.contains("building"),
+        "checked before building: {r:?}"
+    );
+    assert_eq!(f.activations(WS).len(), 1);
+}
+
+#[test]
 fn plan_prints_the_steps_and_runs_nothing() {
     let f = fleet();
     let r = f.rb(&["switch", "--flake", &f.flake(WS), "--plan"]);

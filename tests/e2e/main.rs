@@ -3,6 +3,6 @@
 mod fleet;
 mod fleet_smoke;
 mod interrupt;
+mod json;
 mod local;
 mod remote;
-mod json;
