@@ -173,7 +173,7 @@ fn nix_new_style(subcommand: &str) -> Vec<String> {
 fn build(req: &Request) -> Result<Session> {
     let attr = attribute(req.action);
     let dry = req.action == Action::DryBuild;
-    let link = leaves_result_link(req.action) && req.target_host.is_local();
+    let link = leaves_result_link(req.action);
     let (argv, capture) = match &req.source {
         Source::Flake(flake) => {
             // `--json` works on every Nix from 2.8 on, unlike `--print-out-paths`.

@@ -391,3 +391,16 @@ fn remote_quoting_round_trips_through_real_shells() {
         );
     }
 }
+
+#[test]
+fn build_with_a_target_copies_there_and_leaves_result_here() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&["build", "--flake", &f.flake(T), "--target-host", T]);
+    r.assert_success();
+    let path = r.stdout_trimmed();
+    assert!(f.has_path(T, path), "copied to the target");
+    let link = std::fs::read_link(f.workdir().join("result")).expect("./result");
+    assert_eq!(link.to_string_lossy(), path);
+    assert!(f.activations(T).is_empty());
+    assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
+}
