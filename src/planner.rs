@@ -92,9 +92,34 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         action: req.action,
         connect,
         inputs,
-        sessions,
+        sessions: merge_sessions(sessions),
         finish,
     })
+}
+
+/// Consecutive sessions on the same remote host with the same elevation become one: one
+/// round trip instead of two (e.g. realise and activate when the build host is the target).
+/// A value the first captures reaches the second through a shell variable of the script,
+/// which works for path captures only.
+fn merge_sessions(sessions: Vec<Session>) -> Vec<Session> {
+    let mut out: Vec<Session> = Vec::new();
+    for session in sessions {
+        if let Some(prev) = out.last_mut()
+            && !prev.host.is_local()
+            && prev.host == session.host
+            && prev.elevation == session.elevation
+            && prev.fallback.is_none()
+            && session.fallback.is_none()
+            && prev.steps.iter().all(|s| {
+                matches!(s.capture, None | Some(Capture::PathLine(_))) && s.commands.len() == 1
+            })
+        {
+            prev.steps.extend(session.steps);
+            continue;
+        }
+        out.push(session);
+    }
+    out
 }
 
 /// Options and actions whose implementation has not landed yet: validated by `resolve`,
@@ -912,6 +937,70 @@ mod tests {
                 )],
                 finish: Finish::VirtualMachine,
                 connect: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
+        let host = crate::host::SshHost::parse("--target-host", "root@t").unwrap();
+        let drv_copy = {
+            let mut c = Command::new(vec![
+                Word::lit("nix-copy-closure"),
+                Word::lit("--to"),
+                Word::lit("root@t"),
+                Word::var(Var::Drv, ""),
+            ]);
+            c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+            c
+        };
+        let inst = inst("config.system.build.toplevel.drvPath");
+        assert_eq!(
+            plan_of("test --flake /cfg#h --build-host root@t --target-host root@t"),
+            Plan {
+                action: Action::Test,
+                connect: vec![host.clone()],
+                inputs: vec![],
+                sessions: vec![
+                    Session {
+                        host: Host::Local,
+                        elevation: Elevation::None,
+                        steps: vec![Step {
+                            kind: StepKind::Evaluate,
+                            message: Some(BUILD_MESSAGE.into()),
+                            commands: vec![cmd(&[
+                                "nix",
+                                "--extra-experimental-features",
+                                "nix-command flakes",
+                                "eval",
+                                "--raw",
+                                &inst,
+                            ])],
+                            capture: Some(Capture::PathLine(Var::Drv)),
+                        }],
+                        fallback: None,
+                    },
+                    local(StepKind::Copy, drv_copy),
+                    Session {
+                        host: Host::Ssh(host),
+                        elevation: Elevation::None,
+                        steps: vec![
+                            Step {
+                                kind: StepKind::Build,
+                                message: Some("building on root@t...".into()),
+                                commands: vec![Command::new(vec![
+                                    Word::lit("nix-store"),
+                                    Word::lit("--realise"),
+                                    Word::var(Var::Drv, ""),
+                                ])],
+                                capture: Some(Capture::PathLine(Var::System)),
+                            },
+                            stc("", "test", "0"),
+                        ],
+                        fallback: None,
+                    },
+                ],
+                finish: Finish::NewConfiguration,
             }
         );
     }

@@ -7,7 +7,7 @@
 //! step starts; commands' own stdout goes to stderr unless the step captures it.
 
 use crate::error::{Error, Result};
-use crate::plan::{Command, Env, EnvVar, Session, Undo, Var, Word};
+use crate::plan::{Capture, Command, Env, EnvVar, Session, Undo, Var, Word};
 use crate::request::Elevation;
 use crate::shell::{join, quote};
 use std::collections::BTreeMap;
@@ -162,9 +162,40 @@ fn env_prefix(env: &Env, site: &Site) -> Vec<String> {
     }
 }
 
+/// One word as shell text: a known value quoted, or a value an earlier step of the same
+/// script put in a shell variable.
+fn shell_word(word: &Word, values: &Values, produced: &BTreeMap<Var, String>) -> Result<String> {
+    match word {
+        Word::Var { var, suffix } if !values.contains_key(var) && produced.contains_key(var) => {
+            let suffix = if suffix.is_empty() {
+                String::new()
+            } else {
+                quote(suffix)
+            };
+            Ok(format!("\"${}\"{suffix}", produced[var]))
+        }
+        other => value_of(other, values).map(|v| quote(&v)),
+    }
+}
+
+/// A message with `$system` in it, as one shell word.
+fn shell_message(msg: &str, values: &Values, produced: &BTreeMap<Var, String>) -> String {
+    match (values.get(&Var::System), produced.get(&Var::System)) {
+        (Some(v), _) => quote(&msg.replace("$system", v)),
+        (None, Some(name)) => msg
+            .split("$system")
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(&format!("\"${name}\"")),
+        (None, None) => quote(msg),
+    }
+}
+
 /// The session as one POSIX shell script.
 fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Result<String> {
     let mut lines = Vec::new();
+    // Values that steps of this script capture, kept in shell variables for later steps.
+    let mut produced: BTreeMap<Var, String> = BTreeMap::new();
     // Shell that undoes what earlier commands changed, most recent first.
     let mut undo: Vec<String> = Vec::new();
     if matches!(site, Site::Remote) {
@@ -236,16 +267,28 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             if !line.is_empty() {
                 line.push(' ');
             }
-            line.push_str(&join(&substitute(&cmd.argv, values)?));
+            let words = cmd
+                .argv
+                .iter()
+                .map(|w| shell_word(w, values, &produced))
+                .collect::<Result<Vec<_>>>()?
+                .join(" ");
+            let assigns = match (&step.capture, step.commands.len()) {
+                (Some(Capture::PathLine(var)), 1) => Some(format!("rb_{}", var.name())),
+                _ => None,
+            };
+            match &assigns {
+                Some(name) => line = format!("{name}=$({line}{words})"),
+                None => line.push_str(&words),
+            }
             if step.capture.is_none() {
                 line.push_str(" >&2");
             }
             let mut handler = String::new();
             if let Some(msg) = &cmd.on_failure {
-                let msg = msg.replace("$system", values.get(&Var::System).map_or("", |s| s));
                 handler.push_str(&format!(
                     "printf '%s\\n' {} >&2; ",
-                    quote(&format!("{program}: error: {msg}"))
+                    shell_message(&format!("{program}: error: {msg}"), values, &produced)
                 ));
             }
             for u in undo.iter().rev() {
@@ -271,6 +314,10 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                 ));
             }
             lines.push(line);
+            if let (Some(name), Some(Capture::PathLine(var))) = (assigns, &step.capture) {
+                lines.push(format!("printf '%s\\n' \"${name}\""));
+                produced.insert(*var, name);
+            }
         }
     }
     Ok(lines.join("\n"))
