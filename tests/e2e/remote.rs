@@ -404,3 +404,60 @@ fn build_with_a_target_copies_there_and_leaves_result_here() {
     assert!(f.activations(T).is_empty());
     assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
 }
+
+#[test]
+fn ssh_ng_targets_are_copied_with_nix_copy() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("ssh-ng://root@{T}"),
+        "--use-substitutes",
+    ]);
+    r.assert_success();
+    assert!(r.stderr.contains("to 'ssh-ng://root@aquamarine'"), "{r:?}");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.sessions(T).connections, 1);
+}
+
+#[test]
+fn a_builder_that_cannot_reach_the_target_relays_through_here() {
+    let f = Fleet::up(&[WS, B, T]);
+    // A name for the target that only this machine knows (through NIX_SSHOPTS).
+    let config = f.dir().join("ws-only-ssh-config");
+    let shared = std::fs::read_to_string(f.dir().join("ssh/config")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{shared}\nHost private-target\n  HostName 127.0.0.1\n  Port {}\n  \
+             StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+             IdentityFile ~/.ssh/id_ed25519\n",
+            f.port(T)
+        ),
+    )
+    .unwrap();
+    let r = f.rb_with(RbCall {
+        args: &[
+            "switch",
+            "--flake",
+            &f.flake(T),
+            "--build-host",
+            B,
+            "--target-host",
+            "root@private-target",
+        ],
+        env: vec![("NIX_SSHOPTS".into(), format!("-F {}", config.display()))],
+        ..Default::default()
+    });
+    r.assert_success();
+    assert!(
+        r.stderr
+            .contains("relaying the closure through this machine"),
+        "{r:?}"
+    );
+    assert!(built_on(&f, B, T) && !built_on(&f, WS, T));
+    assert!(f.has_path(T, r.stdout_trimmed()));
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+}
