@@ -1013,6 +1013,51 @@ mod tests {
     }
 
     #[test]
+    fn target_host_with_a_sudo_password() {
+        let host = crate::host::SshHost::parse("--target-host", "deploy@t").unwrap();
+        let sudo = Elevation::Sudo {
+            ask_password: true,
+            options: vec![],
+        };
+        let mut copy = Command::new(vec![
+            Word::lit("nix-copy-closure"),
+            Word::lit("-s"),
+            Word::lit("--to"),
+            Word::lit("deploy@t"),
+            Word::var(Var::System, ""),
+        ]);
+        copy.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+        assert_eq!(
+            plan_of("switch --flake /cfg#h --target-host deploy@t -S -s"),
+            Plan {
+                action: Action::Switch,
+                connect: vec![host.clone()],
+                inputs: vec![],
+                sessions: vec![
+                    Session {
+                        host: Host::Ssh(host.clone()),
+                        elevation: sudo.clone(),
+                        steps: vec![simple(StepKind::CheckElevation, cmd(&["true"]))],
+                        fallback: None,
+                    },
+                    build_session(
+                        nix_build("config.system.build.toplevel", &["--no-link"]),
+                        Some(Capture::BuildJson)
+                    ),
+                    local(StepKind::Copy, copy),
+                    Session {
+                        host: Host::Ssh(host),
+                        elevation: sudo,
+                        steps: vec![check_closure(), set_profile(SYSTEM), stc("", "switch", "0")],
+                        fallback: None,
+                    },
+                ],
+                finish: Finish::NewConfiguration,
+            }
+        );
+    }
+
+    #[test]
     fn unavailable_options_are_refused() {
         let r = req("edit").unwrap();
         assert!(matches!(
