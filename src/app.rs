@@ -100,11 +100,10 @@ fn local_hostname() -> String {
         .unwrap_or_default()
 }
 
-fn context(program: &str, transport: Rc<RefCell<Option<Transport>>>) -> Context {
+fn context(transport: Rc<RefCell<Option<Transport>>>) -> Context {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     Context {
         env,
-        program: program.to_string(),
         etc_nixos_flake: std::fs::canonicalize("/etc/nixos/flake.nix")
             .ok()
             .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
@@ -143,7 +142,7 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
 }
 
 fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>) -> Result<()> {
-    let ctx = context(&report.program, shared.clone());
+    let ctx = context(shared.clone());
     let req = request::resolve(cli, &ctx)?;
     for w in &req.warnings {
         report.warn(w);

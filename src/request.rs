@@ -21,8 +21,6 @@ pub type HostnameOf = Box<dyn Fn(&Host) -> Result<String>>;
 pub struct Context {
     /// rb's environment.
     pub env: BTreeMap<String, String>,
-    /// Name the program was invoked as (`rb`, or `nixos-rebuild` through a symlink).
-    pub program: String,
     /// The directory of `/etc/nixos/flake.nix` (symlinks resolved) when that file exists.
     pub etc_nixos_flake: Option<String>,
     /// The host name of a host; for the local one, this machine's.
@@ -397,7 +395,6 @@ pub mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            program: "rb".into(),
             etc_nixos_flake: None,
             hostname: Box::new(|h| {
                 Ok(match h {
