@@ -133,7 +133,7 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
         Some(s) => crate::shell::split(s).map_err(|e| Error::Usage(format!("NIX_SSHOPTS: {e}")))?,
         None => Vec::new(),
     };
-    let shared = Rc::new(RefCell::new(Some(Transport::new(&env, ssh_options)?)));
+    let shared = Rc::new(RefCell::new(Some(Transport::new(&env, ssh_options))));
     let result = run_with(cli, report, &shared);
     if let Some(mut t) = shared.borrow_mut().take() {
         t.close();
@@ -152,7 +152,12 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
     let transport = guard
         .as_mut()
         .ok_or_else(|| Error::Output("internal: no transport".into()))?;
-    let nix_sshopts = transport.nix_sshopts();
+    let remote = !(req.target_host.is_local() && req.build_host.is_local());
+    let nix_sshopts = if remote {
+        transport.nix_sshopts()?
+    } else {
+        String::new()
+    };
     let id = run_id();
     let plan = planner::plan(
         &req,

@@ -9,23 +9,37 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 pub struct Transport {
-    ssh: Ssh,
+    env: BTreeMap<String, String>,
+    ssh_options: Vec<String>,
+    /// Made on first use, so that a local run creates no SSH control directory.
+    ssh: Option<Ssh>,
 }
 
 impl Transport {
-    pub fn new(env: &BTreeMap<String, String>, ssh_options: Vec<String>) -> Result<Self> {
-        Ok(Transport {
-            ssh: Ssh::new(env, ssh_options)?,
-        })
+    pub fn new(env: &BTreeMap<String, String>, ssh_options: Vec<String>) -> Self {
+        Transport {
+            env: env.clone(),
+            ssh_options,
+            ssh: None,
+        }
+    }
+
+    fn ssh(&mut self) -> Result<&mut Ssh> {
+        if self.ssh.is_none() {
+            self.ssh = Some(Ssh::new(&self.env, self.ssh_options.clone())?);
+        }
+        self.ssh
+            .as_mut()
+            .ok_or_else(|| Error::Output("internal: no ssh".into()))
     }
 
     pub fn connect(&mut self, host: &SshHost) -> Result<()> {
-        self.ssh.connect(host)
+        self.ssh()?.connect(host)
     }
 
     /// `NIX_SSHOPTS` for copies, so that they go through the same connections.
-    pub fn nix_sshopts(&self) -> String {
-        self.ssh.nix_sshopts()
+    pub fn nix_sshopts(&mut self) -> Result<String> {
+        Ok(self.ssh()?.nix_sshopts())
     }
 
     /// The process that runs `inv` on `host`.
@@ -41,8 +55,9 @@ impl Transport {
                 Ok(cmd)
             }
             Host::Ssh(h) => {
-                self.ssh.connect(h)?;
-                let mut cmd = self.ssh.command(h, &inv.argv);
+                let ssh = self.ssh()?;
+                ssh.connect(h)?;
+                let mut cmd = ssh.command(h, &inv.argv);
                 cmd.envs(inv.env.iter().cloned());
                 Ok(cmd)
             }
@@ -51,13 +66,14 @@ impl Transport {
 
     /// The host name a machine reports, for the default configuration name.
     pub fn hostname(&mut self, host: &SshHost) -> Result<String> {
-        self.ssh.connect(host)?;
-        self.ssh
-            .query(host, &["uname".to_string(), "-n".to_string()])
+        let ssh = self.ssh()?;
+        ssh.connect(host)?;
+        ssh.query(host, &["uname".to_string(), "-n".to_string()])
             .map(|s| s.trim().to_string())
     }
 
+    /// Closes the masters and removes the control directory.
     pub fn close(&mut self) {
-        self.ssh.close();
+        self.ssh = None;
     }
 }
