@@ -30,9 +30,16 @@ fn switch_builds_sets_the_profile_and_activates_with_ngs_environment() {
     r.assert_success();
     let path = r.stdout_trimmed().to_string();
     assert!(path.starts_with("/nix/store/") && path.ends_with("-nixos-system-ws-26.05.1"));
-    assert_eq!(r.stdout, format!("{path}\n"), "stdout is the store path line only");
+    assert_eq!(
+        r.stdout,
+        format!("{path}\n"),
+        "stdout is the store path line only"
+    );
     assert_eq!(f.generations(WS, SYSTEM_PROFILE), [1]);
-    assert_eq!(f.profile_target(WS, SYSTEM_PROFILE).as_deref(), Some(&*path));
+    assert_eq!(
+        f.profile_target(WS, SYSTEM_PROFILE).as_deref(),
+        Some(&*path)
+    );
     assert_eq!(f.current_system(WS).as_deref(), Some(&*path));
 
     let acts = f.activations(WS);
@@ -58,7 +65,10 @@ fn switch_builds_sets_the_profile_and_activates_with_ngs_environment() {
         runs[0].contains("env=LOCALE_ARCHIVE,NIXOS_NO_CHECK,NIXOS_INSTALL_BOOTLOADER"),
         "{runs:?}"
     );
-    assert!(!f.workdir().join("result").exists(), "switch leaves no ./result");
+    assert!(
+        !f.workdir().join("result").exists(),
+        "switch leaves no ./result"
+    );
 
     // A second run gets a unit name of its own.
     f.knob(WS, "rev", "2");
@@ -120,7 +130,11 @@ fn boot_sets_the_profile_and_installs_the_bootloader_without_switching() {
     assert_eq!(a.action, "boot");
     assert_eq!(a.install_bootloader.as_deref(), Some("1"));
     assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
-    assert_eq!(f.current_system(WS), None, "boot does not switch the running system");
+    assert_eq!(
+        f.current_system(WS),
+        None,
+        "boot does not switch the running system"
+    );
 }
 
 #[test]
@@ -172,7 +186,10 @@ fn classic_and_file_modes() {
     let file = f.config_dir().join("default.nix");
     let r = f.rb(&["boot", "-f", file.to_str().unwrap(), "-A", "other"]);
     r.assert_success();
-    assert!(r.stdout_trimmed().ends_with("-nixos-system-other-26.05.7"), "{r:?}");
+    assert!(
+        r.stdout_trimmed().ends_with("-nixos-system-other-26.05.7"),
+        "{r:?}"
+    );
     assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(2));
 }
 
@@ -182,7 +199,10 @@ fn flake_name_defaults_to_the_hostname() {
     let config = f.config_dir();
     let r = f.rb(&["build", "--flake", config.to_str().unwrap()]);
     r.assert_success();
-    assert!(r.stdout_trimmed().ends_with("-nixos-system-ws-26.05.1"), "{r:?}");
+    assert!(
+        r.stdout_trimmed().ends_with("-nixos-system-ws-26.05.1"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -245,7 +265,11 @@ fn a_failing_build_exits_with_nixs_status_and_changes_nothing() {
 fn an_unknown_attribute_is_an_evaluation_error() {
     let f = fleet();
     f.seed_generation(WS, WS);
-    let r = f.rb(&["switch", "--flake", &format!("{}#no-such-host", f.config_dir().display())]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &format!("{}#no-such-host", f.config_dir().display()),
+    ]);
     r.assert_status(1);
     assert!(r.stderr.contains("no-such-host"), "{r:?}");
     assert_eq!(f.generations(WS, SYSTEM_PROFILE), [1]);
@@ -284,13 +308,19 @@ fn rollback_switch_goes_to_the_previous_generation() {
     r.assert_success();
     assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
     let last = f.activations(WS).pop().unwrap();
-    assert_eq!((last.action.as_str(), last.toplevel.as_str()), ("switch", &*first));
+    assert_eq!(
+        (last.action.as_str(), last.toplevel.as_str()),
+        ("switch", &*first)
+    );
     assert_eq!(r.stdout_trimmed(), format!("{SYSTEM_PROFILE}-1-link"));
 
     // Already at the oldest: an error, nothing changes.
     let r = f.rb(&["switch", "--rollback"]);
     r.assert_status(1);
-    assert!(r.stderr.contains("could not find previous generation"), "{r:?}");
+    assert!(
+        r.stderr.contains("could not find previous generation"),
+        "{r:?}"
+    );
     assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
     assert_eq!(f.activations(WS).len(), 2);
 }
@@ -302,8 +332,11 @@ fn rollback_test_and_build_use_the_newest_other_generation() {
     f.knob(WS, "rev", "2");
     let second = f.seed_generation(WS, WS);
     // Make generation 1 current again; the newest other one is 2.
-    f.sh(WS, &format!("nix-env -p {SYSTEM_PROFILE} --switch-generation 1"))
-        .assert_success();
+    f.sh(
+        WS,
+        &format!("nix-env -p {SYSTEM_PROFILE} --switch-generation 1"),
+    )
+    .assert_success();
     let r = f.rb(&["test", "--rollback"]);
     r.assert_success();
     let a = f.activations(WS).pop().unwrap();

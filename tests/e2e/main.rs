@@ -3,3 +3,4 @@
 mod fleet;
 mod fleet_smoke;
 mod local;
+mod surface;
