@@ -3,6 +3,7 @@
 use crate::cli::Cli;
 use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Outcome};
+use crate::generations;
 use crate::host::Host;
 use crate::nix::NixCaps;
 use crate::password;
@@ -159,12 +160,17 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
         String::new()
     };
     let id = run_id();
+    let cwd = std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into());
     let plan = planner::plan(
         &req,
         &caps,
         &planner::RunEnv {
             run_id: &id,
             nix_sshopts: &nix_sshopts,
+            cwd: &cwd,
+            program: &report.program,
         },
     )?;
     if cli.output.plan {
@@ -193,7 +199,8 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
     };
     let mut outcome = Outcome::default();
     let result = executor.execute(&plan, &mut outcome);
-    if cli.output.json {
+    // list-generations --json keeps ng's own document.
+    if cli.output.json && !matches!(plan.finish, Finish::Generations { .. }) {
         let doc = result_document(&req, &plan, &outcome, result.as_ref().err());
         report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         return result;
@@ -293,6 +300,27 @@ fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
                 "Done. The virtual machine can be started by running ",
                 &script,
             );
+        }
+        (Finish::Image, Some(path)) => {
+            let file = outcome.values.get(&Var::ImageFile).ok_or_else(|| {
+                Error::Output("internal: the plan finished without the image's file name".into())
+            })?;
+            report.result(
+                "Done. The disk image can be found in ",
+                &format!("{path}/{file}"),
+            );
+        }
+        (Finish::Generations { json }, _) => {
+            let listing = outcome
+                .values
+                .get(&Var::Generations)
+                .map_or("", String::as_str);
+            let gens = generations::parse(listing)?;
+            report.stdout(&if *json {
+                generations::json(&gens)
+            } else {
+                generations::table(&gens)
+            });
         }
         (_, None) => {
             return Err(Error::Output(

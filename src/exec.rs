@@ -75,13 +75,19 @@ impl Executor<'_, '_> {
             }
         );
         let password = self.password.as_ref().filter(|_| wants_password);
-        cmd.stdin(if password.is_some() {
+        // An editor or `nix repl` gets the terminal: stdin, stdout and Ctrl-C.
+        let interactive = session.steps.iter().any(|s| s.kind.interactive());
+        cmd.stdin(if interactive {
+            Stdio::inherit()
+        } else if password.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
         });
         let captures = session.steps.iter().any(|s| s.capture.is_some());
-        if inv.markers || captures {
+        if interactive {
+            cmd.stdout(Stdio::inherit());
+        } else if inv.markers || captures {
             cmd.stdout(Stdio::piped());
         } else {
             // stdout is rb's result channel: children's output goes to stderr.
@@ -105,6 +111,7 @@ impl Executor<'_, '_> {
             source,
         })?;
         interrupt::set_child(child.id());
+        let interactive_guard = interactive.then(interrupt::Interactive::start);
         if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
             // A closed pipe here means the remote side ended early; its status says why.
             let _ = stdin.write_all(format!("{pw}\n").as_bytes());
@@ -160,6 +167,7 @@ impl Executor<'_, '_> {
             program: "wait".into(),
             source: e,
         })?;
+        drop(interactive_guard);
         interrupt::set_child(0);
         if let Some(sig) = interrupt::signal() {
             self.stop_remote(session, remote_pgid.as_deref());
@@ -306,8 +314,38 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
             values.insert(Var::Generation, n.to_string());
             values.insert(Var::System, format!("{profile}-{n}-link"));
         }
+        Capture::ImageVariants { variant } => {
+            let file = image_file(&lines.join("\n"), variant.as_deref())?;
+            values.insert(Var::ImageFile, file);
+        }
+        Capture::Generations => {
+            values.insert(Var::Generations, lines.join("\n"));
+        }
     }
     Ok(())
+}
+
+/// The file name of image `variant` from `{ <variant> = <filePath>; … }`; without a variant,
+/// or with one that is not there, the error lists them (nixos-rebuild-ng's message).
+pub fn image_file(json: &str, variant: Option<&str>) -> Result<String> {
+    let variants: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| {
+            Error::Output(format!("could not read the image variants ({e}): {json}"))
+        })?;
+    match variant.map(|v| (v, variants.get(v))) {
+        Some((_, Some(serde_json::Value::String(file)))) => Ok(file.clone()),
+        Some((v, Some(_))) => Err(Error::Failed(format!(
+            "image variant '{v}' has no passthru.filePath"
+        ))),
+        _ => Err(Error::Failed(format!(
+            "please specify one of the following supported image variants via --image-variant:\n{}",
+            variants
+                .keys()
+                .map(|v| format!("- {v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
+    }
 }
 
 /// Chooses the generation to roll back to from `nix-env --list-generations` output, whose
@@ -363,6 +401,22 @@ mod tests {
                 .contains("could not find previous generation")
         );
         assert!(pick_generation(&[], "/p", Pick::NewestOther).is_err());
+    }
+
+    #[test]
+    fn image_variants_are_checked_and_listed() {
+        let json = r#"{"iso":"iso/nixos.iso","qcow2":"nixos.qcow2"}"#;
+        assert_eq!(image_file(json, Some("iso")).unwrap(), "iso/nixos.iso");
+        let listing = "please specify one of the following supported image variants via \
+                       --image-variant:\n- iso\n- qcow2";
+        for v in [None, Some("vmdk")] {
+            match image_file(json, v) {
+                Err(Error::Failed(msg)) => assert_eq!(msg, listing),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(image_file(r#"{"iso":null}"#, Some("iso")).is_err());
+        assert!(image_file("oops", Some("iso")).is_err());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! processes, SSH masters, the control directory), exit with 128 + the signal.
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static INTERACTIVE: AtomicBool = AtomicBool::new(false);
 static CHILD: AtomicU32 = AtomicU32::new(0);
 
 /// Starts the thread that receives SIGINT, SIGTERM and SIGHUP for the rest of the run.
@@ -15,6 +16,10 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         for sig in signals.forever() {
+            // An editor or `nix repl` in the foreground handles Ctrl-C itself.
+            if sig == SIGINT && INTERACTIVE.load(Ordering::SeqCst) {
+                continue;
+            }
             SIGNAL.store(sig, Ordering::SeqCst);
             // A terminal's Ctrl-C reaches the child too; a SIGTERM sent to rb alone does not.
             let pid = CHILD.load(Ordering::SeqCst);
@@ -40,4 +45,21 @@ pub fn signal() -> Option<i32> {
 /// Records the child the executor is waiting for (0: none).
 pub fn set_child(pid: u32) {
     CHILD.store(pid, Ordering::SeqCst);
+}
+
+/// While it lives, Ctrl-C belongs to the interactive child (an editor, `nix repl`): rb lets it
+/// pass, as a shell does while a foreground job runs.
+pub struct Interactive;
+
+impl Interactive {
+    pub fn start() -> Self {
+        INTERACTIVE.store(true, Ordering::SeqCst);
+        Interactive
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        INTERACTIVE.store(false, Ordering::SeqCst);
+    }
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod exec;
 pub mod flake;
+pub mod generations;
 pub mod host;
 pub mod interrupt;
 pub mod nix;

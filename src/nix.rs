@@ -30,6 +30,9 @@ pub enum NixCommand {
     Copy,
     /// `nix edit` / `nix repl` of a flake.
     FlakeInteractive,
+    /// A new-style `nix` command on a file or expression rather than a flake installable
+    /// (`nix eval --file`, `nix repl`): no lock options, which would be refused or ignored.
+    FileEval,
 }
 
 /// The Nix options the user passed, grouped as nixos-rebuild-ng groups them.
@@ -120,6 +123,11 @@ impl NixFlags {
                 self.common_build(&mut out, true);
                 self.flake_common(&mut out);
                 out.extend(self.flake_eval());
+            }
+            FileEval => {
+                self.common(&mut out, cmd);
+                self.common_build(&mut out, true);
+                self.flake_common(&mut out);
             }
             LegacyBuild | LegacyInstantiate => {
                 self.common(&mut out, cmd);
@@ -374,6 +382,28 @@ mod tests {
                 "narinfo-cache-negative-ttl",
                 "1200",
                 "-s"
+            ]
+        );
+    }
+
+    #[test]
+    fn file_evaluations_take_no_lock_options() {
+        assert_eq!(
+            flags().for_command(NixCommand::FileEval),
+            [
+                "-vvv",
+                "--quiet",
+                "--quiet",
+                "--keep-failed",
+                "--repair",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "1200",
+                "-I",
+                "a",
+                "-I",
+                "b",
+                "--print-build-logs"
             ]
         );
     }

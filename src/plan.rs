@@ -63,6 +63,18 @@ pub enum StepKind {
     CreateProfileDir,
     SetProfile,
     Activate,
+    /// `--upgrade`: `nix-channel --update` of root's channels.
+    UpgradeChannels,
+    /// `--diff`: what changes between the running system and the new one.
+    Diff,
+    /// `list-generations`: the profile's generations and their facts.
+    ListGenerations,
+    /// `edit` without a flake: which file the configuration is in.
+    FindConfig,
+    /// `edit`: an editor on the configuration (has the terminal).
+    Edit,
+    /// `repl`: `nix repl` with the configuration (has the terminal).
+    Repl,
 }
 
 impl StepKind {
@@ -79,6 +91,12 @@ impl StepKind {
             StepKind::CreateProfileDir => "creating the profile directory",
             StepKind::SetProfile => "setting the system profile",
             StepKind::Activate => "activating the configuration",
+            StepKind::UpgradeChannels => "updating the channels",
+            StepKind::Diff => "comparing the systems",
+            StepKind::ListGenerations => "listing the profile's generations",
+            StepKind::FindConfig => "finding the configuration file",
+            StepKind::Edit => "editing the configuration",
+            StepKind::Repl => "running nix repl",
         }
     }
 
@@ -94,7 +112,18 @@ impl StepKind {
             StepKind::CreateProfileDir => "create-profile-dir",
             StepKind::SetProfile => "set-profile",
             StepKind::Activate => "activate",
+            StepKind::UpgradeChannels => "upgrade-channels",
+            StepKind::Diff => "diff",
+            StepKind::ListGenerations => "list-generations",
+            StepKind::FindConfig => "find-config",
+            StepKind::Edit => "edit",
+            StepKind::Repl => "repl",
         }
+    }
+
+    /// Steps that take over the terminal: stdin, stdout and Ctrl-C belong to their command.
+    pub fn interactive(self) -> bool {
+        matches!(self, StepKind::Edit | StepKind::Repl)
     }
 }
 
@@ -173,6 +202,12 @@ pub enum Var {
     Generation,
     /// The derivation of the system, when it is built on a build host.
     Drv,
+    /// `build-image`: the image file's path inside `$system` (its `passthru.filePath`).
+    ImageFile,
+    /// `list-generations`: the listing script's output, parsed by `generations.rs`.
+    Generations,
+    /// `edit`: the configuration file to open.
+    ConfigFile,
 }
 
 impl Var {
@@ -181,6 +216,9 @@ impl Var {
             Var::System => "system",
             Var::Generation => "generation",
             Var::Drv => "drv",
+            Var::ImageFile => "image-file",
+            Var::Generations => "generations",
+            Var::ConfigFile => "config-file",
         }
     }
 }
@@ -228,6 +266,11 @@ pub enum Capture {
     /// `nix-env --list-generations`: choose a generation other than the current one, setting
     /// `$generation` and `$system` (the generation's link in the profile's directory).
     Generation { profile: String, pick: Pick },
+    /// `nix eval --json` of `{ <variant> = <filePath>; … }`: checks that the requested image
+    /// variant is one of them (else lists them) and sets `$image-file`.
+    ImageVariants { variant: Option<String> },
+    /// The generations listing (see `generations.rs`), kept whole as `$generations`.
+    Generations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -248,6 +291,12 @@ pub enum Finish {
     NewConfiguration,
     /// The VM's run script on stdout.
     VirtualMachine,
+    /// `Done. The disk image can be found in ` on stderr, `$system/$image-file` on stdout.
+    Image,
+    /// The generations as a table, or as JSON with `--json`.
+    Generations {
+        json: bool,
+    },
 }
 
 impl fmt::Display for Plan {
@@ -290,6 +339,9 @@ impl fmt::Display for Plan {
             Finish::Nothing => "print nothing",
             Finish::NewConfiguration => "print the new configuration's path on stdout",
             Finish::VirtualMachine => "print the virtual machine's run script on stdout",
+            Finish::Image => "print the disk image's path on stdout",
+            Finish::Generations { json: false } => "print the generations as a table on stdout",
+            Finish::Generations { json: true } => "print the generations as JSON on stdout",
         };
         write!(f, "then {finish}")
     }
@@ -317,6 +369,13 @@ impl Session {
                                 Pick::NewestOther => "the newest other than the current",
                             }
                         ),
+                        Capture::ImageVariants { variant: Some(v) } => {
+                            format!("$image-file (of image variant '{v}')")
+                        }
+                        Capture::ImageVariants { variant: None } => {
+                            "the image variants (none was chosen)".to_string()
+                        }
+                        Capture::Generations => "$generations".to_string(),
                     };
                     writeln!(f, "{}→ {yields}", " ".repeat(28))?;
                 }

@@ -274,7 +274,9 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                 .collect::<Result<Vec<_>>>()?
                 .join(" ");
             let assigns = match (&step.capture, step.commands.len()) {
-                (Some(Capture::PathLine(var)), 1) => Some(format!("rb_{}", var.name())),
+                (Some(Capture::PathLine(var)), 1) => {
+                    Some(format!("rb_{}", var.name().replace('-', "_")))
+                }
                 _ => None,
             };
             match &assigns {

@@ -14,8 +14,8 @@ use crate::shell;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Asks a host for its host name.
-pub type HostnameOf = Box<dyn Fn(&Host) -> Result<String>>;
+/// Asks a host for its host name (for the local one, this machine's).
+pub type HostnameOf = dyn Fn(&Host) -> Result<String>;
 
 /// What rb knows about its surroundings when it starts.
 pub struct Context {
@@ -24,7 +24,7 @@ pub struct Context {
     /// The directory of `/etc/nixos/flake.nix` (symlinks resolved) when that file exists.
     pub etc_nixos_flake: Option<String>,
     /// The host name of a host; for the local one, this machine's.
-    pub hostname: HostnameOf,
+    pub hostname: Box<HostnameOf>,
 }
 
 /// What to deploy.
@@ -101,6 +101,8 @@ pub struct Request {
     pub diff: bool,
     pub image_variant: Option<String>,
     pub upgrade: Upgrade,
+    /// `--json`: machine-readable output (list-generations).
+    pub json: bool,
     /// `NIX_SSHOPTS`, split like a shell would.
     pub ssh_options: Vec<String>,
     #[serde(skip)]
@@ -120,12 +122,18 @@ fn usage(msg: impl Into<String>) -> Error {
 }
 
 /// Actions that build a system and may run on other hosts (spec §1.3 item 11).
-fn takes_hosts(action: Action) -> bool {
+fn takes_build_host(action: Action) -> bool {
     use Action::*;
     matches!(
         action,
         Switch | Boot | Test | Build | DryBuild | DryActivate | BuildVm | BuildVmWithBootloader
     )
+}
+
+/// nixos-rebuild-ng refuses `--target-host` with `list-generations`; rb lists the target's
+/// generations (one SSH session, no root needed).
+fn takes_target_host(action: Action) -> bool {
+    takes_build_host(action) || action == Action::ListGenerations
 }
 
 pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
@@ -157,7 +165,14 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     if diff
         && matches!(
             action,
-            Action::DryBuild | Action::Edit | Action::ListGenerations | Action::Repl
+            Action::DryBuild
+                | Action::Edit
+                | Action::ListGenerations
+                | Action::Repl
+                // What would the current system be compared with: a VM or an image?
+                | Action::BuildVm
+                | Action::BuildVmWithBootloader
+                | Action::BuildImage
         )
     {
         warnings.push(format!("--diff is a no-op with '{}'", action.name()));
@@ -169,8 +184,9 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     if action == Action::Edit && file_mode {
         return Err(usage("--file and --attr are not supported with 'edit'"));
     }
-    let hosts_given = cli.hosts.target_host.is_some() || cli.hosts.build_host.is_some();
-    if hosts_given && !takes_hosts(action) {
+    if (cli.hosts.target_host.is_some() && !takes_target_host(action))
+        || (cli.hosts.build_host.is_some() && !takes_build_host(action))
+    {
         return Err(usage(format!(
             "--target-host/--build-host is not supported with '{}'",
             action.name()
@@ -239,7 +255,12 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let target_host = parse_host("--target-host", &cli.hosts.target_host)?;
     let build_host = parse_host("--build-host", &cli.hosts.build_host)?;
 
-    let source = source(cli, ctx, &target_host)?;
+    // Listing generations needs no configuration: no host name lookup on the target.
+    let source = if action == Action::ListGenerations {
+        Source::Classic
+    } else {
+        source(cli, ctx, &target_host)?
+    };
 
     let upgrade = if src.upgrade_all {
         Upgrade::All
@@ -272,6 +293,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         diff,
         image_variant: src.image_variant.clone(),
         upgrade,
+        json: cli.output.json,
         ssh_options,
         warnings,
     })
@@ -488,6 +510,14 @@ pub mod tests {
             "--target-host/--build-host is not supported with 'repl'"
         );
         assert_eq!(
+            usage_msg("list-generations --build-host h"),
+            "--target-host/--build-host is not supported with 'list-generations'"
+        );
+        assert_eq!(
+            usage_msg("build-image --target-host h"),
+            "--target-host/--build-host is not supported with 'build-image'"
+        );
+        assert_eq!(
             usage_msg("switch --flake . -A x"),
             "--flake cannot be used with --file or --attr"
         );
@@ -566,6 +596,31 @@ pub mod tests {
         assert_eq!(r.action, Action::DryBuild);
         assert!(!r.diff);
         assert_eq!(r.warnings, ["--diff is a no-op with 'dry-build'"]);
+    }
+
+    #[test]
+    fn list_generations_takes_a_target_and_looks_up_no_host_name() {
+        let mut c = ctx(&[]);
+        c.etc_nixos_flake = Some("/etc/nixos".into());
+        c.hostname = Box::new(|_| panic!("no host name lookup for list-generations"));
+        let r = req_in("list-generations --target-host deploy@aq -p web --json", &c).unwrap();
+        assert_eq!(
+            r.target_host,
+            Host::Ssh(SshHost::parse("t", "deploy@aq").unwrap())
+        );
+        assert_eq!(
+            r.profile.path(),
+            "/nix/var/nix/profiles/system-profiles/web"
+        );
+        assert!(r.json);
+    }
+
+    #[test]
+    fn diff_is_a_no_op_for_vms_and_images() {
+        let r = req("build-vm --diff").unwrap();
+        assert!(!r.diff);
+        assert_eq!(r.warnings, ["--diff is a no-op with 'build-vm'"]);
+        assert!(req("switch --diff").unwrap().diff);
     }
 
     #[test]

@@ -6,3 +6,4 @@ mod interrupt;
 mod json;
 mod local;
 mod remote;
+mod surface;

@@ -4,7 +4,10 @@
 #
 # returns what `nixpkgs.lib.nixosSystem` returns as far as nixos-rebuild looks:
 #   config.system.build.{toplevel, vm, vmWithBootLoader, images.{iso,qcow2}}
-# plus the classic top-level attributes `system`, `vm` and `vmWithBootLoader`.
+# plus the classic top-level attributes `system`, `vm` and `vmWithBootLoader`, what `repl`
+# puts in scope (`options`, `pkgs` and `lib` as module arguments, `_module.specialArgs`) and a
+# `meta.position` for `nix edit` (the attributes of a real flake have positions; these are made
+# by listToAttrs and have none).
 #
 # Knobs (knobs.json, per configuration name; every key optional):
 #   rev                   int     1            change it to get a new toplevel store path
@@ -93,10 +96,35 @@ let
       networking.hostName = name;
       nixpkgs.system = system;
     };
+  # Tiny stand-ins for the Nixpkgs library and package set.
+  lib = {
+    version = nixosVersion;
+    id = x: x;
+  };
+  pkgs = {
+    inherit lib system;
+    linux = kernel;
+  };
+  options = {
+    networking.hostName = {
+      type = "string";
+      description = "The name of the machine.";
+    };
+    system.nixos.version = {
+      type = "string";
+      description = "The NixOS version.";
+    };
+  };
 in
 {
   _type = "configuration";
-  inherit config;
+  class = "nixos";
+  inherit config options;
+  _module = {
+    args = { inherit pkgs; };
+    specialArgs = { modulesPath = "/rb-fleet/modules"; };
+  };
+  meta.position = "${builtins.toString ./flake.nix}:1";
   # What `nix-build '<nixpkgs/nixos>' -A system|vm|vmWithBootLoader` asks for.
   system = config.system.build.toplevel;
   vm = config.system.build.vm;
