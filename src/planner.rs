@@ -28,10 +28,10 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
     let mut inputs = Vec::new();
     let mut connect = Vec::new();
     for host in [&req.build_host, &req.target_host] {
-        if let Host::Ssh(h) = host {
-            if !connect.contains(h) {
-                connect.push(h.clone());
-            }
+        if let Host::Ssh(h) = host
+            && !connect.contains(h)
+        {
+            connect.push(h.clone());
         }
     }
 
@@ -46,10 +46,9 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
             ask_password: true, ..
         },
     ) = (&req.target_host, &req.elevation)
+        && activates
     {
-        if activates {
-            sessions.push(check_elevation(req));
-        }
+        sessions.push(check_elevation(req));
     }
 
     let copies = req.action != Action::DryBuild;

@@ -14,6 +14,9 @@ use crate::shell;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Asks a host for its name.
+pub type HostnameFn = Box<dyn Fn(&Host) -> Result<String>>;
+
 /// What rb knows about its surroundings when it starts.
 pub struct Context {
     /// rb's environment.
@@ -23,7 +26,7 @@ pub struct Context {
     /// The directory of `/etc/nixos/flake.nix` (symlinks resolved) when that file exists.
     pub etc_nixos_flake: Option<String>,
     /// The host name of a host; for the local one, this machine's.
-    pub hostname: Box<dyn Fn(&Host) -> Result<String>>,
+    pub hostname: HostnameFn,
 }
 
 /// What to deploy.

@@ -200,6 +200,12 @@ impl Ssh {
     }
 }
 
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,11 +225,5 @@ mod tests {
             ssh.nix_sshopts(),
             "-p 2222 -oServerAliveCountMax=3 -i k -o ControlPath=/c"
         );
-    }
-}
-
-impl Drop for Ssh {
-    fn drop(&mut self) {
-        self.close();
     }
 }
