@@ -16,6 +16,13 @@ pub mod exit {
     pub const SSH: i32 = 255;
     /// Interrupted by SIGINT (Ctrl-C).
     pub const INTERRUPTED: i32 = 130;
+    /// `--confirm-timeout`: the new configuration was not kept; the target is back on the
+    /// generation it had before the run (the message says which).
+    pub const ROLLED_BACK: i32 = 10;
+    /// `--confirm-timeout`: rb could not confirm the new configuration and cannot say that the
+    /// target is back where it was (unreachable, or its rollback failed); the message says what
+    /// to check.
+    pub const UNCONFIRMED: i32 = 11;
 }
 
 #[derive(Debug, Error)]
@@ -64,6 +71,25 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+
+    /// Magic rollback: the target's watchdog put the previous generation back.
+    #[error("{why}; {host} was rolled back: {now}")]
+    RolledBack {
+        host: String,
+        /// Why the new configuration was not kept.
+        why: String,
+        /// What is active on the target now.
+        now: String,
+    },
+
+    /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
+    #[error("{why}; {check}")]
+    Unconfirmed {
+        /// What rb knows.
+        why: String,
+        /// What to look at on the target.
+        check: String,
+    },
 }
 
 impl Error {
@@ -73,6 +99,8 @@ impl Error {
             Error::Command { status, .. } => *status,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Unreachable { .. } => exit::SSH,
+            Error::RolledBack { .. } => exit::ROLLED_BACK,
+            Error::Unconfirmed { .. } => exit::UNCONFIRMED,
             Error::Failed(_)
             | Error::NotYetAvailable(_)
             | Error::Spawn { .. }

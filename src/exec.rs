@@ -37,6 +37,15 @@ pub struct Executor<'a> {
 
 impl Executor<'_> {
     pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
+        let result = self.run_sessions(plan, outcome);
+        match &plan.confirm {
+            // Magic rollback: whatever happened, say what the target's watchdog did.
+            Some(confirm) => crate::confirm::settle(self, confirm, result, outcome),
+            None => result,
+        }
+    }
+
+    fn run_sessions(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
         outcome.values.extend(plan.inputs.iter().cloned());
         for host in &plan.connect {
             self.transport.connect(host)?;
@@ -232,6 +241,8 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
             values.insert(Var::Generation, n.to_string());
             values.insert(Var::System, format!("{profile}-{n}-link"));
         }
+        // Read by confirm.rs, which runs that session itself.
+        Capture::Verdict => {}
     }
     Ok(())
 }

@@ -96,6 +96,9 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         connect,
         inputs,
         sessions,
+        confirm: req
+            .confirm_timeout
+            .map(|t| crate::watchdog::confirm(req, run.run_id, t)),
         finish,
     })
 }
@@ -453,6 +456,10 @@ fn activation(req: &Request, run_id: &str) -> Session {
             ],
         ));
     }
+    // Magic rollback: armed once the checks passed, before anything changes.
+    if let Some(timeout) = req.confirm_timeout {
+        steps.push(crate::watchdog::arm_step(req, run_id, timeout));
+    }
     if sets_profile {
         if let Some(dir) = req.profile.dir_to_create() {
             steps.push(step(
@@ -658,6 +665,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -678,6 +686,7 @@ mod tests {
                     ),
                     Some(Capture::BuildJson)
                 )],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -695,6 +704,7 @@ mod tests {
                     nix_build("config.system.build.toplevel", &["--no-link", "--dry-run"]),
                     None
                 )],
+                confirm: None,
                 finish: Finish::Nothing,
                 connect: vec![],
             }
@@ -752,6 +762,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -797,6 +808,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -848,6 +860,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -863,9 +876,101 @@ mod tests {
                 action: Action::Build,
                 inputs: vec![],
                 sessions: vec![find_newest],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
+        );
+    }
+
+    #[test]
+    fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connection() {
+        let aq = crate::host::SshHost::parse("--target-host", "root@aq").unwrap();
+        let target = Host::Ssh(aq.clone());
+        let sudo = Elevation::Sudo {
+            ask_password: false,
+            options: vec![],
+        };
+        let copy = {
+            let mut c = Command::new(vec![
+                Word::lit("nix-copy-closure"),
+                Word::lit("--to"),
+                Word::lit("root@aq"),
+                Word::var(Var::System, ""),
+            ]);
+            c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+            c
+        };
+        let mut arm = cmd(&[
+            "rb-watchdog",
+            "arm",
+            "/run/rb/r1",
+            "30",
+            "switch",
+            SYSTEM,
+            "restore-profile",
+        ]);
+        arm.undo = Some(Undo::RollBackNow {
+            dir: "/run/rb/r1".into(),
+        });
+        assert_eq!(
+            plan_of("switch --flake /cfg#h --target-host root@aq --sudo --confirm-timeout 30"),
+            Plan {
+                action: Action::Switch,
+                connect: vec![aq],
+                inputs: vec![],
+                sessions: vec![
+                    build_session(
+                        nix_build("config.system.build.toplevel", &["--no-link"]),
+                        Some(Capture::BuildJson)
+                    ),
+                    Session {
+                        host: Host::Local,
+                        elevation: Elevation::None,
+                        steps: vec![simple(StepKind::Copy, copy)],
+                        fallback: None,
+                    },
+                    // One session, one round trip: checks, the watchdog, profile, activation.
+                    Session {
+                        host: target.clone(),
+                        elevation: sudo.clone(),
+                        steps: vec![
+                            check_closure(),
+                            simple(StepKind::ArmWatchdog, arm),
+                            set_profile(SYSTEM),
+                            stc("", "switch", "0"),
+                        ],
+                        fallback: None,
+                    },
+                ],
+                confirm: Some(crate::plan::Confirm {
+                    timeout: 30,
+                    dir: "/run/rb/r1".into(),
+                    session: Session {
+                        host: target,
+                        elevation: sudo,
+                        steps: vec![Step {
+                            kind: StepKind::Confirm,
+                            message: None,
+                            commands: vec![cmd(&["rb-watchdog", "confirm", "/run/rb/r1"])],
+                            capture: Some(Capture::Verdict),
+                        }],
+                        fallback: None,
+                    },
+                }),
+                finish: Finish::NewConfiguration,
+            }
+        );
+        // `test` keeps the profile; its rollback activates the previous system with `test`.
+        let p = plan_of("test --flake /cfg#h --target-host root@aq --confirm-timeout 5");
+        assert_eq!(
+            p.sessions[2].steps[0].commands[0].argv[3..],
+            [
+                Word::lit("5"),
+                Word::lit("test"),
+                Word::lit(SYSTEM),
+                Word::lit("keep-profile")
+            ]
         );
     }
 
@@ -894,6 +999,7 @@ mod tests {
                     nix_build("config.system.build.vm", &[]),
                     Some(Capture::BuildJson)
                 )],
+                confirm: None,
                 finish: Finish::VirtualMachine,
                 connect: vec![],
             }

@@ -49,6 +49,13 @@ impl Transport {
         }
     }
 
+    /// The process that runs `inv` on `host` over a new SSH connection of its own.
+    pub fn fresh_command(&self, host: &SshHost, inv: &Invocation, connect_timeout: u64) -> Command {
+        let mut cmd = self.ssh.fresh_command(host, &inv.argv, connect_timeout);
+        cmd.envs(inv.env.iter().cloned());
+        cmd
+    }
+
     /// The host name a machine reports, for the default configuration name.
     pub fn hostname(&mut self, host: &SshHost) -> Result<String> {
         self.ssh.connect(host)?;

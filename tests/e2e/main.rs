@@ -3,4 +3,5 @@
 mod fleet;
 mod fleet_smoke;
 mod local;
+mod magic_rollback;
 mod remote;

@@ -15,6 +15,11 @@
 #   nixosVersion          str     "26.05.<rev>"
 #   kernelVersion         str     "6.1.0-rb"   kernel-modules/lib/modules/<kernelVersion>
 #   evalError             bool    false        evaluating `config` throws
+#   breakSsh              bool    false        switch/test stop the host's sshd (existing
+#                                              connections live on, new ones are refused);
+#                                              a switch/test without it starts sshd again
+#   activationSeconds     int     0            switch-to-configuration sleeps this long after
+#                                              activating, before it exits
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -31,6 +36,8 @@ let
   nixosVersion = k.nixosVersion or "26.05.${toString rev}";
   kernelVersion = k.kernelVersion or "6.1.0-rb";
   evalError = k.evalError or false;
+  breakSsh = k.breakSsh or false;
+  activationSeconds = k.activationSeconds or 0;
 
   # Every build is `/bin/sh -c <script>`; the scripts set PATH themselves.
   mkDerivation = drvName: scriptFile: attrs:
@@ -49,7 +56,7 @@ let
   mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
       inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
-        specialisation specialisationPaths failBuild;
+        specialisation specialisationPaths failBuild breakSsh activationSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
     };
 
