@@ -218,6 +218,20 @@ pub struct ActivationArgs {
     /// How to elevate the steps that need root.
     #[arg(long, value_enum, value_name = "METHOD")]
     pub elevate: Option<ElevateMethod>,
+
+    /// Magic rollback: keep the new configuration only if the target is reached again over a
+    /// new SSH connection within SECONDS after activating it; otherwise the target goes back to
+    /// its previous generation by itself (switch, boot and test, with --target-host).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub confirm_timeout: Option<u64>,
+}
+
+/// A positive whole number of seconds.
+fn seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' is not a positive whole number of seconds")),
+    }
 }
 
 /// Where to build and where to deploy.

@@ -14,6 +14,13 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// A host could not be reached over SSH (ssh's own status).
     pub const SSH: i32 = 255;
+    /// `--confirm-timeout`: the new configuration was not kept; the target is back on the
+    /// generation it had before the run (the message says which).
+    pub const ROLLED_BACK: i32 = 10;
+    /// `--confirm-timeout`: rb could not confirm the new configuration and cannot say that the
+    /// target is back where it was (unreachable, or its rollback failed); the message says what
+    /// to check.
+    pub const UNCONFIRMED: i32 = 11;
 }
 
 #[derive(Debug, Error)]
@@ -63,6 +70,25 @@ pub enum Error {
     /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); exit 128 + the signal.
     #[error("interrupted")]
     Interrupted(i32),
+
+    /// Magic rollback: the target's watchdog put the previous generation back.
+    #[error("{why}; {host} was rolled back: {now}")]
+    RolledBack {
+        host: String,
+        /// Why the new configuration was not kept.
+        why: String,
+        /// What is active on the target now.
+        now: String,
+    },
+
+    /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
+    #[error("{why}; {check}")]
+    Unconfirmed {
+        /// What rb knows.
+        why: String,
+        /// What to look at on the target.
+        check: String,
+    },
 }
 
 impl Error {
@@ -72,6 +98,8 @@ impl Error {
             Error::Command { status, .. } => *status,
             Error::Interrupted(sig) => 128 + sig,
             Error::Unreachable { .. } => exit::SSH,
+            Error::RolledBack { .. } => exit::ROLLED_BACK,
+            Error::Unconfirmed { .. } => exit::UNCONFIRMED,
             Error::Failed(_)
             | Error::NotYetAvailable(_)
             | Error::Spawn { .. }

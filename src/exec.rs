@@ -38,6 +38,15 @@ pub struct Executor<'a, 'r> {
 
 impl Executor<'_, '_> {
     pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
+        let result = self.run_sessions(plan, outcome);
+        match &plan.confirm {
+            // Magic rollback: whatever happened, say what the target's watchdog did.
+            Some(confirm) => crate::confirm::settle(self, confirm, result, outcome),
+            None => result,
+        }
+    }
+
+    fn run_sessions(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
         outcome.values.extend(plan.inputs.iter().cloned());
         for host in &plan.connect {
             self.transport.connect(host)?;
@@ -321,6 +330,8 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
         Capture::Generations => {
             values.insert(Var::Generations, lines.join("\n"));
         }
+        // Read by confirm.rs, which runs that session itself.
+        Capture::Verdict => {}
     }
     Ok(())
 }

@@ -3,11 +3,14 @@
 //! Layers, in the order a run goes through them:
 //! `cli` (what was typed) → `request` (what it means) → `planner`/`plan` (what will run
 //! where) → `exec`/`render`/`transport`/`ssh` (running it) → `report` (what is printed).
+//! Magic rollback (`--confirm-timeout`) is `watchdog` (the script armed on the target, and its
+//! place in the plan) and `confirm` (confirming over a new connection, and the verdict).
 //! The binary is `main.rs`; this library exists so that tests and tools (man page and
 //! completion generation) can use the same definitions.
 
 pub mod app;
 pub mod cli;
+pub mod confirm;
 pub mod error;
 pub mod exec;
 pub mod flake;
@@ -24,3 +27,4 @@ pub mod request;
 pub mod shell;
 pub mod ssh;
 pub mod transport;
+pub mod watchdog;

@@ -23,7 +23,27 @@ pub struct Plan {
     /// Values known before anything runs (e.g. `--store-path`).
     pub inputs: Vec<(Var, String)>,
     pub sessions: Vec<Session>,
+    /// `--confirm-timeout` (magic rollback): confirming the new configuration after the
+    /// sessions, over a new connection to the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Confirm>,
     pub finish: Finish,
+}
+
+/// Magic rollback's second half. The activation session armed a watchdog on the target
+/// (`rb-watchdog arm`, see `watchdog.rs`); this session, run over a NEW SSH connection once
+/// activation is over, proves the target is still reachable and tells the watchdog to keep
+/// the new configuration, then reads back what the watchdog says is active. Connection
+/// attempts are retried until the timeout has passed; the watchdog decides the race.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirm {
+    /// Seconds the watchdog waits for the confirmation, counted from the end of the
+    /// activation session.
+    pub timeout: u64,
+    /// The watchdog's directory on the target.
+    pub dir: String,
+    /// One step, `rb-watchdog confirm <dir>`, elevated like activation.
+    pub session: Session,
 }
 
 /// One process on one host: locally a child process, remotely one SSH session.
@@ -75,6 +95,8 @@ pub enum StepKind {
     Edit,
     /// `repl`: `nix repl` with the configuration (has the terminal).
     Repl,
+    ArmWatchdog,
+    Confirm,
 }
 
 impl StepKind {
@@ -97,6 +119,8 @@ impl StepKind {
             StepKind::FindConfig => "finding the configuration file",
             StepKind::Edit => "editing the configuration",
             StepKind::Repl => "running nix repl",
+            StepKind::ArmWatchdog => "arming the rollback watchdog",
+            StepKind::Confirm => "confirming the new configuration",
         }
     }
 
@@ -118,6 +142,8 @@ impl StepKind {
             StepKind::FindConfig => "find-config",
             StepKind::Edit => "edit",
             StepKind::Repl => "repl",
+            StepKind::ArmWatchdog => "arm-watchdog",
+            StepKind::Confirm => "confirm",
         }
     }
 
@@ -129,6 +155,8 @@ impl StepKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Command {
+    /// The program and its arguments. The program `rb-watchdog` is rb's own magic-rollback
+    /// watchdog (`watchdog.rs`): shell functions that rendering puts at the top of the script.
     pub argv: Vec<Word>,
     pub env: Env,
     /// Run under `systemd-run` with this unit name where the host runs systemd, so that a
@@ -150,6 +178,8 @@ pub struct Command {
 pub enum Undo {
     /// Point the profile back at the generation it had before (or remove it if it had none).
     RestoreProfile { profile: String },
+    /// Have the magic-rollback watchdog in `dir` roll back at once, not at its deadline.
+    RollBackNow { dir: String },
 }
 
 impl Command {
@@ -271,6 +301,9 @@ pub enum Capture {
     ImageVariants { variant: Option<String> },
     /// The generations listing (see `generations.rs`), kept whole as `$generations`.
     Generations,
+    /// `rb-watchdog confirm`: the watchdog's verdict (`@rb-watchdog key=value` lines), read by
+    /// `confirm.rs`; no value.
+    Verdict,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -335,6 +368,23 @@ impl fmt::Display for Plan {
                 n = fallback.fmt_steps(f, n)?;
             }
         }
+        if let Some(confirm) = &self.confirm {
+            let session = &confirm.session;
+            let elevation = match &session.elevation {
+                Elevation::None => String::new(),
+                Elevation::Sudo { .. } => " as root via sudo".into(),
+                Elevation::Run0 { .. } => " as root via run0".into(),
+            };
+            writeln!(
+                f,
+                "session {} on {}{elevation}, over a NEW SSH connection, within {}s of the \
+                 activation (else the target rolls back by itself):",
+                self.sessions.len() + 1,
+                session.host,
+                confirm.timeout
+            )?;
+            session.fmt_steps(f, n)?;
+        }
         let finish = match self.finish {
             Finish::Nothing => "print nothing",
             Finish::NewConfiguration => "print the new configuration's path on stdout",
@@ -376,6 +426,7 @@ impl Session {
                             "the image variants (none was chosen)".to_string()
                         }
                         Capture::Generations => "$generations".to_string(),
+                        Capture::Verdict => "the watchdog's verdict".to_string(),
                     };
                     writeln!(f, "{}→ {yields}", " ".repeat(28))?;
                 }
@@ -409,8 +460,14 @@ impl Command {
             }
         }
         words.extend(self.argv.iter().map(Word::display));
-        if let Some(Undo::RestoreProfile { .. }) = &self.undo {
-            words.push("(undone if a later step fails)".into());
+        match &self.undo {
+            Some(Undo::RestoreProfile { .. }) => {
+                words.push("(undone if a later step fails)".into())
+            }
+            Some(Undo::RollBackNow { .. }) => {
+                words.push("(if a later step fails, it rolls back at once)".into())
+            }
+            None => {}
         }
         words.join(" ")
     }

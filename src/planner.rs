@@ -65,6 +65,9 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         connect,
         inputs,
         sessions: merge_sessions(sessions),
+        confirm: req
+            .confirm_timeout
+            .map(|t| crate::watchdog::confirm(req, run.run_id, t)),
         finish,
     })
 }
@@ -528,6 +531,10 @@ fn activation(req: &Request, run: &RunEnv) -> Session {
     // What will change, shown while the running system is still the old one.
     if req.diff {
         steps.push(diff_step(run));
+    }
+    // Magic rollback: armed once the checks passed, before anything changes.
+    if let Some(timeout) = req.confirm_timeout {
+        steps.push(crate::watchdog::arm_step(req, run.run_id, timeout));
     }
     if sets_profile {
         if let Some(dir) = req.profile.dir_to_create() {
@@ -1116,6 +1123,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -1136,6 +1144,7 @@ mod tests {
                     ),
                     Some(Capture::BuildJson)
                 )],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -1153,6 +1162,7 @@ mod tests {
                     nix_build("config.system.build.toplevel", &["--no-link", "--dry-run"]),
                     None
                 )],
+                confirm: None,
                 finish: Finish::Nothing,
                 connect: vec![],
             }
@@ -1210,6 +1220,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -1255,6 +1266,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -1314,6 +1326,7 @@ mod tests {
                         fallback: None,
                     },
                 ],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
@@ -1329,9 +1342,101 @@ mod tests {
                 action: Action::Build,
                 inputs: vec![],
                 sessions: vec![find_newest],
+                confirm: None,
                 finish: Finish::NewConfiguration,
                 connect: vec![],
             }
+        );
+    }
+
+    #[test]
+    fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connection() {
+        let aq = crate::host::SshHost::parse("--target-host", "root@aq").unwrap();
+        let target = Host::Ssh(aq.clone());
+        let sudo = Elevation::Sudo {
+            ask_password: false,
+            options: vec![],
+        };
+        let copy = {
+            let mut c = Command::new(vec![
+                Word::lit("nix-copy-closure"),
+                Word::lit("--to"),
+                Word::lit("root@aq"),
+                Word::var(Var::System, ""),
+            ]);
+            c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+            c
+        };
+        let mut arm = cmd(&[
+            "rb-watchdog",
+            "arm",
+            "/run/rb/r1",
+            "30",
+            "switch",
+            SYSTEM,
+            "restore-profile",
+        ]);
+        arm.undo = Some(Undo::RollBackNow {
+            dir: "/run/rb/r1".into(),
+        });
+        assert_eq!(
+            plan_of("switch --flake /cfg#h --target-host root@aq --sudo --confirm-timeout 30"),
+            Plan {
+                action: Action::Switch,
+                connect: vec![aq],
+                inputs: vec![],
+                sessions: vec![
+                    build_session(
+                        nix_build("config.system.build.toplevel", &["--no-link"]),
+                        Some(Capture::BuildJson)
+                    ),
+                    Session {
+                        host: Host::Local,
+                        elevation: Elevation::None,
+                        steps: vec![simple(StepKind::Copy, copy)],
+                        fallback: None,
+                    },
+                    // One session, one round trip: checks, the watchdog, profile, activation.
+                    Session {
+                        host: target.clone(),
+                        elevation: sudo.clone(),
+                        steps: vec![
+                            check_closure(),
+                            simple(StepKind::ArmWatchdog, arm),
+                            set_profile(SYSTEM),
+                            stc("", "switch", "0"),
+                        ],
+                        fallback: None,
+                    },
+                ],
+                confirm: Some(crate::plan::Confirm {
+                    timeout: 30,
+                    dir: "/run/rb/r1".into(),
+                    session: Session {
+                        host: target,
+                        elevation: sudo,
+                        steps: vec![Step {
+                            kind: StepKind::Confirm,
+                            message: None,
+                            commands: vec![cmd(&["rb-watchdog", "confirm", "/run/rb/r1"])],
+                            capture: Some(Capture::Verdict),
+                        }],
+                        fallback: None,
+                    },
+                }),
+                finish: Finish::NewConfiguration,
+            }
+        );
+        // `test` keeps the profile; its rollback activates the previous system with `test`.
+        let p = plan_of("test --flake /cfg#h --target-host root@aq --confirm-timeout 5");
+        assert_eq!(
+            p.sessions[2].steps[0].commands[0].argv[3..],
+            [
+                Word::lit("5"),
+                Word::lit("test"),
+                Word::lit(SYSTEM),
+                Word::lit("keep-profile")
+            ]
         );
     }
 
@@ -1360,6 +1465,7 @@ mod tests {
                     nix_build("config.system.build.vm", &[]),
                     Some(Capture::BuildJson)
                 )],
+                confirm: None,
                 finish: Finish::VirtualMachine,
                 connect: vec![],
             }
@@ -1426,6 +1532,7 @@ mod tests {
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                confirm: None,
             }
         );
     }
@@ -1471,6 +1578,7 @@ mod tests {
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                confirm: None,
             }
         );
     }
@@ -1536,6 +1644,7 @@ mod tests {
                     list_step(SYSTEM, "system")
                 )],
                 finish: Finish::Generations { json: false },
+                confirm: None,
             }
         );
         let web = "/nix/var/nix/profiles/system-profiles/web";
@@ -1551,6 +1660,7 @@ mod tests {
                     list_step(web, "web")
                 )],
                 finish: Finish::Generations { json: true },
+                confirm: None,
             }
         );
     }
@@ -1590,6 +1700,7 @@ mod tests {
                     ])
                 )],
                 finish: Finish::Nothing,
+                confirm: None,
             }
         );
     }
@@ -1632,6 +1743,7 @@ mod tests {
                     ),
                 ],
                 finish: Finish::Nothing,
+                confirm: None,
             }
         );
     }
@@ -1650,6 +1762,7 @@ mod tests {
             connect: vec![],
             inputs: vec![],
             sessions: vec![interactive(StepKind::Repl, cmd(argv))],
+            confirm: None,
             finish: Finish::Nothing,
         }
     }
@@ -1779,6 +1892,7 @@ mod tests {
                     ),
                 ],
                 finish: Finish::Image,
+                confirm: None,
             }
         );
         // Without a variant, the evaluation lists them and nothing is built.
@@ -1790,6 +1904,7 @@ mod tests {
                 inputs: vec![],
                 sessions: vec![image_eval(&eval, None)],
                 finish: Finish::Nothing,
+                confirm: None,
             }
         );
         let eval = [
@@ -1827,6 +1942,7 @@ mod tests {
                     ),
                 ],
                 finish: Finish::Image,
+                confirm: None,
             }
         );
     }
@@ -1927,6 +2043,7 @@ mod tests {
                     },
                 ],
                 finish: Finish::NewConfiguration,
+                confirm: None,
             }
         );
     }

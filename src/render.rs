@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::plan::{Capture, Command, Env, EnvVar, Session, Undo, Var, Word};
 use crate::request::Elevation;
 use crate::shell::{join, quote};
+use crate::watchdog;
 use std::collections::BTreeMap;
 
 /// Run-time values of [`Var`]s.
@@ -93,7 +94,8 @@ fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> 
     let plain = cmd.systemd_run.is_none()
         && cmd.on_failure.is_none()
         && cmd.undo.is_none()
-        && !keeps_remote_vars;
+        && !keeps_remote_vars
+        && !watchdog::is_watchdog(cmd);
     Ok(plain.then_some(cmd))
 }
 
@@ -204,6 +206,14 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             "read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '{PGID_MARKER}%s\\n' \"$5\""
         ));
     }
+    if session
+        .steps
+        .iter()
+        .flat_map(|s| &s.commands)
+        .any(watchdog::is_watchdog)
+    {
+        lines.push(watchdog::functions(program));
+    }
     for (n, step) in session.steps.iter().enumerate() {
         lines.push(format!("printf '{MARKER}%s\\n' {n}"));
         for cmd in &step.commands {
@@ -267,12 +277,15 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             if !line.is_empty() {
                 line.push(' ');
             }
-            let words = cmd
+            let mut words = cmd
                 .argv
                 .iter()
                 .map(|w| shell_word(w, values, &produced))
-                .collect::<Result<Vec<_>>>()?
-                .join(" ");
+                .collect::<Result<Vec<_>>>()?;
+            if matches!(cmd.argv.first(), Some(Word::Lit(w)) if w == watchdog::PROGRAM) {
+                words[0] = watchdog::FUNCTION.into();
+            }
+            let words = words.join(" ");
             let assigns = match (&step.capture, step.commands.len()) {
                 (Some(Capture::PathLine(var)), 1) => {
                     Some(format!("rb_{}", var.name().replace('-', "_")))
@@ -313,6 +326,13 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                     quote(&format!(
                         "{program}: the profile {profile} is back where it was before this run"
                     ))
+                ));
+            }
+            if let Some(Undo::RollBackNow { dir }) = &cmd.undo {
+                undo.push(format!(
+                    "{} roll-back-now {} >&2",
+                    watchdog::FUNCTION,
+                    quote(dir)
                 ));
             }
             lines.push(line);
@@ -448,6 +468,61 @@ mod tests {
              if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1; else set --; fi\n\
              env -i ${PATH+PATH=\"$PATH\"} NIXOS_INSTALL_BOOTLOADER=0 \"$@\" /nix/store/abc-sys/bin/switch-to-configuration switch >&2 || exit"
         );
+    }
+
+    #[test]
+    fn a_watchdog_session_carries_its_functions_and_rolls_back_on_failure() {
+        let mut arm = Command::lit(&["rb-watchdog", "arm", "/run/rb/x", "3", "switch", "/p", "r"]);
+        arm.undo = Some(Undo::RollBackNow {
+            dir: "/run/rb/x".into(),
+        });
+        let mut set = Command::lit(&["nix-env", "-p", "/p", "--set", "/s"]);
+        set.undo = Some(Undo::RestoreProfile {
+            profile: "/p".into(),
+        });
+        let s = session(
+            vec![
+                step(vec![arm]),
+                step(vec![set]),
+                step(vec![Command::lit(&["stc", "switch"])]),
+            ],
+            Elevation::None,
+        );
+        let inv = render(&s, &values(), &Site::Remote, "rb").unwrap();
+        let script = &inv.argv[2];
+        // After the process-group marker every remote script starts with.
+        let (first, rest) = script.split_once('\n').unwrap();
+        assert!(first.contains("@rb-pgid"), "{script}");
+        assert!(rest.starts_with(&watchdog::functions("rb")), "{script}");
+        let tail: Vec<&str> = script.lines().rev().take(7).collect();
+        assert_eq!(
+            tail[0],
+            "stc switch >&2 || { s=$?; if [ -n \"$rb_prev\" ]; then n=${rb_prev%-link}; \
+             n=${n##*-}; nix-env -p /p --switch-generation \"$n\" >&2; else rm -f /p; fi; \
+             printf '%s\\n' 'rb: the profile /p is back where it was before this run' >&2; \
+             rb_watchdog roll-back-now /run/rb/x >&2; exit $s; }"
+        );
+        assert_eq!(
+            tail[2],
+            "nix-env -p /p --set /s >&2 || { s=$?; rb_watchdog roll-back-now /run/rb/x >&2; exit $s; }"
+        );
+        assert_eq!(
+            tail[5],
+            "rb_watchdog arm /run/rb/x 3 switch /p r >&2 || exit"
+        );
+
+        // The confirmation alone still needs the functions: never a direct command.
+        let mut confirm = step(vec![Command::lit(&["rb-watchdog", "confirm", "/run/rb/x"])]);
+        confirm.capture = Some(crate::plan::Capture::Verdict);
+        let inv = render(
+            &session(vec![confirm], Elevation::None),
+            &values(),
+            &Site::Remote,
+            "rb",
+        )
+        .unwrap();
+        assert!(inv.markers);
+        assert!(inv.argv[2].ends_with("\nrb_watchdog confirm /run/rb/x || exit"));
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct Request {
     pub json: bool,
     /// `NIX_SSHOPTS`, split like a shell would.
     pub ssh_options: Vec<String>,
+    /// `--confirm-timeout`: magic rollback unless confirmed within this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_timeout: Option<u64>,
     #[serde(skip)]
     pub warnings: Vec<String>,
 }
@@ -255,6 +258,21 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let target_host = parse_host("--target-host", &cli.hosts.target_host)?;
     let build_host = parse_host("--build-host", &cli.hosts.build_host)?;
 
+    if act.confirm_timeout.is_some() {
+        if !matches!(action, Action::Switch | Action::Boot | Action::Test) {
+            return Err(usage(format!(
+                "--confirm-timeout can only be used with 'switch', 'boot' and 'test', not '{}'",
+                action.name()
+            )));
+        }
+        if target_host.is_local() {
+            return Err(usage(
+                "--confirm-timeout needs --target-host: rb confirms over a new SSH connection \
+                 to the target",
+            ));
+        }
+    }
+
     // Listing generations needs no configuration: no host name lookup on the target.
     let source = if action == Action::ListGenerations {
         Source::Classic
@@ -295,6 +313,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         upgrade,
         json: cli.output.json,
         ssh_options,
+        confirm_timeout: act.confirm_timeout,
         warnings,
     })
 }
@@ -546,6 +565,25 @@ pub mod tests {
         assert!(usage_msg("switch --target-host=-oProxyCommand=x").contains("option"));
         assert!(usage_msg("switch --flake a#b#c").contains("more than one '#'"));
         assert!(usage_msg("edit --rollback").contains("--rollback"));
+        assert_eq!(
+            usage_msg("build --confirm-timeout 5 --target-host h"),
+            "--confirm-timeout can only be used with 'switch', 'boot' and 'test', not 'build'"
+        );
+        assert!(usage_msg("dry-activate --confirm-timeout 5 --target-host h").contains("'switch'"));
+        assert!(usage_msg("switch --confirm-timeout 5").contains("needs --target-host"));
+        for bad in ["0", "-1", "1.5", "x", ""] {
+            let argv = [
+                "rb",
+                "switch",
+                "--target-host",
+                "h",
+                "--confirm-timeout",
+                bad,
+            ];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let r = req("test --confirm-timeout 30 --target-host root@h --flake /c#h").unwrap();
+        assert_eq!(r.confirm_timeout, Some(30));
     }
 
     #[test]

@@ -164,6 +164,31 @@ impl Ssh {
         cmd
     }
 
+    /// The `ssh` process running `words` on `host` over a NEW connection, not through the
+    /// master: magic rollback's proof that the target still accepts connections. ssh takes
+    /// the first value it is given for an option, so these come before `NIX_SSHOPTS` and win
+    /// over it and over ~/.ssh/config.
+    pub fn fresh_command(&self, host: &SshHost, words: &[String], connect_timeout: u64) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args([
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            &format!("ConnectTimeout={connect_timeout}"),
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ])
+        .args(&self.user)
+        .arg(&host.dest)
+        .arg("--")
+        .arg(shell::join(words));
+        cmd
+    }
+
     /// Runs `words` on `host` and returns its stdout (for small queries such as the host name).
     pub fn query(&self, host: &SshHost, words: &[String]) -> Result<String> {
         let out = self

@@ -64,6 +64,18 @@ impl Transport {
         }
     }
 
+    /// The process that runs `inv` on `host` over a new SSH connection of its own.
+    pub fn fresh_command(
+        &mut self,
+        host: &SshHost,
+        inv: &Invocation,
+        connect_timeout: u64,
+    ) -> Result<Command> {
+        let mut cmd = self.ssh()?.fresh_command(host, &inv.argv, connect_timeout);
+        cmd.envs(inv.env.iter().cloned());
+        Ok(cmd)
+    }
+
     /// The host name a machine reports, for the default configuration name.
     pub fn hostname(&mut self, host: &SshHost) -> Result<String> {
         let ssh = self.ssh()?;

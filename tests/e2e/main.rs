@@ -5,5 +5,6 @@ mod fleet_smoke;
 mod interrupt;
 mod json;
 mod local;
+mod magic_rollback;
 mod remote;
 mod surface;

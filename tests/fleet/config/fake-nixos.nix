@@ -19,6 +19,11 @@
 #   kernelVersion         str     "6.1.0-rb"   kernel-modules/lib/modules/<kernelVersion>
 #   evalError             bool    false        evaluating `config` throws
 #   buildSeconds          int     0            the toplevel's builder first sleeps this long
+#   breakSsh              bool    false        switch/test stop the host's sshd (existing
+#                                              connections live on, new ones are refused);
+#                                              a switch/test without it starts sshd again
+#   activationSeconds     int     0            switch-to-configuration sleeps this long after
+#                                              activating, before it exits
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -36,6 +41,8 @@ let
   kernelVersion = k.kernelVersion or "6.1.0-rb";
   evalError = k.evalError or false;
   buildSeconds = k.buildSeconds or 0;
+  breakSsh = k.breakSsh or false;
+  activationSeconds = k.activationSeconds or 0;
 
   # Every build is `/bin/sh -c <script>`; the scripts set PATH themselves.
   mkDerivation = drvName: scriptFile: attrs:
@@ -54,7 +61,7 @@ let
   mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0 }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
       inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
-        specialisation specialisationPaths failBuild buildSeconds;
+        specialisation specialisationPaths failBuild buildSeconds breakSsh activationSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
     };
 

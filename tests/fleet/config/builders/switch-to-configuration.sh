@@ -1,13 +1,14 @@
 # shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # rb-fleet's fake switch-to-configuration (the builder puts `#!/bin/sh` and the variables
-# toplevel, specialisation and activation_exit above this text).
+# toplevel, specialisation, activation_exit, break_ssh and activation_seconds above this text).
 #
 # switch-to-configuration ACTION appends ONE JSON line to /run/rb-fleet/activations.log:
 #   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
 #    "hostname":…,"toplevel":…,"specialisation":<name or null>,
 #    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>}
-# then, for switch and test, points /run/current-system at its toplevel, and exits with
-# the activationExit knob. The PATH it received is recorded, never used.
+# then, for switch and test, points /run/current-system at its toplevel and, on a remote host,
+# stops its sshd (knob breakSsh) or starts it again if it was stopped; sleeps activationSeconds;
+# and exits with the activationExit knob. The PATH it received is recorded, never used.
 received_env_file=/proc/$$/environ
 received_path=${PATH-}
 # (sh gives itself a default PATH when it received none: ask the kernel what it received)
@@ -78,6 +79,15 @@ case "$action" in
       echo "switch-to-configuration: cannot update /run/current-system (not root?)" >&2
       exit 1
     fi
+    # /run/rb-fleet/sshd-ctl exists on the fleet's remote hosts only.
+    if [ -x /run/rb-fleet/sshd-ctl ]; then
+      if [ -n "$break_ssh" ]; then
+        echo "stopping sshd (knob breakSsh)" >&2
+        /run/rb-fleet/sshd-ctl stop || true
+      else
+        /run/rb-fleet/sshd-ctl start || true
+      fi
+    fi
     ;;
   boot)
     echo "updating the boot loader..." >&2
@@ -91,4 +101,7 @@ case "$action" in
     exit 1
     ;;
 esac
+if [ "$activation_seconds" -gt 0 ] 2>/dev/null; then
+  /bin/sleep "$activation_seconds"
+fi
 exit "$activation_exit"

@@ -1,0 +1,299 @@
+//! Magic rollback's end (`--confirm-timeout`): after the plan's sessions, reach the target
+//! over a NEW SSH connection, confirm, and tell the truth about what the target runs now.
+//!
+//! The activation session armed a watchdog on the target (`watchdog.rs`). Here rb runs the
+//! plan's confirming session over a fresh connection, retrying while the target does not
+//! accept one, and reads the watchdog's verdict:
+//! - confirmed: exit 0;
+//! - rolled back (the confirmation came too late, or activation failed and rb had the
+//!   watchdog roll back at once): [`Error::RolledBack`], saying which generation is active;
+//! - anything else (never reachable again, rollback failed, no watchdog): [`Error::Unconfirmed`],
+//!   saying what to check.
+//!
+//! When activation fails, rb does not wait for the timeout: the session has already told the
+//! watchdog to roll back, and the confirming session asks again and waits for the result.
+
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Outcome, StepRecord};
+use crate::host::{Host, SshHost};
+use crate::plan::{Confirm, StepKind};
+use crate::render::{Site, Values, render};
+use crate::request::Elevation;
+use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How long rb keeps trying to reach the target after the deadline, to learn what its
+/// watchdog did (the previous system's activation must bring SSH back first).
+pub const GRACE: Duration = Duration::from_secs(120);
+
+/// Pause between connection attempts.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Settles a run whose plan has a confirmation, given how its sessions went.
+pub fn settle(
+    exec: &mut Executor,
+    confirm: &Confirm,
+    result: Result<()>,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let armed = outcome
+        .steps
+        .iter()
+        .any(|s| s.kind == StepKind::ArmWatchdog && s.failed.is_none());
+    let Host::Ssh(host) = &confirm.session.host else {
+        return result;
+    };
+    if !armed {
+        // Nothing changed on the target (or the plan never got that far).
+        return result;
+    }
+    let (mode, failure) = match result {
+        Ok(()) => (Mode::Confirm, None),
+        Err(Error::Interrupted(sig)) => {
+            exec.report.warn(&format!(
+                "{} will roll back by itself {}s after the activation: nothing confirms it now",
+                host.dest, confirm.timeout
+            ));
+            return Err(Error::Interrupted(sig));
+        }
+        // The connection dropped during activation: the target knows better whether the
+        // activation failed (then it has already asked its watchdog to roll back).
+        Err(e @ Error::Command { status: 255, .. }) => (Mode::Confirm, Some(e.to_string())),
+        Err(e) => (Mode::RollBack, Some(e.to_string())),
+    };
+    match mode {
+        Mode::Confirm => exec.report.info(&format!(
+            "confirming the new configuration over a new SSH connection to {}...",
+            host.dest
+        )),
+        Mode::RollBack => exec.report.info(&format!(
+            "activation failed: waiting for {}'s watchdog to roll back (over a new SSH connection)...",
+            host.dest
+        )),
+    }
+    let started = Instant::now();
+    let reached = reach(exec, confirm, host, mode)?;
+    let settled = verdict(exec.report, confirm, host, mode, failure, reached);
+    outcome.steps.push(StepRecord {
+        kind: StepKind::Confirm,
+        host: host.dest.clone(),
+        duration: started.elapsed(),
+        failed: settled.as_ref().err().map(Error::exit_status),
+    });
+    settled
+}
+
+/// What the attempts to reach the target gave.
+enum Reached {
+    /// The watchdog's verdict, and whether a connection failed before it came.
+    Verdict(Verdict, Option<String>),
+    /// The confirming session ran but said nothing rb understands.
+    Failed { status: i32, stderr: String },
+    /// No connection until rb gave up; the last reason.
+    Never(String),
+}
+
+fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> Result<Reached> {
+    let session = watchdog::session(confirm, mode);
+    let inv = render(
+        &session,
+        &Values::new(),
+        &Site::Remote,
+        &exec.report.program,
+    )?;
+    exec.report.debug(&format!(
+        "on {} (new connection): {:?}",
+        host.dest, inv.argv
+    ));
+    let password = match &session.elevation {
+        Elevation::Sudo {
+            ask_password: true, ..
+        } => exec.password.clone(),
+        _ => None,
+    };
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(confirm.timeout);
+    let give_up = deadline + GRACE;
+    let mut last_failure: Option<String> = None;
+    let mut said_deadline = false;
+    loop {
+        let left = give_up.saturating_duration_since(Instant::now()).as_secs();
+        let mut cmd = exec
+            .transport
+            .fresh_command(host, &inv, left.clamp(1, 10))?;
+        cmd.stdin(if password.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            program: "ssh".into(),
+            source,
+        })?;
+        if let (Some(pw), Some(mut stdin)) = (&password, child.stdin.take()) {
+            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
+        }
+        let out = child.wait_with_output().map_err(|source| Error::Spawn {
+            program: "ssh".into(),
+            source,
+        })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = stdout.lines().collect();
+        let status = out.status.code().unwrap_or(255);
+        if let Some(v) = Verdict::parse(&lines) {
+            for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+                exec.report.passthrough(line);
+            }
+            return Ok(Reached::Verdict(v, last_failure));
+        }
+        if status != 255 {
+            return Ok(Reached::Failed { status, stderr });
+        }
+        let why = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("ssh exited with status 255")
+            .to_string();
+        let now = Instant::now();
+        if last_failure.is_none() && now < deadline {
+            exec.report.warn(&format!(
+                "cannot reach {} over a new SSH connection ({why}); trying again for {}s",
+                host.dest,
+                deadline.saturating_duration_since(now).as_secs().max(1)
+            ));
+        }
+        last_failure = Some(why);
+        if now >= give_up {
+            return Ok(Reached::Never(last_failure.unwrap_or_default()));
+        }
+        if now >= deadline && !said_deadline {
+            said_deadline = true;
+            exec.report.warn(&format!(
+                "no confirmation within {}s: {}'s watchdog rolls it back now; waiting up to {}s \
+                 for it to be reachable again",
+                confirm.timeout,
+                host.dest,
+                GRACE.as_secs()
+            ));
+        }
+        std::thread::sleep(RETRY);
+    }
+}
+
+fn verdict(
+    report: &crate::report::Report,
+    confirm: &Confirm,
+    host: &SshHost,
+    mode: Mode,
+    failure: Option<String>,
+    reached: Reached,
+) -> Result<()> {
+    let h = &host.dest;
+    let dir = &confirm.dir;
+    let check_log = format!("check {h}: the watchdog's state and log are in {dir}/ there");
+    let (v, unreachable) = match reached {
+        Reached::Verdict(v, unreachable) => (v, unreachable),
+        Reached::Failed { status, stderr } => {
+            let said = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Unconfirmed {
+                why: format!(
+                    "{}the confirming session on {h} failed (exit status {status}{})",
+                    failure.map(|f| format!("{f}; ")).unwrap_or_default(),
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {said}")
+                    }
+                ),
+                check: format!(
+                    "{h} rolls back by itself {}s after the activation unless confirmed; {check_log}",
+                    confirm.timeout
+                ),
+            });
+        }
+        Reached::Never(why) => {
+            return Err(Error::Unconfirmed {
+                why: format!(
+                    "{}rb could not reach {h} over a new SSH connection within {}s, nor in the {}s \
+                     after ({why})",
+                    failure.map(|f| format!("{f}; ")).unwrap_or_default(),
+                    confirm.timeout,
+                    GRACE.as_secs()
+                ),
+                check: format!(
+                    "its watchdog should have rolled it back {}s after the activation; once {h} \
+                     is reachable, `cat {dir}/result` there says what it did",
+                    confirm.timeout
+                ),
+            });
+        }
+    };
+    // Why the new configuration was not kept, when it was not.
+    let why = match (&failure, mode, v.reason()) {
+        (Some(f), Mode::RollBack, _) => f.clone(),
+        (Some(f), Mode::Confirm, Some("requested")) => {
+            format!("{f}, and the activation failed on {h}")
+        }
+        (_, _, Some("requested")) => format!("the activation failed on {h}"),
+        _ => match &unreachable {
+            Some(u) => format!(
+                "the new configuration was not confirmed within {}s: rb could not reach {h} over a \
+                 new SSH connection ({u})",
+                confirm.timeout
+            ),
+            None => format!(
+                "the new configuration was not confirmed within {}s",
+                confirm.timeout
+            ),
+        },
+    };
+    match v.outcome {
+        Said::Confirmed if mode == Mode::Confirm => {
+            report.info(&format!(
+                "confirmed over a new SSH connection: {h} keeps the new configuration{}",
+                v.generation()
+                    .map(|g| format!(" (generation {g})"))
+                    .unwrap_or_default()
+            ));
+            Ok(())
+        }
+        Said::RolledBack => Err(Error::RolledBack {
+            host: h.clone(),
+            why,
+            now: v.now_active(),
+        }),
+        Said::RollbackFailed => Err(Error::Unconfirmed {
+            why: format!(
+                "{why}; {h}'s watchdog tried to roll back, but {}: now {}",
+                v.failed().unwrap_or("something failed"),
+                v.now_active()
+            ),
+            check: check_log,
+        }),
+        Said::Pending => Err(Error::Unconfirmed {
+            why: format!(
+                "{why}; {h}'s watchdog has not finished ({})",
+                v.detail().unwrap_or("still rolling back")
+            ),
+            check: format!("`cat {dir}/result` on {h} will say what it did"),
+        }),
+        Said::Confirmed | Said::Unknown => Err(Error::Unconfirmed {
+            why: format!(
+                "{}rb cannot tell what {h} runs: {}",
+                failure.map(|f| format!("{f}; ")).unwrap_or_default(),
+                v.detail().unwrap_or("its watchdog gave no verdict")
+            ),
+            check: check_log,
+        }),
+    }
+}

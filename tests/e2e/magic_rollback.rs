@@ -1,0 +1,395 @@
+//! Magic rollback (`--confirm-timeout`): a watchdog armed on the target keeps the new
+//! generation only if rb confirms it over a new SSH connection in time.
+
+use crate::fleet::{DEPLOYPW_PASSWORD, FLEET_SCRIPT, Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WS: &str = "ws";
+const T: &str = "aquamarine";
+const ROLLED_BACK: i32 = 10;
+const UNCONFIRMED: i32 = 11;
+
+fn target() -> String {
+    format!("root@{T}")
+}
+
+/// A fleet whose target runs generation 1 (switched to with plain rb, no watchdog); returns
+/// it and generation 1's system.
+fn fleet_on_generation_1(target_options: &str) -> (Fleet, String) {
+    let f = Fleet::up(&[WS, &format!("{T}{target_options}")]);
+    let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", &target()]);
+    r.assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    (f, r.stdout_trimmed().to_string())
+}
+
+/// The same, generation 1 made and activated without rb (`nix-env --set`, then its
+/// switch-to-configuration): rb keeps no state of its own.
+fn fleet_on_foreign_generation_1() -> (Fleet, String) {
+    let f = Fleet::up(&[WS, T]);
+    let gen1 = f.seed_generation(T, T);
+    f.sh(T, &format!("{gen1}/bin/switch-to-configuration switch"))
+        .assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    (f, gen1)
+}
+
+fn delta(before: Sessions, after: Sessions) -> (usize, usize) {
+    (
+        after.connections - before.connections,
+        after.sessions - before.sessions,
+    )
+}
+
+/// The watchdog directories (/run/rb/<run id>) on `host`.
+fn watchdog_dirs(f: &Fleet, host: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(f.host_path(host, "/run/rb"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn a_confirmed_switch_is_kept_and_costs_one_more_connection() {
+    let (f, _) = fleet_on_generation_1("");
+    let plain = f.sessions(T);
+    f.knob(T, "rev", "2");
+    let before = f.sessions(T);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        "30",
+    ]);
+    r.assert_success();
+    assert!(r.stdout_trimmed().ends_with("-26.05.2"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("confirmed over a new SSH connection: root@aquamarine keeps the new configuration (generation 2)"),
+        "{r:?}"
+    );
+    // The first, plain switch: one connection, two sessions (copy, activation). This one: the
+    // same plus exactly one connection with one session, the confirmation.
+    assert_eq!(delta(Sessions::default(), plain), (1, 2));
+    assert_eq!(delta(before, f.sessions(T)), (2, 3));
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    let acts = f.activations(T);
+    assert_eq!(acts.len(), 2, "no rollback activation: {acts:?}");
+    // The watchdog ran as a transient systemd unit and stood down.
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    assert!(read(&dir.join("how")).starts_with("systemd-run --unit=rb-watchdog-"));
+    assert!(
+        f.systemd_runs(T)
+            .iter()
+            .any(|l| l.starts_with("unit=rb-watchdog-")),
+        "{:?}",
+        f.systemd_runs(T)
+    );
+    assert!(read(&dir.join("result")).starts_with("outcome=confirmed\n"));
+    assert!(
+        eventually(5, || read(&dir.join("log")).contains("confirmed; exiting")),
+        "{}",
+        read(&dir.join("log"))
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+}
+
+#[test]
+fn a_switch_that_cuts_ssh_is_rolled_back_and_rb_says_to_what() {
+    let (f, gen1) = fleet_on_foreign_generation_1();
+    f.knob(T, "rev", "2");
+    f.knob(T, "breakSsh", "true");
+    let started = Instant::now();
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        "3",
+    ]);
+    r.assert_status(ROLLED_BACK);
+    assert!(started.elapsed() < Duration::from_secs(20), "{r:?}");
+    assert!(r.stdout.is_empty(), "no result path for a rollback: {r:?}");
+    assert!(
+        r.stderr
+            .contains("cannot reach root@aquamarine over a new SSH connection"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "the new configuration was not confirmed within 3s: rb could not reach {} over a new \
+             SSH connection",
+            target()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    let acts: Vec<_> = f
+        .activations(T)
+        .into_iter()
+        .map(|a| (a.action, a.toplevel == gen1))
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("switch".to_string(), true),
+            ("switch".to_string(), false),
+            ("switch".to_string(), true)
+        ]
+    );
+    // Generation 1's activation brought sshd back.
+    let again = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", &target()]);
+    assert_eq!(again.status, 0, "{again:?}");
+}
+
+#[test]
+fn a_failed_activation_rolls_back_at_once() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "activationExit", "4");
+    let started = Instant::now();
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        "60",
+    ]);
+    r.assert_status(ROLLED_BACK);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "rolled back at once, not after the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "activating the configuration failed on root@aquamarine (exit status 4); \
+             root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    let acts = f.activations(T);
+    assert_eq!(acts.len(), 3);
+    assert_eq!(acts[2].toplevel, gen1);
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    let result = read(&dir.join("result"));
+    assert!(
+        result.starts_with("outcome=rolled-back\nreason=requested\n"),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_failed_test_activation_goes_back_to_the_running_system_with_test() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "activationExit", "3");
+    let r = f.rb(&[
+        "test",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        "60",
+    ]);
+    r.assert_status(ROLLED_BACK);
+    assert!(
+        r.stderr.contains(&format!(
+            "root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.generations(T, SYSTEM_PROFILE), [1]);
+    let acts = f.activations(T);
+    assert_eq!(
+        (acts[2].action.as_str(), acts[2].toplevel.as_str()),
+        ("test", gen1.as_str())
+    );
+}
+
+#[test]
+fn killed_after_activation_the_target_rolls_back_by_itself() {
+    // No systemd on this target: the watchdog is a detached process.
+    let (f, gen1) = fleet_on_generation_1(":nosystemd");
+    f.knob(T, "rev", "2");
+    // The new system is switched to (and logged) first; its activation then takes one more
+    // second, in which rb is killed: it never gets to confirm.
+    f.knob(T, "activationSeconds", "1");
+    let workdir = f.workdir();
+    let flake = f.flake(T);
+    let mut rb = Command::new(FLEET_SCRIPT)
+        .arg("run")
+        .arg(f.dir())
+        .arg(WS)
+        .arg("--cwd")
+        .arg(&workdir)
+        .args(["--", RB, "switch", "--flake", &flake, "--target-host"])
+        .arg(target())
+        .args(["--confirm-timeout", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `fleet run` execs rb: killing the child kills rb.
+    let activated = eventually(60, || f.activations(T).len() == 2);
+    rb.kill().unwrap();
+    rb.wait().unwrap();
+    assert!(activated, "the new generation was never activated");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert!(
+        eventually(20, || f.current_generation(T, SYSTEM_PROFILE) == Some(1)
+            && f.activations(T).len() == 3),
+        "no rollback: {:?}",
+        f.activations(T)
+    );
+    assert_eq!(f.activations(T)[2].toplevel, gen1);
+    assert!(
+        eventually(5, || f.current_system(T).as_deref() == Some(gen1.as_str())),
+        "{:?}",
+        f.current_system(T)
+    );
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    assert_eq!(read(&dir.join("how")), "a detached process\n");
+    assert!(
+        eventually(5, || read(&dir.join("result"))
+            .starts_with("outcome=rolled-back\nreason=timeout\n")),
+        "{}",
+        read(&dir.join("result"))
+    );
+    assert!(f.systemd_runs(T).is_empty());
+}
+
+#[test]
+fn a_rollback_that_fails_is_not_called_a_rollback() {
+    let (f, _) = fleet_on_generation_1("");
+    // The system running before the deploy cannot be activated again.
+    f.knob("broken", "activationExit", "4");
+    let broken = f.build_toplevel(T, "broken");
+    f.sh(T, &format!("ln -sfn {broken} /run/current-system"))
+        .assert_success();
+    f.knob(T, "rev", "2");
+    f.knob(T, "breakSsh", "true");
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        "2",
+    ]);
+    r.assert_status(UNCONFIRMED);
+    assert!(
+        r.stderr.contains(&format!(
+            "root@aquamarine's watchdog tried to roll back, but switch-to-configuration switch of \
+             {broken} exited with status 4"
+        )),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("check root@aquamarine"), "{r:?}");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+}
+
+#[test]
+fn the_plan_shows_the_watchdog_and_the_confirmation() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&[
+        "boot",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        "30",
+        "--plan",
+    ]);
+    r.assert_success();
+    assert!(
+        r.stdout
+            .contains("arm-watchdog          rb-watchdog arm /run/rb/"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains(" 30 boot /nix/var/nix/profiles/system restore-profile"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("session 4 on root@aquamarine, over a NEW SSH connection, within 30s"),
+        "{r:?}"
+    );
+    assert!(f.activations(T).is_empty());
+    let r = f.rb(&["build", "--flake", &f.flake(T), "--confirm-timeout", "3"]);
+    r.assert_status(2);
+}
+
+#[test]
+fn the_confirmation_is_elevated_with_the_same_password() {
+    let f = Fleet::up(&[WS, T]);
+    let host = format!("deploypw@{T}");
+    let args = [
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &host,
+        "-S",
+        "--confirm-timeout",
+        "30",
+    ];
+    let r = f.rb_with(RbCall {
+        args: &args,
+        stdin: Some(format!("{DEPLOYPW_PASSWORD}\n")),
+        ..Default::default()
+    });
+    r.assert_success();
+    // No previous system: nothing to go back to, but nothing needed either.
+    assert!(
+        r.stderr.contains("has no previous system to activate"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("keeps the new configuration (generation 1)"),
+        "{r:?}"
+    );
+    // Password check, copy, activation on the master; the confirmation on its own.
+    assert_eq!(delta(Sessions::default(), f.sessions(T)), (2, 4));
+    assert!(!r.stderr.contains(DEPLOYPW_PASSWORD));
+}
