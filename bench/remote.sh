@@ -70,7 +70,7 @@ counts() {
   echo "$out"
 }
 
-printf '%-11s %-6s %8s   %-20s %-20s\n' scenario tool "wall(s)" "host   conn sess" "host   conn sess"
+printf "%-11s %-6s %8s   %-22s %-22s\n" scenario tool "wall(s)" "host        conn sess" "host        conn sess"
 for scenario in target build-host both same-host; do
   for tool in rb floor; do
     total=0
