@@ -179,7 +179,9 @@ fn merge_sessions(sessions: Vec<Session>) -> Vec<Session> {
 /// Options and actions whose implementation has not landed yet: validated by `resolve`,
 /// refused here with a clear message rather than half done.
 fn refuse_unavailable(req: &Request) -> Result<()> {
-    let missing = matches!(req.elevation, Elevation::Run0 { .. }).then_some("run0 elevation");
+    // polkit-stdin-agent would be needed on the target to hand run0 a password.
+    let missing = matches!(req.elevation, Elevation::Run0 { ask_password: true })
+        .then_some("--ask-sudo-password with run0");
     match missing {
         Some(what) => Err(Error::NotYetAvailable(what)),
         None => Ok(()),
@@ -1585,7 +1587,7 @@ mod tests {
 
     #[test]
     fn unavailable_options_are_refused() {
-        let r = req("switch --run0").unwrap();
+        let r = req("switch --run0 -S").unwrap();
         assert!(matches!(
             plan(&r, &NixCaps::floor(), &RUN),
             Err(Error::NotYetAvailable(_))

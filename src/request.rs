@@ -198,7 +198,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     if src.flake.is_some() && file_mode {
         return Err(usage("--flake cannot be used with --file or --attr"));
     }
-    let elevation = elevation(cli, ctx, &mut warnings)?;
+    let elevation = elevation(cli, ctx)?;
     if let Some(path) = &src.store_path {
         if act.rollback {
             return Err(usage("--store-path and --rollback are mutually exclusive"));
@@ -344,7 +344,7 @@ fn parse_host(option: &str, value: &Option<String>) -> Result<Host> {
     }
 }
 
-fn elevation(cli: &Cli, ctx: &Context, warnings: &mut Vec<String>) -> Result<Elevation> {
+fn elevation(cli: &Cli, ctx: &Context) -> Result<Elevation> {
     let act = &cli.activation;
     let sudo = act.sudo || cli.legacy.use_remote_sudo;
     let method = match (act.elevate, sudo, act.run0) {
@@ -380,12 +380,7 @@ fn elevation(cli: &Cli, ctx: &Context, warnings: &mut Vec<String>) -> Result<Ele
                 None => Vec::new(),
             },
         },
-        ElevateMethod::Run0 => {
-            if ask_password {
-                warnings.push("run0 asks for its password through polkit on the target".into());
-            }
-            Elevation::Run0 { ask_password }
-        }
+        ElevateMethod::Run0 => Elevation::Run0 { ask_password },
     })
 }
 

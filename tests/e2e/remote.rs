@@ -461,3 +461,29 @@ fn a_builder_that_cannot_reach_the_target_relays_through_here() {
     assert!(f.has_path(T, r.stdout_trimmed()));
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
 }
+
+#[test]
+fn run0_elevates_the_target_steps() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("deploy@{T}"),
+        "--elevate",
+        "run0",
+    ]);
+    r.assert_success();
+    assert_eq!(f.activations(T)[0].uid, 0);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    // One run0 call, by the deploy user, for the whole activation session.
+    let calls = std::fs::read_to_string(f.host_path(T, "/run/rb-fleet/run0.log")).unwrap();
+    assert_eq!(
+        calls.lines().filter(|l| l.starts_with("uid=")).count(),
+        1,
+        "{calls}"
+    );
+    assert!(!calls.starts_with("uid=0 "), "{calls}");
+    assert_eq!(f.sessions(T), sessions(1, 2));
+}
