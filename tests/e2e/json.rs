@@ -37,7 +37,11 @@ fn every_action_reports_one_document() {
         assert_eq!(d["generation"].is_u64(), sets_profile, "{action}: {d}");
         let steps = d["steps"].as_array().unwrap();
         assert_eq!(steps[0]["step"], "build", "{action}: {d}");
-        assert!(steps.iter().all(|s| s["seconds"].is_f64() && s["status"] == 0));
+        assert!(
+            steps
+                .iter()
+                .all(|s| s["seconds"].is_f64() && s["status"] == 0)
+        );
     }
 }
 
@@ -45,7 +49,14 @@ fn every_action_reports_one_document() {
 fn a_failure_names_the_step_and_its_status() {
     let f = Fleet::up(&[WS, T]);
     f.knob(T, "activationExit", "4");
-    let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", T, "--json"]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        T,
+        "--json",
+    ]);
     r.assert_status(4);
     let d = doc(&r.stdout);
     assert_eq!(d["success"], false);

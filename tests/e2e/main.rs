@@ -1,8 +1,12 @@
 //! End-to-end tests: the rb binary on a sandbox fleet of fake NixOS hosts (tests/fleet).
 
+mod bad_input;
+mod faults;
 mod fleet;
 mod fleet_smoke;
 mod interrupt;
-mod local;
-mod remote;
 mod json;
+mod local;
+mod password;
+mod remote;
+mod state;

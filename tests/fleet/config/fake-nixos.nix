@@ -16,6 +16,8 @@
 #   kernelVersion         str     "6.1.0-rb"   kernel-modules/lib/modules/<kernelVersion>
 #   evalError             bool    false        evaluating `config` throws
 #   buildSeconds          int     0            the toplevel's builder first sleeps this long
+#   activationSeconds     int     0            switch-to-configuration sleeps this long after
+#                                              logging its call, before it changes anything
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -33,6 +35,7 @@ let
   kernelVersion = k.kernelVersion or "6.1.0-rb";
   evalError = k.evalError or false;
   buildSeconds = k.buildSeconds or 0;
+  activationSeconds = k.activationSeconds or 0;
 
   # Every build is `/bin/sh -c <script>`; the scripts set PATH themselves.
   mkDerivation = drvName: scriptFile: attrs:
@@ -51,7 +54,7 @@ let
   mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0 }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
       inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
-        specialisation specialisationPaths failBuild buildSeconds;
+        activationSeconds specialisation specialisationPaths failBuild buildSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
     };
 

@@ -1,11 +1,12 @@
 # shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # rb-fleet's fake switch-to-configuration (the builder puts `#!/bin/sh` and the variables
-# toplevel, specialisation and activation_exit above this text).
+# toplevel, specialisation, activation_exit and activation_seconds above this text).
 #
 # switch-to-configuration ACTION appends ONE JSON line to /run/rb-fleet/activations.log:
 #   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
 #    "hostname":…,"toplevel":…,"specialisation":<name or null>,
 #    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>}
+# then sleeps activation_seconds (the activationSeconds knob; a slow activation to interrupt),
 # then, for switch and test, points /run/current-system at its toplevel, and exits with
 # the activationExit knob. The PATH it received is recorded, never used.
 received_env_file=/proc/$$/environ
@@ -70,6 +71,10 @@ line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"tople
   "$(json_string "$(/bin/cat /proc/sys/kernel/hostname)")" "$(json_string "$toplevel")" \
   "$specialisation_json" "$env_names" "$path_json")
 printf '%s\n' "$line" >> "$log"
+
+if [ "${activation_seconds:-0}" -gt 0 ]; then
+  /bin/sleep "$activation_seconds"
+fi
 
 case "$action" in
   switch | test)

@@ -1,7 +1,8 @@
 # shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
 # Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
-# kernelVersion activationExit specialisation specialisationPaths failBuild stcTemplate.
+# kernelVersion activationExit activationSeconds specialisation specialisationPaths failBuild
+# buildSeconds stcTemplate.
 PATH=/usr/bin:/bin
 set -eu
 if [ "${buildSeconds:-0}" -gt 0 ]; then
@@ -46,6 +47,7 @@ SCRIPT
   echo "toplevel=$(q "$out")"
   echo "specialisation=$(q "$specialisation")"
   echo "activation_exit=$(q "$activationExit")"
+  echo "activation_seconds=$(q "${activationSeconds:-0}")"
   printf '%s\n' "$stcTemplate"
 } > "$out/bin/switch-to-configuration"
 
