@@ -12,7 +12,7 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// The command line was wrong: unknown option, missing value, conflicting options.
     pub const USAGE: i32 = 2;
-    /// A host could not be reached over SSH (ssh's own status).
+    /// A host could not be reached over SSH, or the connection was lost (ssh's own status).
     pub const SSH: i32 = 255;
     /// `--confirm-timeout`: the new configuration was not kept; the target is back on the
     /// generation it had before the run (the message says which).
@@ -21,6 +21,8 @@ pub mod exit {
     /// target is back where it was (unreachable, or its rollback failed); the message says what
     /// to check.
     pub const UNCONFIRMED: i32 = 11;
+    /// A command rb needs is not on a host's PATH (a shell's "command not found").
+    pub const NOT_FOUND: i32 = 127;
 }
 
 #[derive(Debug, Error)]
@@ -63,6 +65,22 @@ pub enum Error {
     #[error("cannot connect to {host}: {why}")]
     Unreachable { host: String, why: String },
 
+    /// The connection to a host broke while a step ran there (ssh's status, 255).
+    #[error("lost the connection to {host} while {what} (ssh exit status 255){consequence}")]
+    ConnectionLost {
+        host: String,
+        what: String,
+        /// What that means for the host, e.g. that its profile already changed.
+        consequence: String,
+    },
+
+    /// Nix's commands are missing from the PATH a host gives SSH sessions.
+    #[error(
+        "{commands} not found on {host}'s PATH; rb needs Nix's commands in the PATH of \
+         non-interactive SSH sessions there"
+    )]
+    NotOnPath { host: String, commands: String },
+
     /// sudo on a host refused to run rb's commands.
     #[error("sudo on {host} refused: {why}")]
     Elevation { host: String, why: String },
@@ -97,7 +115,8 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::Command { status, .. } => *status,
             Error::Interrupted(sig) => 128 + sig,
-            Error::Unreachable { .. } => exit::SSH,
+            Error::Unreachable { .. } | Error::ConnectionLost { .. } => exit::SSH,
+            Error::NotOnPath { .. } => exit::NOT_FOUND,
             Error::RolledBack { .. } => exit::ROLLED_BACK,
             Error::Unconfirmed { .. } => exit::UNCONFIRMED,
             Error::Failed(_)

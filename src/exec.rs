@@ -2,6 +2,7 @@
 //! into later sessions. The only module (with `transport.rs`) that starts processes.
 
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::interrupt;
 use crate::plan::{Capture, Pick, Plan, Session, StepKind, Var};
 use crate::render::{MARKER, PGID_MARKER, Site, Values, render};
@@ -55,14 +56,48 @@ impl Executor<'_, '_> {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
-            match (self.run_session(session, outcome), &session.fallback) {
-                (Err(Error::Command { .. }), Some(fallback)) => {
-                    self.run_session(fallback, outcome)?
-                }
-                (result, _) => result?,
-            }
+            let result = match (self.run_session(session, outcome), &session.fallback) {
+                (Err(Error::Command { .. }), Some(fallback)) => self.run_session(fallback, outcome),
+                (result, _) => result,
+            };
+            result.map_err(|e| self.explain(plan, session, e))?;
         }
         Ok(())
+    }
+
+    /// A command that was not found on a remote host (the shell's 127), or a failed copy
+    /// (Nix's own message for a remote side without Nix is "cannot connect"): if a host lacks
+    /// Nix's commands on its PATH, that is the error to report.
+    fn explain(&mut self, plan: &Plan, session: &Session, err: Error) -> Error {
+        let Error::Command { status, .. } = &err else {
+            return err;
+        };
+        if interrupt::signal().is_some() {
+            return err;
+        }
+        let hosts = match &session.host {
+            Host::Ssh(h) if *status == 127 => vec![h.clone()],
+            _ if session.steps.iter().any(|s| s.kind == StepKind::Copy) => plan.connect.clone(),
+            _ => return err,
+        };
+        for host in hosts {
+            let mut wanted = vec!["nix-store", "nix-env"];
+            if host.scheme == "ssh-ng" {
+                wanted.push("nix-daemon");
+            }
+            let missing = self.transport.missing_commands(&host, &wanted);
+            if let Some((last, rest)) = missing.split_last() {
+                let commands = match rest {
+                    [] => last.clone(),
+                    _ => format!("{} and {last}", rest.join(", ")),
+                };
+                return Error::NotOnPath {
+                    host: host.dest,
+                    commands,
+                };
+            }
+        }
+        err
     }
 
     fn run_session(&mut self, session: &Session, outcome: &mut Outcome) -> Result<()> {
@@ -217,6 +252,13 @@ impl Executor<'_, '_> {
                 },
             });
         }
+        if code == 255 && !session.host.is_local() {
+            return Err(Error::ConnectionLost {
+                host,
+                what: session.steps[last].kind.what().into(),
+                consequence: consequence(session, current).into(),
+            });
+        }
         if code != 0 {
             let step = &session.steps[last];
             return Err(Error::Command {
@@ -266,6 +308,26 @@ impl Executor<'_, '_> {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+/// What a connection lost during `current` means for the host.
+fn consequence(session: &Session, current: Option<usize>) -> &'static str {
+    let Some(n) = current else {
+        return "";
+    };
+    let profile_set = session.steps[..n]
+        .iter()
+        .any(|s| s.kind == StepKind::SetProfile);
+    match session.steps[n].kind {
+        StepKind::Activate if profile_set => {
+            "; the profile there is already the new generation, whose activation may not have finished"
+        }
+        StepKind::Activate => "; the activation there may not have finished",
+        StepKind::SetProfile => {
+            "; the profile there is either where it was or at the new generation"
+        }
+        _ => "",
     }
 }
 

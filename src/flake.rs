@@ -16,8 +16,9 @@ pub struct PartialFlakeRef {
     pub name: Option<String>,
 }
 
-/// Splits a `--flake` value. A value with two `#`, an empty flake part, or a name that could
-/// not be written inside a Nix string is refused: Nix would otherwise misread it silently.
+/// Splits a `--flake` value. A value with two `#`, an empty flake part, a flake part Nix would
+/// take for an option, or a name that could not be written inside a Nix string is refused: Nix
+/// would otherwise misread it silently.
 pub fn parse(value: &str) -> Result<PartialFlakeRef, String> {
     if value.is_empty() {
         return Err("--flake needs a flake reference, e.g. '.#my-host' or '/etc/nixos'".into());
@@ -36,6 +37,12 @@ pub fn parse(value: &str) -> Result<PartialFlakeRef, String> {
     if flake.is_empty() {
         return Err(format!(
             "flake reference '{value}' names no flake before '#'; write e.g. '.{value}'"
+        ));
+    }
+    if flake.starts_with('-') {
+        return Err(format!(
+            "flake reference '{value}' starts with '-', which Nix would read as an option; \
+             write e.g. './{value}'"
         ));
     }
     let name = match name {
@@ -122,7 +129,9 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["", "#x", "a#b#c", ".#a\"b", ".#a\\b", ".#a${b}", ".#a\nb"] {
+        for bad in [
+            "", "#x", "a#b#c", ".#a\"b", ".#a\\b", ".#a${b}", ".#a\nb", "-L#x", "--impure",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -60,21 +60,22 @@ impl SshHost {
             Some((user, host)) => (Some(user), host),
             None => (None, rest),
         };
+        if host.contains('/') || host.contains('?') {
+            return Err(bad("is not a host name; write [user@]host"));
+        }
+        // IPv6: ssh wants the bare address; `%25` is the URI spelling of a zone's `%`.
+        // The checks below look at what ssh will get, so `[-oX]` cannot become an option.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .replace("%25", "%");
         if user == Some("") || host.is_empty() {
             return Err(bad("has an empty user or host name"));
         }
         if user.is_some_and(|u| u.starts_with('-')) || host.starts_with('-') {
             return Err(bad("starts with '-', which ssh would read as an option"));
         }
-        if host.contains('/') || host.contains('?') {
-            return Err(bad("is not a host name; write [user@]host"));
-        }
-        // IPv6: ssh wants the bare address; `%25` is the URI spelling of a zone's `%`.
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host)
-            .replace("%25", "%");
         let dest = match user {
             Some(user) => format!("{user}@{host}"),
             None => host.clone(),
@@ -133,6 +134,10 @@ mod tests {
             "u@",
             "http://h",
             "h/x",
+            "[-oProxyCommand=x]",
+            "root@[-x]",
+            "[]",
+            "u@[]",
         ] {
             assert!(SshHost::parse("--target-host", bad).is_err(), "{bad:?}");
         }

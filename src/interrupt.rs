@@ -2,15 +2,20 @@
 //! processes, SSH masters, the control directory), exit with 128 + the signal.
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Set by the signal handler itself, so that it is set before rb can see a child that the
+/// same Ctrl-C stopped (the whole process group gets it) end.
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 static INTERACTIVE: AtomicBool = AtomicBool::new(false);
 static CHILD: AtomicU32 = AtomicU32::new(0);
 
 /// Starts the thread that receives SIGINT, SIGTERM and SIGHUP for the rest of the run.
 pub fn install() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register_usize(sig, &SIGNAL, sig as usize);
+    }
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         return;
     };
@@ -20,7 +25,7 @@ pub fn install() {
             if sig == SIGINT && INTERACTIVE.load(Ordering::SeqCst) {
                 continue;
             }
-            SIGNAL.store(sig, Ordering::SeqCst);
+            SIGNAL.store(sig as usize, Ordering::SeqCst);
             // A terminal's Ctrl-C reaches the child too; a SIGTERM sent to rb alone does not.
             let pid = CHILD.load(Ordering::SeqCst);
             if pid != 0 {
@@ -38,7 +43,7 @@ pub fn install() {
 pub fn signal() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {
         0 => None,
-        s => Some(s),
+        s => Some(s as i32),
     }
 }
 
@@ -61,5 +66,9 @@ impl Interactive {
 impl Drop for Interactive {
     fn drop(&mut self) {
         INTERACTIVE.store(false, Ordering::SeqCst);
+        // The low-level handler records every SIGINT; one meant for the editor or the repl
+        // does not interrupt rb.
+        let sigint = signal_hook::consts::SIGINT as usize;
+        let _ = SIGNAL.compare_exchange(sigint, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }

@@ -112,6 +112,7 @@ fn deploy(
                 }
                 sessions.push(build(req)?);
                 if let (Host::Ssh(to), true) = (&req.target_host, copies) {
+                    sessions.extend(specialisation_before_copy(req, &req.build_host));
                     sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
                 }
             }
@@ -120,10 +121,14 @@ fn deploy(
                 match &req.target_host {
                     _ if !copies => {}
                     Host::Local => {
+                        sessions.extend(specialisation_before_copy(req, &req.build_host));
                         sessions.push(local(StepKind::Copy, copy_from(req, builder, run)))
                     }
                     Host::Ssh(to) if to == builder => {}
-                    Host::Ssh(to) => sessions.push(copy_between(req, builder, to, run)),
+                    Host::Ssh(to) => {
+                        sessions.extend(specialisation_before_copy(req, &req.build_host));
+                        sessions.push(copy_between(req, builder, to, run))
+                    }
                 }
             }
         },
@@ -475,6 +480,37 @@ fn find_generation(req: &Request) -> Session {
     }
 }
 
+/// `--specialisation S`: the system has `specialisation/S`, or the run stops here.
+fn check_specialisation(s: &str) -> Step {
+    Step {
+        kind: StepKind::CheckSpecialisation,
+        message: None,
+        commands: vec![
+            Command::new(vec![
+                Word::lit("test"),
+                Word::lit("-x"),
+                Word::var(
+                    Var::System,
+                    format!("/specialisation/{s}/bin/switch-to-configuration"),
+                ),
+            ])
+            .on_failure(format!("specialisation not found: {s}")),
+        ],
+        capture: None,
+    }
+}
+
+/// A missing specialisation is found where the system was built, before it is copied to
+/// the target (the target checks again before its profile changes).
+fn specialisation_before_copy(req: &Request, built_on: &Host) -> Option<Session> {
+    req.specialisation.as_ref().map(|s| Session {
+        host: built_on.clone(),
+        elevation: Elevation::None,
+        steps: vec![check_specialisation(s)],
+        fallback: None,
+    })
+}
+
 const MISSING_FILES: &str = "your NixOS configuration path seems to be missing essential files. \
 To avoid corrupting your current NixOS installation, the activation will abort. This could be \
 caused by Nix bug: https://github.com/NixOS/nix/issues/13367. This is the evaluated NixOS \
@@ -499,19 +535,8 @@ fn activation(req: &Request, run: &RunEnv) -> Session {
 
     let stc_dir = match &req.specialisation {
         Some(s) => {
-            let dir = format!("/specialisation/{s}");
-            steps.push(step(
-                StepKind::CheckSpecialisation,
-                vec![
-                    Command::new(vec![
-                        Word::lit("test"),
-                        Word::lit("-x"),
-                        Word::var(Var::System, format!("{dir}/bin/switch-to-configuration")),
-                    ])
-                    .on_failure(format!("specialisation not found: {s}")),
-                ],
-            ));
-            dir
+            steps.push(check_specialisation(s));
+            format!("/specialisation/{s}")
         }
         None => String::new(),
     };

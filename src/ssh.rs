@@ -211,6 +211,25 @@ impl Ssh {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs `words` on `host` to explain a failure: quietly, through the master if it is
+    /// still there, never becoming one, and giving up soon. None if it could not run.
+    pub fn probe(&self, host: &SshHost, words: &[String]) -> Option<String> {
+        let out = Command::new("ssh")
+            .args(["-o", "ControlMaster=no", "-o", "ConnectTimeout=10"])
+            .args(["-o", "BatchMode=yes"])
+            .args(self.base_args())
+            .arg(&host.dest)
+            .arg("--")
+            .arg(shell::join(words))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Closes every master; safe to call more than once.
     pub fn close(&mut self) {
         for dest in std::mem::take(&mut self.masters).into_keys() {

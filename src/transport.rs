@@ -84,6 +84,20 @@ impl Transport {
             .map(|s| s.trim().to_string())
     }
 
+    /// Which of `commands` the PATH of an SSH session on `host` lacks; empty when none is
+    /// missing or the host cannot be asked.
+    pub fn missing_commands(&self, host: &SshHost, commands: &[&str]) -> Vec<String> {
+        let script = format!(
+            "for c in {}; do command -v \"$c\" >/dev/null 2>&1 || printf '%s\\n' \"$c\"; done",
+            crate::shell::join(commands)
+        );
+        self.ssh
+            .as_ref()
+            .and_then(|ssh| ssh.probe(host, &["sh".into(), "-c".into(), script]))
+            .map(|out| out.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// Closes the masters and removes the control directory.
     pub fn close(&mut self) {
         self.ssh = None;

@@ -23,7 +23,7 @@
 #                                              connections live on, new ones are refused);
 #                                              a switch/test without it starts sshd again
 #   activationSeconds     int     0            switch-to-configuration sleeps this long after
-#                                              activating, before it exits
+#                                              logging its call, before it changes anything
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let

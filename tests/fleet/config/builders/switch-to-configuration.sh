@@ -6,9 +6,10 @@
 #   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
 #    "hostname":…,"toplevel":…,"specialisation":<name or null>,
 #    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>}
+# then sleeps activation_seconds (the activationSeconds knob: a slow activation to interrupt),
 # then, for switch and test, points /run/current-system at its toplevel and, on a remote host,
-# stops its sshd (knob breakSsh) or starts it again if it was stopped; sleeps activationSeconds;
-# and exits with the activationExit knob. The PATH it received is recorded, never used.
+# stops its sshd (knob breakSsh) or starts it again if it was stopped, and exits with the
+# activationExit knob. The PATH it received is recorded, never used.
 received_env_file=/proc/$$/environ
 received_path=${PATH-}
 # (sh gives itself a default PATH when it received none: ask the kernel what it received)
@@ -72,6 +73,10 @@ line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"tople
   "$specialisation_json" "$env_names" "$path_json")
 printf '%s\n' "$line" >> "$log"
 
+if [ "${activation_seconds:-0}" -gt 0 ]; then
+  /bin/sleep "$activation_seconds"
+fi
+
 case "$action" in
   switch | test)
     echo "activating the configuration..." >&2
@@ -101,7 +106,4 @@ case "$action" in
     exit 1
     ;;
 esac
-if [ "$activation_seconds" -gt 0 ] 2>/dev/null; then
-  /bin/sleep "$activation_seconds"
-fi
 exit "$activation_exit"

@@ -1,8 +1,8 @@
 # shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
 # Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
-# kernelVersion activationExit specialisation specialisationPaths failBuild stcTemplate
-# breakSsh activationSeconds.
+# kernelVersion activationExit activationSeconds specialisation specialisationPaths failBuild
+# buildSeconds breakSsh stcTemplate.
 PATH=/usr/bin:/bin
 set -eu
 if [ "${buildSeconds:-0}" -gt 0 ]; then
