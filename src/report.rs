@@ -15,6 +15,14 @@ pub struct Report {
     pub color: bool,
 }
 
+/// One whole line on stderr in a single write, so that it never interleaves with what the
+/// commands rb runs write at the same time.
+fn say(line: String) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{line}\n").as_bytes());
+}
+
 impl Report {
     pub fn new(program: String, debug: bool) -> Self {
         let color = std::io::stderr().is_terminal()
@@ -36,11 +44,11 @@ impl Report {
 
     /// Progress: one line as a step starts.
     pub fn step_started(&self, kind: StepKind, host: &str) {
-        eprintln!(
+        say(format!(
             "{} {} on {host}",
             self.paint("1;34", &format!("{}:", self.program)),
             kind.name()
-        );
+        ));
     }
 
     /// Progress: one line as a step ends, with its duration.
@@ -49,35 +57,35 @@ impl Report {
             None => self.paint("32", "done"),
             Some(code) => self.paint("1;31", &format!("failed (exit status {code})")),
         };
-        eprintln!(
+        say(format!(
             "{} {} on {host} {outcome} in {:.2}s",
             self.paint("1;34", &format!("{}:", self.program)),
             kind.name(),
             took.as_secs_f64()
-        );
+        ));
     }
 
     pub fn info(&self, msg: &str) {
-        eprintln!("{msg}");
+        say(msg.to_string());
     }
 
     pub fn warn(&self, msg: &str) {
-        eprintln!("{}: warning: {msg}", self.program);
+        say(format!("{}: warning: {msg}", self.program));
     }
 
     pub fn error(&self, msg: &str) {
-        eprintln!("{}: error: {msg}", self.program);
+        say(format!("{}: error: {msg}", self.program));
     }
 
     pub fn debug(&self, msg: &str) {
         if self.debug {
-            eprintln!("{}: debug: {msg}", self.program);
+            say(format!("{}: debug: {msg}", self.program));
         }
     }
 
     /// A line a session printed on stdout that belongs to no step.
     pub fn passthrough(&self, line: &str) {
-        eprintln!("{line}");
+        say(line.to_string());
     }
 
     /// A result line: the first part on stderr, the value alone on stdout, as nixos-rebuild.
