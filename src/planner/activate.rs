@@ -1,0 +1,210 @@
+//! What happens on the target once the system is there: the sudo check, rollback's choice of
+//! generation, and the one session that checks, sets the profile and activates.
+
+use super::*;
+
+/// With `--ask-sudo-password`: try the password on the target before anything is built.
+pub(super) fn check_elevation(req: &Request) -> Session {
+    Session {
+        host: req.target_host.clone(),
+        elevation: req.elevation.clone(),
+        steps: vec![Step {
+            kind: StepKind::CheckElevation,
+            message: None,
+            commands: vec![Command::lit(&["true"])],
+            capture: None,
+        }],
+        fallback: None,
+    }
+}
+
+/// `--rollback`: find the generation to go back to on the target.
+pub(super) fn find_generation(req: &Request) -> Session {
+    let profile = req.profile.path();
+    let pick = match req.action {
+        Action::Switch | Action::Boot => Pick::OlderThanCurrent,
+        _ => Pick::NewestOther,
+    };
+    Session {
+        host: req.target_host.clone(),
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind: StepKind::FindGeneration,
+            message: None,
+            commands: vec![Command::lit(&[
+                "nix-env",
+                "-p",
+                &profile,
+                "--list-generations",
+            ])],
+            capture: Some(Capture::Generation { profile, pick }),
+        }],
+        fallback: None,
+    }
+}
+
+pub(super) const MISSING_FILES: &str = "your NixOS configuration path seems to be missing essential files. \
+To avoid corrupting your current NixOS installation, the activation will abort. This could be \
+caused by Nix bug: https://github.com/NixOS/nix/issues/13367. This is the evaluated NixOS \
+configuration path: $system. Change the directory to somewhere else (e.g., `cd $HOME`) before \
+trying again. If you think this is a mistake, you can set the environment variable \
+NIXOS_REBUILD_I_UNDERSTAND_THE_CONSEQUENCES_PLEASE_BREAK_MY_SYSTEM to 1 and re-run the command \
+to continue. Please open an issue if this is the case.";
+
+/// Everything that happens on the target after the system is there, in one session:
+/// checks first (nothing changes when they fail), then the profile, then activation.
+pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
+    let profile = req.profile.path();
+    let sets_profile = matches!(req.action, Action::Switch | Action::Boot);
+    let rollback = req.source == Source::Rollback;
+    let mut steps = Vec::new();
+    let step = |kind, commands| Step {
+        kind,
+        message: None,
+        commands,
+        capture: None,
+    };
+
+    let stc_dir = match &req.specialisation {
+        Some(s) => {
+            steps.push(check_specialisation(s));
+            format!("/specialisation/{s}")
+        }
+        None => String::new(),
+    };
+    let checks_closure = req.check_closure
+        && ((sets_profile && !rollback) || matches!(req.source, Source::StorePath { .. }));
+    if checks_closure {
+        steps.push(step(
+            StepKind::CheckClosure,
+            vec![
+                Command::new(vec![
+                    Word::lit("test"),
+                    Word::lit("-f"),
+                    Word::var(Var::System, "/nixos-version"),
+                ])
+                .on_failure(MISSING_FILES),
+            ],
+        ));
+    }
+    // What will change, shown while the running system is still the old one.
+    if req.diff {
+        steps.push(diff_step(run));
+    }
+    // Magic rollback: armed once the checks passed, before anything changes.
+    if let Some(timeout) = req.confirm_timeout {
+        steps.push(crate::watchdog::arm_step(req, run.run_id, timeout));
+    }
+    if sets_profile {
+        if let Some(dir) = req.profile.dir_to_create() {
+            steps.push(step(
+                StepKind::CreateProfileDir,
+                vec![Command::lit(&["mkdir", "-p", "-m", "0755", &dir])],
+            ));
+        }
+        let set = if rollback {
+            vec![
+                Word::lit("nix-env"),
+                Word::lit("-p"),
+                Word::lit(&profile),
+                Word::lit("--switch-generation"),
+                Word::var(Var::Generation, ""),
+            ]
+        } else {
+            vec![
+                Word::lit("nix-env"),
+                Word::lit("-p"),
+                Word::lit(&profile),
+                Word::lit("--set"),
+                Word::var(Var::System, ""),
+            ]
+        };
+        let mut set = Command::new(set);
+        set.undo = Some(Undo::RestoreProfile {
+            profile: profile.clone(),
+        });
+        steps.push(Step {
+            kind: StepKind::SetProfile,
+            message: None,
+            // Which generation the profile is at now, for the report.
+            commands: vec![set, Command::lit(&["readlink", &profile])],
+            capture: Some(Capture::ProfileLink),
+        });
+    }
+
+    let stc_action = match req.action {
+        Action::Switch => "switch",
+        Action::Boot => "boot",
+        Action::Test => "test",
+        _ => "dry-activate",
+    };
+    // Exactly the environment nixos-rebuild-ng gives switch-to-configuration.
+    let env = Env::Clean(vec![
+        EnvVar::Keep("PATH".into()),
+        EnvVar::Keep("LOCALE_ARCHIVE".into()),
+        EnvVar::Keep("NIXOS_NO_CHECK".into()),
+        EnvVar::Set(
+            "NIXOS_INSTALL_BOOTLOADER".into(),
+            if req.install_bootloader { "1" } else { "0" }.into(),
+        ),
+    ]);
+    steps.push(Step {
+        kind: StepKind::Activate,
+        message: None,
+        commands: vec![Command {
+            argv: vec![
+                Word::var(
+                    Var::System,
+                    format!("{stc_dir}/bin/switch-to-configuration"),
+                ),
+                Word::lit(stc_action),
+            ],
+            env,
+            systemd_run: req
+                .systemd_run
+                .then(|| format!("nixos-rebuild-switch-to-configuration-{}", run.run_id)),
+            on_failure: None,
+            undo: None,
+        }],
+        capture: None,
+    });
+
+    Session {
+        host: req.target_host.clone(),
+        elevation: req.elevation.clone(),
+        steps,
+        fallback: None,
+    }
+}
+
+/// `--diff` (spec §13.6), run where the new system will run: against that host's
+/// `/run/current-system` (nixos-rebuild-ng compares the local one), never failing the run.
+pub(super) const DIFF_SCRIPT: &str = r#"new=$(readlink -f "$1") || new=$1
+if [ ! -e /run/current-system ]; then
+  echo "$0: missing '/run/current-system' on $(uname -n), skipping the configuration diff"
+  exit 0
+fi
+current=$(readlink -f /run/current-system)
+printf '<<< %s\n>>> %s\n' "$current" "$new"
+if [ "$current" = "$new" ]; then
+  echo "No changes."
+  exit 0
+fi
+nix --extra-experimental-features 'nix-command flakes' store diff-closures "$current" "$new" ||
+  echo "$0: warning: could not compare the closures of the current and the new configuration"
+exit 0"#;
+
+pub(super) fn diff_step(run: &RunEnv) -> Step {
+    Step {
+        kind: StepKind::Diff,
+        message: None,
+        commands: vec![Command::new(vec![
+            Word::lit("sh"),
+            Word::lit("-c"),
+            Word::lit(DIFF_SCRIPT),
+            Word::lit(run.program),
+            Word::var(Var::System, ""),
+        ])],
+        capture: None,
+    }
+}

@@ -1,0 +1,199 @@
+//! Building the system: here in one Nix process, or evaluated here and realised on a build
+//! host; image variants; the specialisation check where the system was built.
+
+use super::*;
+
+pub(super) const BUILD_MESSAGE: &str = "building the system configuration...";
+
+/// `<nixpkgs/nixos>` or the `-f` file, and the attribute path to build in it.
+pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
+    match &req.source {
+        Source::File {
+            file,
+            attr: Some(a),
+        } => (file.clone(), format!("{a}.{attr}")),
+        Source::File { file, attr: None } => (file.clone(), attr.to_string()),
+        _ => ("<nixpkgs/nixos>".to_string(), attr.to_string()),
+    }
+}
+
+/// Evaluate and build the configuration here, in one Nix process.
+pub(super) fn build(req: &Request) -> Result<Session> {
+    let attr = &attribute(req);
+    let dry = req.action == Action::DryBuild;
+    let link = leaves_result_link(req.action);
+    let (argv, capture) = match &req.source {
+        Source::Flake(flake) => {
+            // `--json` works on every Nix from 2.8 on, unlike `--print-out-paths`.
+            let mut argv = nix_new_style("build");
+            argv.extend([flake.installable(attr), "--json".into()]);
+            if !link || req.nix.no_build_output {
+                argv.push("--no-link".into());
+            }
+            if dry {
+                argv.push("--dry-run".into());
+            }
+            argv.extend(req.nix.for_command(NixCommand::FlakeBuild));
+            (argv, Capture::BuildJson)
+        }
+        _ => {
+            let (file, attr) = classic_target(req, attr);
+            let mut argv = vec!["nix-build".to_string(), file, "--attr".into(), attr];
+            if !link {
+                argv.push("--no-out-link".into());
+            }
+            if dry {
+                argv.push("--dry-run".into());
+            }
+            argv.extend(req.nix.for_command(NixCommand::LegacyBuild));
+            (argv, Capture::PathLine(Var::System))
+        }
+    };
+    Ok(Session {
+        host: Host::Local,
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind: StepKind::Build,
+            message: Some(BUILD_MESSAGE.into()),
+            commands: vec![Command::lit(&argv)],
+            capture: (!dry).then_some(capture),
+        }],
+        fallback: None,
+    })
+}
+
+/// `--build-host`: evaluate here (the only evaluation), send the derivation to the builder,
+/// realise it there.
+pub(super) fn build_remotely(
+    req: &Request,
+    builder: &crate::host::SshHost,
+    run: &RunEnv,
+) -> Vec<Session> {
+    let attr = &attribute(req);
+    let evaluate = match &req.source {
+        Source::Flake(flake) => {
+            let mut argv = nix_new_style("eval");
+            argv.extend([
+                "--raw".into(),
+                flake.installable(&format!("{attr}.drvPath")),
+            ]);
+            argv.extend(req.nix.for_command(NixCommand::FlakeEval));
+            argv
+        }
+        _ => {
+            let (file, attr) = classic_target(req, attr);
+            let mut argv = vec!["nix-instantiate".to_string(), file, "--attr".into(), attr];
+            argv.extend(req.nix.for_command(NixCommand::LegacyInstantiate));
+            argv
+        }
+    };
+    let mut copy = copy_command(req, "--to", builder, Var::Drv);
+    copy.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    let mut realise = vec![
+        Word::lit("nix-store"),
+        Word::lit("--realise"),
+        Word::var(Var::Drv, ""),
+    ];
+    if req.action == Action::DryBuild {
+        realise.push(Word::lit("--dry-run"));
+    }
+    realise.extend(
+        req.nix
+            .for_command(NixCommand::Realise)
+            .into_iter()
+            .map(Word::Lit),
+    );
+    vec![
+        Session {
+            host: Host::Local,
+            elevation: Elevation::None,
+            steps: vec![Step {
+                kind: StepKind::Evaluate,
+                message: Some(BUILD_MESSAGE.into()),
+                commands: vec![Command::lit(&evaluate)],
+                capture: Some(Capture::PathLine(Var::Drv)),
+            }],
+            fallback: None,
+        },
+        local(StepKind::Copy, copy),
+        Session {
+            host: Host::Ssh(builder.clone()),
+            elevation: Elevation::None,
+            steps: vec![Step {
+                kind: StepKind::Build,
+                message: Some(format!("building on {}...", builder.dest)),
+                commands: vec![Command::new(realise)],
+                capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
+            }],
+            fallback: None,
+        },
+    ]
+}
+
+/// `build-image`: one evaluation of every image variant's file name, which also checks the
+/// chosen variant before anything is built.
+pub(super) fn image_variants(req: &Request) -> Session {
+    const APPLY: &str =
+        "images: builtins.mapAttrs (variant: image: image.passthru.filePath or null) images";
+    let mut argv = nix_new_style("eval");
+    argv.push("--json".into());
+    match &req.source {
+        Source::Flake(flake) => {
+            argv.extend([
+                flake.installable("config.system.build.images"),
+                "--apply".into(),
+                APPLY.into(),
+            ]);
+            argv.extend(req.nix.for_command(NixCommand::FlakeEval));
+        }
+        _ => {
+            let (file, attr) = classic_target(req, "config.system.build.images");
+            argv.extend(["--file".into(), file, attr, "--apply".into(), APPLY.into()]);
+            argv.extend(req.nix.for_command(NixCommand::FileEval));
+        }
+    }
+    Session {
+        host: Host::Local,
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind: StepKind::Evaluate,
+            message: None,
+            commands: vec![Command::lit(&argv)],
+            capture: Some(Capture::ImageVariants {
+                variant: req.image_variant.clone(),
+            }),
+        }],
+        fallback: None,
+    }
+}
+
+/// `--specialisation S`: the system has `specialisation/S`, or the run stops here.
+pub(super) fn check_specialisation(s: &str) -> Step {
+    Step {
+        kind: StepKind::CheckSpecialisation,
+        message: None,
+        commands: vec![
+            Command::new(vec![
+                Word::lit("test"),
+                Word::lit("-x"),
+                Word::var(
+                    Var::System,
+                    format!("/specialisation/{s}/bin/switch-to-configuration"),
+                ),
+            ])
+            .on_failure(format!("specialisation not found: {s}")),
+        ],
+        capture: None,
+    }
+}
+
+/// A missing specialisation is found where the system was built, before it is copied to
+/// the target (the target checks again before its profile changes).
+pub(super) fn specialisation_before_copy(req: &Request, built_on: &Host) -> Option<Session> {
+    req.specialisation.as_ref().map(|s| Session {
+        host: built_on.clone(),
+        elevation: Elevation::None,
+        steps: vec![check_specialisation(s)],
+        fallback: None,
+    })
+}

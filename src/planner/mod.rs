@@ -1,0 +1,246 @@
+//! From a [`Request`] to a [`Plan`]: which commands run on which host, in which order.
+//!
+//! The planner decides everything; the executor only follows. A new action or pipeline is a
+//! new function here, not a branch in the executor.
+
+mod activate;
+mod build;
+mod copy;
+#[cfg(test)]
+mod tests;
+mod tools;
+
+use activate::*;
+use build::*;
+use copy::*;
+use tools::*;
+
+use crate::cli::Action;
+use crate::error::{Error, Result};
+use crate::generations::LIST_SCRIPT;
+use crate::host::Host;
+use crate::nix::{FEATURES, NixCaps, NixCommand};
+use crate::plan::{
+    Capture, Command, Env, EnvVar, Finish, Pick, Plan, Session, Step, StepKind, Undo, Var, Word,
+};
+use crate::request::{Elevation, Request, Source, Upgrade};
+
+/// What the planner needs from this run besides the request.
+pub struct RunEnv<'a> {
+    /// Makes names unique per run (the systemd unit).
+    pub run_id: &'a str,
+    /// `NIX_SSHOPTS` for copies: the user's options and the run's shared connections.
+    pub nix_sshopts: &'a str,
+    /// rb's working directory: `repl` hands Nix absolute paths (`builtins.getFlake` refuses
+    /// relative ones, and a temporary file would change what a relative path means).
+    pub cwd: &'a str,
+    /// `rb` or `nixos-rebuild`: how scripts on hosts sign their notes and warnings.
+    pub program: &'a str,
+}
+
+/// Builds the plan.
+pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
+    refuse_unavailable(req)?;
+    let mut sessions = Vec::new();
+    let mut inputs = Vec::new();
+    let mut connect = Vec::new();
+    for host in [&req.build_host, &req.target_host] {
+        if let Host::Ssh(h) = host
+            && !connect.contains(h)
+        {
+            connect.push(h.clone());
+        }
+    }
+    // Channels are updated before anything reads them, whatever the action (as ng does).
+    if req.upgrade != Upgrade::None {
+        sessions.push(upgrade_channels(req, run));
+    }
+
+    let finish = match req.action {
+        Action::Edit => {
+            sessions.extend(edit(req));
+            Finish::Nothing
+        }
+        Action::Repl => {
+            sessions.push(repl(req, caps, run));
+            Finish::Nothing
+        }
+        Action::ListGenerations => {
+            sessions.push(list_generations(req));
+            Finish::Generations { json: req.json }
+        }
+        _ => deploy(req, run, &mut sessions, &mut inputs)?,
+    };
+
+    Ok(Plan {
+        action: req.action,
+        connect,
+        inputs,
+        sessions: merge_sessions(sessions),
+        confirm: req
+            .confirm_timeout
+            .map(|t| crate::watchdog::confirm(req, run.run_id, t)),
+        finish,
+    })
+}
+
+/// The actions that build (or take) a system and may copy and activate it.
+fn deploy(
+    req: &Request,
+    run: &RunEnv,
+    sessions: &mut Vec<Session>,
+    inputs: &mut Vec<(Var, String)>,
+) -> Result<Finish> {
+    let activates = matches!(
+        req.action,
+        Action::Switch | Action::Boot | Action::Test | Action::DryActivate
+    );
+    // A wrong password is found out before anything is built.
+    if let Elevation::Sudo {
+        ask_password: true, ..
+    } = &req.elevation
+        && (activates || req.source == Source::Rollback)
+    {
+        sessions.push(check_elevation(req));
+    }
+
+    let copies = req.action != Action::DryBuild;
+    match &req.source {
+        Source::StorePath { path } => {
+            inputs.push((Var::System, path.clone()));
+            if let Host::Ssh(to) = &req.target_host {
+                sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
+            }
+        }
+        Source::Rollback => sessions.push(find_generation(req)),
+        Source::Flake(_) | Source::Classic | Source::File { .. } => match &req.build_host {
+            Host::Local => {
+                if req.action == Action::BuildImage {
+                    sessions.push(image_variants(req));
+                    if req.image_variant.is_none() {
+                        // The evaluation fails, listing the variants to choose from.
+                        return Ok(Finish::Nothing);
+                    }
+                }
+                sessions.push(build(req)?);
+                if let (Host::Ssh(to), true) = (&req.target_host, copies) {
+                    sessions.extend(specialisation_before_copy(req, &req.build_host));
+                    sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
+                }
+            }
+            Host::Ssh(builder) => {
+                sessions.extend(build_remotely(req, builder, run));
+                match &req.target_host {
+                    _ if !copies => {}
+                    Host::Local => {
+                        sessions.extend(specialisation_before_copy(req, &req.build_host));
+                        sessions.push(local(StepKind::Copy, copy_from(req, builder, run)))
+                    }
+                    Host::Ssh(to) if to == builder => {}
+                    Host::Ssh(to) => {
+                        sessions.extend(specialisation_before_copy(req, &req.build_host));
+                        sessions.push(copy_between(req, builder, to, run))
+                    }
+                }
+            }
+        },
+    }
+
+    Ok(match req.action {
+        _ if activates => {
+            sessions.push(activation(req, run));
+            Finish::NewConfiguration
+        }
+        Action::Build => {
+            if req.diff {
+                sessions.push(Session {
+                    host: req.target_host.clone(),
+                    elevation: Elevation::None,
+                    steps: vec![diff_step(run)],
+                    fallback: None,
+                });
+            }
+            Finish::NewConfiguration
+        }
+        Action::BuildVm | Action::BuildVmWithBootloader => Finish::VirtualMachine,
+        Action::BuildImage => Finish::Image,
+        _ => Finish::Nothing,
+    })
+}
+
+/// Consecutive sessions on the same remote host with the same elevation become one: one
+/// round trip instead of two (e.g. realise and activate when the build host is the target).
+/// A value the first captures reaches the second through a shell variable of the script,
+/// which works for path captures only.
+fn merge_sessions(sessions: Vec<Session>) -> Vec<Session> {
+    let mut out: Vec<Session> = Vec::new();
+    for session in sessions {
+        if let Some(prev) = out.last_mut()
+            && !prev.host.is_local()
+            && prev.host == session.host
+            && prev.elevation == session.elevation
+            && prev.fallback.is_none()
+            && session.fallback.is_none()
+            && prev.steps.iter().all(|s| {
+                matches!(s.capture, None | Some(Capture::PathLine(_))) && s.commands.len() == 1
+            })
+        {
+            prev.steps.extend(session.steps);
+            continue;
+        }
+        out.push(session);
+    }
+    out
+}
+
+/// Options and actions whose implementation has not landed yet: validated by `resolve`,
+/// refused here with a clear message rather than half done.
+fn refuse_unavailable(req: &Request) -> Result<()> {
+    // polkit-stdin-agent would be needed on the target to hand run0 a password.
+    let missing = matches!(req.elevation, Elevation::Run0 { ask_password: true })
+        .then_some("--ask-sudo-password with run0");
+    match missing {
+        Some(what) => Err(Error::NotYetAvailable(what)),
+        None => Ok(()),
+    }
+}
+
+/// A session of one unelevated step on this machine.
+fn local(kind: StepKind, command: Command) -> Session {
+    Session {
+        host: Host::Local,
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind,
+            message: None,
+            commands: vec![command],
+            capture: None,
+        }],
+        fallback: None,
+    }
+}
+
+/// The attribute of the configuration an action builds.
+fn attribute(req: &Request) -> String {
+    match (req.action, &req.image_variant) {
+        (Action::BuildVm, _) => "config.system.build.vm".into(),
+        (Action::BuildVmWithBootloader, _) => "config.system.build.vmWithBootLoader".into(),
+        (Action::BuildImage, Some(variant)) => format!("config.system.build.images.{variant}"),
+        _ => "config.system.build.toplevel".into(),
+    }
+}
+
+/// Actions that leave `./result` in the current directory (spec §5.6).
+fn leaves_result_link(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Build | Action::BuildVm | Action::BuildVmWithBootloader | Action::BuildImage
+    )
+}
+
+fn nix_new_style(subcommand: &str) -> Vec<String> {
+    let mut argv = vec!["nix".to_string()];
+    argv.extend(FEATURES.map(String::from));
+    argv.push(subcommand.into());
+    argv
+}

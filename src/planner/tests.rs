@@ -1,0 +1,1060 @@
+//! Whole plans, compared for each scenario.
+
+use super::*;
+use crate::request::tests::{ctx, req, req_in};
+
+const RUN: RunEnv = RunEnv {
+    run_id: "r1",
+    nix_sshopts: "-o ControlPath=/tmp/rb.t/%C",
+    cwd: "/home/me/cfg",
+    program: "rb",
+};
+
+fn plan_of(args: &str) -> Plan {
+    plan(&req(args).unwrap(), &NixCaps::floor(), &RUN).unwrap()
+}
+
+fn cmd(words: &[&str]) -> Command {
+    Command::lit(words)
+}
+
+fn inst(attr: &str) -> String {
+    format!("/cfg#nixosConfigurations.\"h\".{attr}")
+}
+
+fn nix_build(attr: &str, extra: &[&str]) -> Command {
+    let inst = inst(attr);
+    let mut w = vec![
+        "nix",
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "build",
+        &inst,
+        "--json",
+    ];
+    w.extend(extra);
+    cmd(&w)
+}
+
+fn build_session(command: Command, capture: Option<Capture>) -> Session {
+    Session {
+        host: Host::Local,
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind: StepKind::Build,
+            message: Some(BUILD_MESSAGE.into()),
+            commands: vec![command],
+            capture,
+        }],
+        fallback: None,
+    }
+}
+
+fn stc(suffix: &str, action: &str, bootloader: &str) -> Step {
+    Step {
+        kind: StepKind::Activate,
+        message: None,
+        commands: vec![Command {
+            argv: vec![
+                Word::var(Var::System, format!("{suffix}/bin/switch-to-configuration")),
+                Word::lit(action),
+            ],
+            env: Env::Clean(vec![
+                EnvVar::Keep("PATH".into()),
+                EnvVar::Keep("LOCALE_ARCHIVE".into()),
+                EnvVar::Keep("NIXOS_NO_CHECK".into()),
+                EnvVar::Set("NIXOS_INSTALL_BOOTLOADER".into(), bootloader.into()),
+            ]),
+            systemd_run: Some("nixos-rebuild-switch-to-configuration-r1".into()),
+            on_failure: None,
+            undo: None,
+        }],
+        capture: None,
+    }
+}
+
+fn simple(kind: StepKind, command: Command) -> Step {
+    Step {
+        kind,
+        message: None,
+        commands: vec![command],
+        capture: None,
+    }
+}
+
+fn check_closure() -> Step {
+    simple(
+        StepKind::CheckClosure,
+        Command::new(vec![
+            Word::lit("test"),
+            Word::lit("-f"),
+            Word::var(Var::System, "/nixos-version"),
+        ])
+        .on_failure(MISSING_FILES),
+    )
+}
+
+fn set_profile(profile: &str) -> Step {
+    let mut set = Command::new(vec![
+        Word::lit("nix-env"),
+        Word::lit("-p"),
+        Word::lit(profile),
+        Word::lit("--set"),
+        Word::var(Var::System, ""),
+    ]);
+    set.undo = Some(Undo::RestoreProfile {
+        profile: profile.into(),
+    });
+    Step {
+        kind: StepKind::SetProfile,
+        message: None,
+        commands: vec![set, cmd(&["readlink", profile])],
+        capture: Some(Capture::ProfileLink),
+    }
+}
+
+const SYSTEM: &str = "/nix/var/nix/profiles/system";
+
+#[test]
+fn switch_flake_locally() {
+    assert_eq!(
+        plan_of("switch --flake /cfg#h"),
+        Plan {
+            action: Action::Switch,
+            inputs: vec![],
+            sessions: vec![
+                build_session(
+                    nix_build("config.system.build.toplevel", &["--no-link"]),
+                    Some(Capture::BuildJson)
+                ),
+                Session {
+                    host: Host::Local,
+                    elevation: Elevation::None,
+                    steps: vec![check_closure(), set_profile(SYSTEM), stc("", "switch", "0")],
+                    fallback: None,
+                },
+            ],
+            confirm: None,
+            finish: Finish::NewConfiguration,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn build_leaves_result_and_passes_flags() {
+    assert_eq!(
+        plan_of("build --flake /cfg#h -L --impure -j4"),
+        Plan {
+            action: Action::Build,
+            inputs: vec![],
+            sessions: vec![build_session(
+                nix_build(
+                    "config.system.build.toplevel",
+                    &["--max-jobs", "4", "--print-build-logs", "--impure"]
+                ),
+                Some(Capture::BuildJson)
+            )],
+            confirm: None,
+            finish: Finish::NewConfiguration,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn dry_build_captures_nothing_and_links_nothing() {
+    assert_eq!(
+        plan_of("dry-build --flake /cfg#h"),
+        Plan {
+            action: Action::DryBuild,
+            inputs: vec![],
+            sessions: vec![build_session(
+                nix_build("config.system.build.toplevel", &["--no-link", "--dry-run"]),
+                None
+            )],
+            confirm: None,
+            finish: Finish::Nothing,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn boot_classic_with_profile_name_sudo_and_bootloader() {
+    let r = req_in(
+        "boot --no-flake -p web --sudo --install-bootloader -vv -L",
+        &ctx(&[("NIXOS_REBUILD_NO_SYSTEMD_RUN", "1")]),
+    )
+    .unwrap();
+    let mut activate = stc("", "boot", "1");
+    activate.commands[0].systemd_run = None;
+    let profile = "/nix/var/nix/profiles/system-profiles/web";
+    assert_eq!(
+        plan(&r, &NixCaps::floor(), &RUN).unwrap(),
+        Plan {
+            action: Action::Boot,
+            inputs: vec![],
+            sessions: vec![
+                build_session(
+                    cmd(&[
+                        "nix-build",
+                        "<nixpkgs/nixos>",
+                        "--attr",
+                        "config.system.build.toplevel",
+                        "--no-out-link",
+                        "-vv"
+                    ]),
+                    Some(Capture::PathLine(Var::System))
+                ),
+                Session {
+                    host: Host::Local,
+                    elevation: Elevation::Sudo {
+                        ask_password: false,
+                        options: vec![]
+                    },
+                    steps: vec![
+                        check_closure(),
+                        simple(
+                            StepKind::CreateProfileDir,
+                            cmd(&[
+                                "mkdir",
+                                "-p",
+                                "-m",
+                                "0755",
+                                "/nix/var/nix/profiles/system-profiles"
+                            ])
+                        ),
+                        set_profile(profile),
+                        activate,
+                    ],
+                    fallback: None,
+                },
+            ],
+            confirm: None,
+            finish: Finish::NewConfiguration,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn test_file_mode_with_specialisation() {
+    assert_eq!(
+        plan_of("test -f ./x.nix -A web -c gpu"),
+        Plan {
+            action: Action::Test,
+            inputs: vec![],
+            sessions: vec![
+                build_session(
+                    cmd(&[
+                        "nix-build",
+                        "./x.nix",
+                        "--attr",
+                        "web.config.system.build.toplevel",
+                        "--no-out-link"
+                    ]),
+                    Some(Capture::PathLine(Var::System))
+                ),
+                Session {
+                    host: Host::Local,
+                    elevation: Elevation::None,
+                    steps: vec![
+                        simple(
+                            StepKind::CheckSpecialisation,
+                            Command::new(vec![
+                                Word::lit("test"),
+                                Word::lit("-x"),
+                                Word::var(
+                                    Var::System,
+                                    "/specialisation/gpu/bin/switch-to-configuration"
+                                ),
+                            ])
+                            .on_failure("specialisation not found: gpu")
+                        ),
+                        stc("/specialisation/gpu", "test", "0"),
+                    ],
+                    fallback: None,
+                },
+            ],
+            confirm: None,
+            finish: Finish::NewConfiguration,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn rollback_switch_finds_then_switches_generation() {
+    let find = Session {
+        host: Host::Local,
+        elevation: Elevation::None,
+        steps: vec![Step {
+            kind: StepKind::FindGeneration,
+            message: None,
+            commands: vec![cmd(&["nix-env", "-p", SYSTEM, "--list-generations"])],
+            capture: Some(Capture::Generation {
+                profile: SYSTEM.into(),
+                pick: Pick::OlderThanCurrent,
+            }),
+        }],
+        fallback: None,
+    };
+    assert_eq!(
+        plan_of("switch --rollback"),
+        Plan {
+            action: Action::Switch,
+            inputs: vec![],
+            sessions: vec![
+                find.clone(),
+                Session {
+                    host: Host::Local,
+                    elevation: Elevation::None,
+                    steps: vec![
+                        Step {
+                            kind: StepKind::SetProfile,
+                            message: None,
+                            commands: vec![
+                                {
+                                    let mut c = Command::new(vec![
+                                        Word::lit("nix-env"),
+                                        Word::lit("-p"),
+                                        Word::lit(SYSTEM),
+                                        Word::lit("--switch-generation"),
+                                        Word::var(Var::Generation, ""),
+                                    ]);
+                                    c.undo = Some(Undo::RestoreProfile {
+                                        profile: SYSTEM.into(),
+                                    });
+                                    c
+                                },
+                                cmd(&["readlink", SYSTEM]),
+                            ],
+                            capture: Some(Capture::ProfileLink),
+                        },
+                        stc("", "switch", "0"),
+                    ],
+                    fallback: None,
+                },
+            ],
+            confirm: None,
+            finish: Finish::NewConfiguration,
+            connect: vec![],
+        }
+    );
+    let mut find_newest = find;
+    find_newest.steps[0].capture = Some(Capture::Generation {
+        profile: SYSTEM.into(),
+        pick: Pick::NewestOther,
+    });
+    assert_eq!(
+        plan_of("build --rollback"),
+        Plan {
+            action: Action::Build,
+            inputs: vec![],
+            sessions: vec![find_newest],
+            confirm: None,
+            finish: Finish::NewConfiguration,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connection() {
+    let aq = crate::host::SshHost::parse("--target-host", "root@aq").unwrap();
+    let target = Host::Ssh(aq.clone());
+    let sudo = Elevation::Sudo {
+        ask_password: false,
+        options: vec![],
+    };
+    let copy = {
+        let mut c = Command::new(vec![
+            Word::lit("nix-copy-closure"),
+            Word::lit("--to"),
+            Word::lit("root@aq"),
+            Word::var(Var::System, ""),
+        ]);
+        c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+        c
+    };
+    let mut arm = cmd(&[
+        "rb-watchdog",
+        "arm",
+        "/run/rb/r1",
+        "30",
+        "switch",
+        SYSTEM,
+        "restore-profile",
+    ]);
+    arm.undo = Some(Undo::RollBackNow {
+        dir: "/run/rb/r1".into(),
+    });
+    assert_eq!(
+        plan_of("switch --flake /cfg#h --target-host root@aq --sudo --confirm-timeout 30"),
+        Plan {
+            action: Action::Switch,
+            connect: vec![aq],
+            inputs: vec![],
+            sessions: vec![
+                build_session(
+                    nix_build("config.system.build.toplevel", &["--no-link"]),
+                    Some(Capture::BuildJson)
+                ),
+                Session {
+                    host: Host::Local,
+                    elevation: Elevation::None,
+                    steps: vec![simple(StepKind::Copy, copy)],
+                    fallback: None,
+                },
+                // One session, one round trip: checks, the watchdog, profile, activation.
+                Session {
+                    host: target.clone(),
+                    elevation: sudo.clone(),
+                    steps: vec![
+                        check_closure(),
+                        simple(StepKind::ArmWatchdog, arm),
+                        set_profile(SYSTEM),
+                        stc("", "switch", "0"),
+                    ],
+                    fallback: None,
+                },
+            ],
+            confirm: Some(crate::plan::Confirm {
+                timeout: 30,
+                dir: "/run/rb/r1".into(),
+                session: Session {
+                    host: target,
+                    elevation: sudo,
+                    steps: vec![Step {
+                        kind: StepKind::Confirm,
+                        message: None,
+                        commands: vec![cmd(&["rb-watchdog", "confirm", "/run/rb/r1"])],
+                        capture: Some(Capture::Verdict),
+                    }],
+                    fallback: None,
+                },
+            }),
+            finish: Finish::NewConfiguration,
+        }
+    );
+    // `test` keeps the profile; its rollback activates the previous system with `test`.
+    let p = plan_of("test --flake /cfg#h --target-host root@aq --confirm-timeout 5");
+    assert_eq!(
+        p.sessions[2].steps[0].commands[0].argv[3..],
+        [
+            Word::lit("5"),
+            Word::lit("test"),
+            Word::lit(SYSTEM),
+            Word::lit("keep-profile")
+        ]
+    );
+}
+
+#[test]
+fn store_path_skips_the_build() {
+    let p = plan_of("test --store-path /nix/store/abc-nixos-system");
+    assert_eq!(
+        p.inputs,
+        vec![(Var::System, "/nix/store/abc-nixos-system".to_string())]
+    );
+    assert_eq!(p.sessions.len(), 1);
+    assert_eq!(
+        p.sessions[0].steps,
+        vec![check_closure(), stc("", "test", "0")]
+    );
+}
+
+#[test]
+fn build_vm_links_result_and_prints_the_vm() {
+    assert_eq!(
+        plan_of("build-vm --flake /cfg#h"),
+        Plan {
+            action: Action::BuildVm,
+            inputs: vec![],
+            sessions: vec![build_session(
+                nix_build("config.system.build.vm", &[]),
+                Some(Capture::BuildJson)
+            )],
+            confirm: None,
+            finish: Finish::VirtualMachine,
+            connect: vec![],
+        }
+    );
+}
+
+#[test]
+fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
+    let host = crate::host::SshHost::parse("--target-host", "root@t").unwrap();
+    let drv_copy = {
+        let mut c = Command::new(vec![
+            Word::lit("nix-copy-closure"),
+            Word::lit("--to"),
+            Word::lit("root@t"),
+            Word::var(Var::Drv, ""),
+        ]);
+        c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+        c
+    };
+    let inst = inst("config.system.build.toplevel.drvPath");
+    assert_eq!(
+        plan_of("test --flake /cfg#h --build-host root@t --target-host root@t"),
+        Plan {
+            action: Action::Test,
+            connect: vec![host.clone()],
+            inputs: vec![],
+            sessions: vec![
+                Session {
+                    host: Host::Local,
+                    elevation: Elevation::None,
+                    steps: vec![Step {
+                        kind: StepKind::Evaluate,
+                        message: Some(BUILD_MESSAGE.into()),
+                        commands: vec![cmd(&[
+                            "nix",
+                            "--extra-experimental-features",
+                            "nix-command flakes",
+                            "eval",
+                            "--raw",
+                            &inst,
+                        ])],
+                        capture: Some(Capture::PathLine(Var::Drv)),
+                    }],
+                    fallback: None,
+                },
+                local(StepKind::Copy, drv_copy),
+                Session {
+                    host: Host::Ssh(host),
+                    elevation: Elevation::None,
+                    steps: vec![
+                        Step {
+                            kind: StepKind::Build,
+                            message: Some("building on root@t...".into()),
+                            commands: vec![Command::new(vec![
+                                Word::lit("nix-store"),
+                                Word::lit("--realise"),
+                                Word::var(Var::Drv, ""),
+                            ])],
+                            capture: Some(Capture::PathLine(Var::System)),
+                        },
+                        stc("", "test", "0"),
+                    ],
+                    fallback: None,
+                },
+            ],
+            finish: Finish::NewConfiguration,
+            confirm: None,
+        }
+    );
+}
+
+#[test]
+fn target_host_with_a_sudo_password() {
+    let host = crate::host::SshHost::parse("--target-host", "deploy@t").unwrap();
+    let sudo = Elevation::Sudo {
+        ask_password: true,
+        options: vec![],
+    };
+    let mut copy = Command::new(vec![
+        Word::lit("nix-copy-closure"),
+        Word::lit("-s"),
+        Word::lit("--to"),
+        Word::lit("deploy@t"),
+        Word::var(Var::System, ""),
+    ]);
+    copy.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+    assert_eq!(
+        plan_of("switch --flake /cfg#h --target-host deploy@t -S -s"),
+        Plan {
+            action: Action::Switch,
+            connect: vec![host.clone()],
+            inputs: vec![],
+            sessions: vec![
+                Session {
+                    host: Host::Ssh(host.clone()),
+                    elevation: sudo.clone(),
+                    steps: vec![simple(StepKind::CheckElevation, cmd(&["true"]))],
+                    fallback: None,
+                },
+                build_session(
+                    nix_build("config.system.build.toplevel", &["--no-link"]),
+                    Some(Capture::BuildJson)
+                ),
+                local(StepKind::Copy, copy),
+                Session {
+                    host: Host::Ssh(host),
+                    elevation: sudo,
+                    steps: vec![check_closure(), set_profile(SYSTEM), stc("", "switch", "0")],
+                    fallback: None,
+                },
+            ],
+            finish: Finish::NewConfiguration,
+            confirm: None,
+        }
+    );
+}
+
+#[test]
+fn unavailable_options_are_refused() {
+    let r = req("switch --run0 -S").unwrap();
+    assert!(matches!(
+        plan(&r, &NixCaps::floor(), &RUN),
+        Err(Error::NotYetAvailable(_))
+    ));
+    for args in [
+        "edit",
+        "repl",
+        "list-generations",
+        "build-image --image-variant iso",
+        "switch --upgrade --sudo",
+        "switch --diff",
+    ] {
+        assert!(
+            plan(&req(args).unwrap(), &NixCaps::floor(), &RUN).is_ok(),
+            "{args}"
+        );
+    }
+}
+
+fn ssh(dest: &str) -> crate::host::SshHost {
+    crate::host::SshHost::parse("--target-host", dest).unwrap()
+}
+
+fn one_step(host: Host, elevation: Elevation, step: Step) -> Session {
+    Session {
+        host,
+        elevation,
+        steps: vec![step],
+        fallback: None,
+    }
+}
+
+fn list_step(profile: &str, name: &str) -> Step {
+    Step {
+        kind: StepKind::ListGenerations,
+        message: None,
+        commands: vec![
+            cmd(&["test", "-e", profile]).on_failure(format!("no profile '{name}' found")),
+            cmd(&["sh", "-c", LIST_SCRIPT, "sh", profile]),
+        ],
+        capture: Some(Capture::Generations),
+    }
+}
+
+#[test]
+fn list_generations_is_one_unelevated_session_on_the_target() {
+    assert_eq!(
+        plan_of("list-generations"),
+        Plan {
+            action: Action::ListGenerations,
+            connect: vec![],
+            inputs: vec![],
+            sessions: vec![one_step(
+                Host::Local,
+                Elevation::None,
+                list_step(SYSTEM, "system")
+            )],
+            finish: Finish::Generations { json: false },
+            confirm: None,
+        }
+    );
+    let web = "/nix/var/nix/profiles/system-profiles/web";
+    assert_eq!(
+        plan_of("list-generations --json -p web --target-host deploy@aq --sudo"),
+        Plan {
+            action: Action::ListGenerations,
+            connect: vec![ssh("deploy@aq")],
+            inputs: vec![],
+            sessions: vec![one_step(
+                Host::Ssh(ssh("deploy@aq")),
+                Elevation::None,
+                list_step(web, "web")
+            )],
+            finish: Finish::Generations { json: true },
+            confirm: None,
+        }
+    );
+}
+
+fn interactive(kind: StepKind, command: Command) -> Session {
+    one_step(
+        Host::Local,
+        Elevation::None,
+        Step {
+            kind,
+            message: None,
+            commands: vec![command],
+            capture: None,
+        },
+    )
+}
+
+#[test]
+fn edit_a_flake_with_nix_edit() {
+    assert_eq!(
+        plan_of("edit --flake /cfg#h --show-trace --no-write-lock-file"),
+        Plan {
+            action: Action::Edit,
+            connect: vec![],
+            inputs: vec![],
+            sessions: vec![interactive(
+                StepKind::Edit,
+                cmd(&[
+                    "nix",
+                    "--extra-experimental-features",
+                    "nix-command flakes",
+                    "edit",
+                    "--show-trace",
+                    "--no-write-lock-file",
+                    "--",
+                    "/cfg#nixosConfigurations.\"h\""
+                ])
+            )],
+            finish: Finish::Nothing,
+            confirm: None,
+        }
+    );
+}
+
+#[test]
+fn edit_a_classic_configuration_finds_the_file_then_opens_it() {
+    let find = Step {
+        kind: StepKind::FindConfig,
+        message: None,
+        commands: vec![
+            cmd(&[
+                "sh",
+                "-c",
+                FIND_CONFIG_SCRIPT,
+                "sh",
+                "-I",
+                "nixos-config=/x",
+            ])
+            .on_failure("cannot find NixOS config file"),
+        ],
+        capture: Some(Capture::PathLine(Var::ConfigFile)),
+    };
+    assert_eq!(
+        plan_of("edit --no-flake -I nixos-config=/x"),
+        Plan {
+            action: Action::Edit,
+            connect: vec![],
+            inputs: vec![],
+            sessions: vec![
+                one_step(Host::Local, Elevation::None, find),
+                interactive(
+                    StepKind::Edit,
+                    Command::new(vec![
+                        Word::lit("sh"),
+                        Word::lit("-c"),
+                        Word::lit(EDITOR_SCRIPT),
+                        Word::lit("sh"),
+                        Word::var(Var::ConfigFile, ""),
+                    ])
+                ),
+            ],
+            finish: Finish::Nothing,
+            confirm: None,
+        }
+    );
+}
+
+fn repl_plan(args: &str, caps: &NixCaps) -> Plan {
+    plan(&req(args).unwrap(), caps, &RUN).unwrap()
+}
+
+fn newer() -> NixCaps {
+    NixCaps::parse("nix (Nix) 2.24.10").unwrap()
+}
+
+fn repl_of(argv: &[&str]) -> Plan {
+    Plan {
+        action: Action::Repl,
+        connect: vec![],
+        inputs: vec![],
+        sessions: vec![interactive(StepKind::Repl, cmd(argv))],
+        confirm: None,
+        finish: Finish::Nothing,
+    }
+}
+
+const NIX_REPL: [&str; 4] = [
+    "nix",
+    "--extra-experimental-features",
+    "nix-command flakes",
+    "repl",
+];
+
+#[test]
+fn repl_of_a_flake_uses_an_expression_or_a_file_with_it() {
+    // A relative flake is made absolute: builtins.getFlake refuses relative paths.
+    let expr = repl_flake_expr("/home/me/cfg/sub", "h");
+    assert!(
+        expr.contains("builtins.getFlake \"/home/me/cfg/sub\""),
+        "{expr}"
+    );
+    assert!(expr.contains("flake.nixosConfigurations.\"h\""), "{expr}");
+    let mut argv = NIX_REPL.to_vec();
+    argv.extend(["--impure", "--expr", &expr, "--show-trace"]);
+    assert_eq!(
+        repl_plan("repl --flake ./sub#h --show-trace", &newer()),
+        repl_of(&argv)
+    );
+    // Nix 2.8's repl takes files only.
+    let mut argv = vec!["sh", "-c", REPL_FILE_SCRIPT, "rb", &expr];
+    argv.extend(NIX_REPL);
+    argv.extend(["--impure", "--show-trace"]);
+    assert_eq!(
+        repl_plan("repl --flake ./sub#h --show-trace", &NixCaps::floor()),
+        repl_of(&argv)
+    );
+}
+
+#[test]
+fn repl_of_classic_and_file_configurations() {
+    let mut argv = NIX_REPL.to_vec();
+    argv.extend(["--file", "<nixpkgs/nixos>", "-I", "x=/y"]);
+    assert_eq!(
+        repl_plan("repl --no-flake -I x=/y", &newer()),
+        repl_of(&argv)
+    );
+    let mut argv = NIX_REPL.to_vec();
+    argv.extend(["<nixpkgs/nixos>", "-I", "x=/y"]);
+    assert_eq!(
+        repl_plan("repl --no-flake -I x=/y", &NixCaps::floor()),
+        repl_of(&argv)
+    );
+    let mut argv = NIX_REPL.to_vec();
+    argv.extend(["--file", "x.nix", "web"]);
+    assert_eq!(repl_plan("repl -f x.nix -A web", &newer()), repl_of(&argv));
+    let expr = repl_file_attr_expr("x.nix", "web", "/home/me/cfg");
+    assert_eq!(
+        expr,
+        "let\n  file = import \"/home/me/cfg/x.nix\";\n  \
+         value = if builtins.isFunction file then file { } else file;\nin\nvalue.\"web\"\n"
+    );
+    let mut argv = vec!["sh", "-c", REPL_FILE_SCRIPT, "rb", &expr];
+    argv.extend(NIX_REPL);
+    assert_eq!(
+        repl_plan("repl -f x.nix -A web", &NixCaps::floor()),
+        repl_of(&argv)
+    );
+}
+
+#[test]
+fn paths_for_nix_are_absolute_and_strings_escaped() {
+    assert_eq!(absolute("/a/b", "."), "/a/b");
+    assert_eq!(absolute("/a/b", "../c/./d"), "/a/c/d");
+    assert_eq!(absolute("/a/b", "/x/../y"), "/y");
+    assert_eq!(absolute_flake(".", "/a"), "/a");
+    assert_eq!(absolute_flake("./c?dir=x", "/a"), "/a/c?dir=x");
+    assert_eq!(absolute_flake("path:..", "/a/b"), "path:/a");
+    assert_eq!(absolute_flake("github:me/cfg", "/a"), "github:me/cfg");
+    assert_eq!(absolute_flake("/etc/nixos", "/a"), "/etc/nixos");
+    assert_eq!(nix_string("a\"b\\c${d}\n"), r#""a\"b\\c\${d}\n""#);
+    assert_eq!(
+        repl_file_attr_expr("<nixpkgs/nixos>", "a.\"b.c\"", "/"),
+        "let\n  file = import <nixpkgs/nixos>;\n  \
+         value = if builtins.isFunction file then file { } else file;\nin\nvalue.a.\"b.c\"\n"
+    );
+}
+
+fn image_eval(argv: &[&str], variant: Option<&str>) -> Session {
+    one_step(
+        Host::Local,
+        Elevation::None,
+        Step {
+            kind: StepKind::Evaluate,
+            message: None,
+            commands: vec![cmd(argv)],
+            capture: Some(Capture::ImageVariants {
+                variant: variant.map(String::from),
+            }),
+        },
+    )
+}
+
+const APPLY: &str =
+    "images: builtins.mapAttrs (variant: image: image.passthru.filePath or null) images";
+
+#[test]
+fn build_image_evaluates_the_variants_once_then_builds_one() {
+    let eval = [
+        "nix",
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "eval",
+        "--json",
+        "/cfg#nixosConfigurations.\"h\".config.system.build.images",
+        "--apply",
+        APPLY,
+    ];
+    assert_eq!(
+        plan_of("build-image --flake /cfg#h --image-variant iso"),
+        Plan {
+            action: Action::BuildImage,
+            connect: vec![],
+            inputs: vec![],
+            sessions: vec![
+                image_eval(&eval, Some("iso")),
+                build_session(
+                    nix_build("config.system.build.images.iso", &[]),
+                    Some(Capture::BuildJson)
+                ),
+            ],
+            finish: Finish::Image,
+            confirm: None,
+        }
+    );
+    // Without a variant, the evaluation lists them and nothing is built.
+    assert_eq!(
+        plan_of("build-image --flake /cfg#h"),
+        Plan {
+            action: Action::BuildImage,
+            connect: vec![],
+            inputs: vec![],
+            sessions: vec![image_eval(&eval, None)],
+            finish: Finish::Nothing,
+            confirm: None,
+        }
+    );
+    let eval = [
+        "nix",
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "eval",
+        "--json",
+        "--file",
+        "x.nix",
+        "web.config.system.build.images",
+        "--apply",
+        APPLY,
+        "-I",
+        "a=/b",
+    ];
+    assert_eq!(
+        plan_of("build-image -f x.nix -A web --image-variant qcow2 -I a=/b"),
+        Plan {
+            action: Action::BuildImage,
+            connect: vec![],
+            inputs: vec![],
+            sessions: vec![
+                image_eval(&eval, Some("qcow2")),
+                build_session(
+                    cmd(&[
+                        "nix-build",
+                        "x.nix",
+                        "--attr",
+                        "web.config.system.build.images.qcow2",
+                        "-I",
+                        "a=/b"
+                    ]),
+                    Some(Capture::PathLine(Var::System))
+                ),
+            ],
+            finish: Finish::Image,
+            confirm: None,
+        }
+    );
+}
+
+fn upgrade_session(elevation: Elevation, all: &str) -> Session {
+    one_step(
+        Host::Local,
+        elevation,
+        Step {
+            kind: StepKind::UpgradeChannels,
+            message: None,
+            commands: vec![
+                cmd(&["sh", "-c", r#"[ "$(id -u)" = 0 ]"#]).on_failure(UPGRADE_NEEDS_ROOT),
+                cmd(&["sh", "-c", UPGRADE_SCRIPT, "rb", all]),
+            ],
+            capture: None,
+        },
+    )
+}
+
+#[test]
+fn upgrade_updates_channels_here_before_anything_else() {
+    let p = plan_of("build --no-flake --upgrade");
+    assert_eq!(p.sessions.len(), 2);
+    assert_eq!(p.sessions[0], upgrade_session(Elevation::None, "0"));
+    assert_eq!(p.sessions[1].steps[0].kind, StepKind::Build);
+    // With --sudo (even a password for the target), sudo here may prompt on its own.
+    let p = plan_of("switch --upgrade-all --target-host root@aq -S");
+    assert_eq!(
+        p.sessions[0],
+        upgrade_session(
+            Elevation::Sudo {
+                ask_password: false,
+                options: vec![]
+            },
+            "1"
+        )
+    );
+    assert_eq!(p.sessions[1].steps[0].kind, StepKind::CheckElevation);
+}
+
+#[test]
+fn diff_runs_on_the_target_in_the_activation_session() {
+    let p = plan_of("switch --flake /cfg#h --diff --target-host root@aq");
+    assert_eq!(
+        p.sessions.len(),
+        3,
+        "build, copy, activation: no extra session"
+    );
+    let activation = &p.sessions[2];
+    assert_eq!(activation.host, Host::Ssh(ssh("root@aq")));
+    assert_eq!(
+        activation.steps.iter().map(|s| s.kind).collect::<Vec<_>>(),
+        [
+            StepKind::CheckClosure,
+            StepKind::Diff,
+            StepKind::SetProfile,
+            StepKind::Activate
+        ]
+    );
+    assert_eq!(activation.steps[1], diff_step(&RUN));
+    // build has no activation: the diff is a session of its own on the target.
+    let p = plan_of("build --flake /cfg#h --diff --target-host root@aq");
+    assert_eq!(
+        p.sessions.last().unwrap(),
+        &one_step(Host::Ssh(ssh("root@aq")), Elevation::None, diff_step(&RUN))
+    );
+}
+
+#[test]
+fn store_path_to_a_target_is_copied_then_activated_there() {
+    let path = "/nix/store/abc-nixos-system";
+    let copy = Command {
+        argv: vec![
+            Word::lit("nix-copy-closure"),
+            Word::lit("--to"),
+            Word::lit("root@aq"),
+            Word::var(Var::System, ""),
+        ],
+        env: Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]),
+        systemd_run: None,
+        on_failure: None,
+        undo: None,
+    };
+    assert_eq!(
+        plan_of(&format!("switch --store-path {path} --target-host root@aq")),
+        Plan {
+            action: Action::Switch,
+            connect: vec![ssh("root@aq")],
+            inputs: vec![(Var::System, path.into())],
+            sessions: vec![
+                one_step(Host::Local, Elevation::None, simple(StepKind::Copy, copy)),
+                Session {
+                    host: Host::Ssh(ssh("root@aq")),
+                    elevation: Elevation::None,
+                    steps: vec![check_closure(), set_profile(SYSTEM), stc("", "switch", "0")],
+                    fallback: None,
+                },
+            ],
+            finish: Finish::NewConfiguration,
+            confirm: None,
+        }
+    );
+}
