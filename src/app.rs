@@ -130,11 +130,7 @@ fn run_id() -> String {
 fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     // The transport is shared with resolution, which may ask the target for its host name.
-    let ssh_options = match env.get("NIX_SSHOPTS") {
-        Some(s) => crate::shell::split(s).map_err(|e| Error::Usage(format!("NIX_SSHOPTS: {e}")))?,
-        None => Vec::new(),
-    };
-    let shared = Rc::new(RefCell::new(Some(Transport::new(&env, ssh_options))));
+    let shared = Rc::new(RefCell::new(Some(Transport::new(&env))));
     let result = run_with(cli, report, &shared);
     if let Some(mut t) = shared.borrow_mut().take() {
         t.close();

@@ -103,8 +103,6 @@ pub struct Request {
     pub upgrade: Upgrade,
     /// `--json`: machine-readable output (list-generations).
     pub json: bool,
-    /// `NIX_SSHOPTS`, split like a shell would.
-    pub ssh_options: Vec<String>,
     /// `--confirm-timeout`: magic rollback unless confirmed within this many seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_timeout: Option<u64>,
@@ -249,12 +247,6 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         check_name("--image-variant", v)?;
     }
 
-    let ssh_options = ctx
-        .env
-        .get("NIX_SSHOPTS")
-        .map(|s| shell::split(s).map_err(|e| usage(format!("NIX_SSHOPTS: {e}"))))
-        .transpose()?
-        .unwrap_or_default();
     let target_host = parse_host("--target-host", &cli.hosts.target_host)?;
     let build_host = parse_host("--build-host", &cli.hosts.build_host)?;
 
@@ -312,7 +304,6 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         image_variant: src.image_variant.clone(),
         upgrade,
         json: cli.output.json,
-        ssh_options,
         confirm_timeout: act.confirm_timeout,
         warnings,
     })
@@ -658,16 +649,8 @@ pub mod tests {
 
     #[test]
     fn environment_switches() {
-        let r = req_in(
-            "switch",
-            &ctx(&[
-                ("NIXOS_REBUILD_NO_SYSTEMD_RUN", "1"),
-                ("NIX_SSHOPTS", "-p 2222 -o 'ProxyJump x'"),
-            ]),
-        )
-        .unwrap();
+        let r = req_in("switch", &ctx(&[("NIXOS_REBUILD_NO_SYSTEMD_RUN", "1")])).unwrap();
         assert!(!r.systemd_run);
         assert!(r.check_closure);
-        assert_eq!(r.ssh_options, ["-p", "2222", "-o", "ProxyJump x"]);
     }
 }

@@ -25,7 +25,13 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    pub fn new(env: &BTreeMap<String, String>, user_opts: Vec<String>) -> Result<Ssh> {
+    /// Only a run that uses SSH makes one: `NIX_SSHOPTS` (split like a shell would) matters
+    /// to no other.
+    pub fn new(env: &BTreeMap<String, String>) -> Result<Ssh> {
+        let user_opts = match env.get("NIX_SSHOPTS") {
+            Some(s) => shell::split(s).map_err(|e| Error::Usage(format!("NIX_SSHOPTS: {e}")))?,
+            None => Vec::new(),
+        };
         if let Some(defaults) = env.get("NIXOS_REBUILD_SSH_DEFAULT_OPTS") {
             let control = shell::split(defaults)
                 .map_err(|e| Error::Usage(format!("NIXOS_REBUILD_SSH_DEFAULT_OPTS: {e}")))?;
@@ -256,18 +262,27 @@ mod tests {
 
     #[test]
     fn nix_sshopts_survives_nixs_whitespace_splitting() {
-        let env = [(
-            "NIXOS_REBUILD_SSH_DEFAULT_OPTS".to_string(),
-            "-o ControlPath=/c".to_string(),
-        )]
+        let env = [
+            (
+                "NIXOS_REBUILD_SSH_DEFAULT_OPTS".to_string(),
+                "-o ControlPath=/c".to_string(),
+            ),
+            (
+                "NIX_SSHOPTS".to_string(),
+                "-p 2222 -o 'ServerAliveCountMax 3' -o 'ProxyCommand=ssh -W x' -i k".to_string(),
+            ),
+        ]
         .into();
-        let user =
-            shell::split("-p 2222 -o 'ServerAliveCountMax 3' -o 'ProxyCommand=ssh -W x' -i k")
-                .unwrap();
-        let ssh = Ssh::new(&env, user).unwrap();
+        let ssh = Ssh::new(&env).unwrap();
         assert_eq!(
             ssh.nix_sshopts(),
             "-p 2222 -oServerAliveCountMax=3 -i k -o ControlPath=/c"
         );
+    }
+
+    #[test]
+    fn a_malformed_nix_sshopts_is_a_usage_error() {
+        let env = [("NIX_SSHOPTS".to_string(), "-o 'open".to_string())].into();
+        assert!(matches!(Ssh::new(&env), Err(Error::Usage(m)) if m.starts_with("NIX_SSHOPTS")));
     }
 }

@@ -10,23 +10,21 @@ use std::process::Command;
 
 pub struct Transport {
     env: BTreeMap<String, String>,
-    ssh_options: Vec<String>,
     /// Made on first use, so that a local run creates no SSH control directory.
     ssh: Option<Ssh>,
 }
 
 impl Transport {
-    pub fn new(env: &BTreeMap<String, String>, ssh_options: Vec<String>) -> Self {
+    pub fn new(env: &BTreeMap<String, String>) -> Self {
         Transport {
             env: env.clone(),
-            ssh_options,
             ssh: None,
         }
     }
 
     fn ssh(&mut self) -> Result<&mut Ssh> {
         if self.ssh.is_none() {
-            self.ssh = Some(Ssh::new(&self.env, self.ssh_options.clone())?);
+            self.ssh = Some(Ssh::new(&self.env)?);
         }
         self.ssh
             .as_mut()
