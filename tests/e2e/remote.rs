@@ -487,3 +487,24 @@ fn run0_elevates_the_target_steps() {
     assert!(!calls.starts_with("uid=0 "), "{calls}");
     assert_eq!(f.sessions(T), sessions(1, 2));
 }
+
+#[test]
+fn ipv6_targets_in_brackets_and_with_a_scheme() {
+    let f = Fleet::up(&[WS, "aquamarine:ipv6"]);
+    for target in ["root@[::1]", "ssh://root@[::1]"] {
+        let r = f.rb(&["boot", "--flake", &f.flake(T), "--target-host", target]);
+        r.assert_success();
+        assert!(
+            f.has_path(T, r.stdout_trimmed()),
+            "{target}: copied over IPv6"
+        );
+    }
+    assert_eq!(f.generations(T, SYSTEM_PROFILE), [1]);
+    assert_eq!(f.activations(T).len(), 2);
+    assert!(
+        std::fs::read_to_string(f.host_dir(T).join("sshd.log"))
+            .unwrap()
+            .contains("from ::1"),
+        "the connections came over IPv6"
+    );
+}
