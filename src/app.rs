@@ -192,6 +192,7 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
         transport,
         report,
         password,
+        stdout_reserved: cli.output.json,
     };
     let mut outcome = Outcome::default();
     let result = executor.execute(&plan, &mut outcome);

@@ -35,6 +35,9 @@ pub struct Executor<'a, 'r> {
     pub report: &'r Report,
     /// Sent on stdin to sessions elevated with a password.
     pub password: Option<String>,
+    /// `--json`: stdout carries the result document alone, so even an editor's or a repl's
+    /// output goes to stderr.
+    pub stdout_reserved: bool,
 }
 
 impl Executor<'_, '_> {
@@ -129,7 +132,7 @@ impl Executor<'_, '_> {
             Stdio::null()
         });
         let captures = session.steps.iter().any(|s| s.capture.is_some());
-        if interactive {
+        if interactive && !self.stdout_reserved {
             cmd.stdout(Stdio::inherit());
         } else if inv.markers || captures {
             cmd.stdout(Stdio::piped());

@@ -46,6 +46,38 @@ fn every_action_reports_one_document() {
 }
 
 #[test]
+fn the_other_actions_report_too() {
+    let f = Fleet::up(&[WS]);
+    // Actions that deploy nothing: one document each, without a store path where nothing
+    // was built.
+    for (args, built) in [
+        (vec!["build-image", "--image-variant", "iso"], true),
+        (vec!["edit"], false),
+        (vec!["repl"], false),
+    ] {
+        let flake = f.flake(WS);
+        let mut all = args.clone();
+        all.extend(["--flake", &flake, "--json"]);
+        let r = f.rb_with(RbCall {
+            args: &all,
+            env: vec![("EDITOR".into(), "true".into())],
+            ..Default::default()
+        });
+        r.assert_success();
+        let d = doc(&r.stdout);
+        assert_eq!(d["action"], args[0], "{r:?}");
+        assert_eq!(d["success"], true);
+        assert_eq!(d["storePath"].is_string(), built, "{d}");
+        assert!(!d["steps"].as_array().unwrap().is_empty());
+    }
+    // list-generations --json keeps nixos-rebuild's own format: a list of generations.
+    f.seed_generation(WS, WS);
+    let r = f.rb(&["list-generations", "--json"]);
+    r.assert_success();
+    assert_eq!(doc(&r.stdout)[0]["generation"], 1);
+}
+
+#[test]
 fn a_failure_names_the_step_and_its_status() {
     let f = Fleet::up(&[WS, T]);
     f.knob(T, "activationExit", "4");
