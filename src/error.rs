@@ -86,6 +86,15 @@ pub enum Error {
     Elevation { host: String, why: String },
 
     /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); exit 128 + the signal.
+    /// The destination's Nix refused the copy: the connecting user is not trusted and the
+    /// closure is not signed by a key it trusts. Nix's own status.
+    #[error(
+        "the destination refused the closure: its paths lack a signature by a key it trusts; \
+         deploy as root (root@HOST), add the user to nix.settings.trusted-users there, or sign \
+         the closure (nix store sign)"
+    )]
+    Untrusted { status: i32 },
+
     #[error("interrupted")]
     Interrupted(i32),
 
@@ -113,7 +122,7 @@ impl Error {
     pub fn exit_status(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Command { status, .. } => *status,
+            Error::Command { status, .. } | Error::Untrusted { status } => *status,
             Error::Interrupted(sig) => 128 + sig,
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => exit::SSH,
             Error::NotOnPath { .. } => exit::NOT_FOUND,

@@ -148,6 +148,11 @@ impl Executor<'_, '_> {
                     })?,
             ));
         }
+        // A copy's stderr is read on its way through, for messages rb can explain better.
+        let copies = session.steps.iter().any(|s| s.kind == StepKind::Copy);
+        if copies {
+            cmd.stderr(Stdio::piped());
+        }
         let program = inv.argv.first().cloned().unwrap_or_default();
         let mut child = cmd.spawn().map_err(|source| Error::Spawn {
             program: if session.host.is_local() {
@@ -158,6 +163,10 @@ impl Executor<'_, '_> {
             source,
         })?;
         interrupt::set_child(child.id());
+        let stderr_tail = child
+            .stderr
+            .take()
+            .map(|err| std::thread::spawn(move || tee(err)));
         let interactive_guard = interactive.then(interrupt::Interactive::start);
         if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
             // A closed pipe here means the remote side ended early; its status says why.
@@ -214,6 +223,7 @@ impl Executor<'_, '_> {
             program: "wait".into(),
             source: e,
         })?;
+        let stderr_tail = stderr_tail.and_then(|t| t.join().ok()).unwrap_or_default();
         drop(interactive_guard);
         interrupt::set_child(0);
         if let Some(sig) = interrupt::signal() {
@@ -261,6 +271,9 @@ impl Executor<'_, '_> {
                 what: session.steps[last].kind.what().into(),
                 consequence: consequence(session, current).into(),
             });
+        }
+        if code != 0 && copies && lacks_signature(&stderr_tail) {
+            return Err(Error::Untrusted { status: code });
         }
         if code != 0 {
             let step = &session.steps[last];
@@ -332,6 +345,32 @@ fn consequence(session: &Session, current: Option<usize>) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// Copies a child's stderr to rb's as it comes (progress lines included) and keeps its end.
+fn tee(mut from: impl std::io::Read) -> String {
+    const KEEP: usize = 64 * 1024;
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let _ = std::io::stderr().lock().write_all(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > KEEP {
+                    tail.drain(..tail.len() - KEEP);
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
+/// Nix's refusal of unsigned paths from a user it does not trust (2.8 and newer wordings).
+fn lacks_signature(stderr: &str) -> bool {
+    stderr.contains("lacks a valid signature")
+        || stderr.contains("lacks a signature by a trusted key")
 }
 
 fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Result<()> {

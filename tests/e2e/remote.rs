@@ -508,3 +508,50 @@ fn ipv6_targets_in_brackets_and_with_a_scheme() {
         "the connections came over IPv6"
     );
 }
+
+#[test]
+fn an_untrusted_user_is_told_about_signatures() {
+    let f = Fleet::up(&[WS, T]);
+    // The target trusts root only.
+    let conf = f.host_dir(T).join("etc-nix/nix.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let text: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("trusted-users") {
+                "trusted-users = root"
+            } else {
+                l
+            }
+        })
+        .collect();
+    std::fs::write(&conf, text.join("\n") + "\n").unwrap();
+    let mut cmd = std::process::Command::new(crate::fleet::FLEET_SCRIPT);
+    cmd.arg("restart-daemon").arg(f.dir()).arg(T);
+    crate::fleet::run_command(cmd, None).assert_success();
+
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("deploy@{T}"),
+        "--sudo",
+    ]);
+    r.assert_status(1);
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("rb: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert!(
+        errors[0].contains("lack a signature") && errors[0].contains("trusted-users"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("lacks a valid signature"),
+        "Nix's own words pass through: {r:?}"
+    );
+    assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
+}
