@@ -497,6 +497,9 @@ mod man {
             ("FAILURE", exit::FAILURE),
             ("USAGE", exit::USAGE),
             ("SSH", exit::SSH),
+            ("NOT_FOUND", exit::NOT_FOUND),
+            ("ROLLED_BACK", exit::ROLLED_BACK),
+            ("UNCONFIRMED", exit::UNCONFIRMED),
         ] {
             text = text.replace(&format!("@{name}@"), &value.to_string());
         }
