@@ -123,3 +123,31 @@ fn progress_lines_are_plain_when_piped() {
     );
     assert!(!r.stderr.contains('\x1b'), "no escape sequences when piped");
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let f = Fleet::up(&[WS]);
+    // `script` gives rb a terminal for stdout and stderr.
+    let line = format!("{} build --flake '{}'", crate::fleet::RB, f.flake(WS));
+    let on_tty = |env: Vec<(String, String)>| {
+        f.run(
+            WS,
+            crate::fleet::RunCall {
+                argv: &["script", "-qec", &line, "/dev/null"],
+                env,
+                cwd: Some(f.workdir()),
+                ..Default::default()
+            },
+        )
+    };
+    let r = on_tty(vec![]);
+    r.assert_success();
+    assert!(
+        r.stdout.contains("\x1b[1;34mrb:\x1b[0m build on local"),
+        "rb's own colour on a terminal: {r:?}"
+    );
+    let r = on_tty(vec![("NO_COLOR".into(), "1".into())]);
+    r.assert_success();
+    assert!(r.stdout.contains("rb: build on local"), "{r:?}");
+    assert!(!r.stdout.contains("\x1b["), "NO_COLOR: {r:?}");
+}
