@@ -53,7 +53,9 @@ pub fn render(
             // A local unelevated process simply gets the variables.
             (Env::Inherit(vars), true) if matches!(site, Site::Local(_)) => vars.clone(),
             _ => {
-                argv.extend(env_prefix(&direct.env, site));
+                if let Site::Local(local) = site {
+                    argv.extend(env_prefix(&direct.env, local));
+                }
                 Vec::new()
             }
         };
@@ -77,6 +79,19 @@ pub fn render(
     })
 }
 
+/// Whether the session's stdin starts with a password for sudo. sudo does not read it when it
+/// needs none (NOPASSWD, a cached timestamp), so the script must drop it before anything else
+/// can read it.
+fn sends_password(session: &Session) -> bool {
+    matches!(
+        session.elevation,
+        Elevation::Sudo {
+            ask_password: true,
+            ..
+        }
+    )
+}
+
 /// The single command of a session that needs no shell, if that is what it is.
 fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> {
     // Remote sessions always run as a script: it reports its process group (see PGID_MARKER).
@@ -89,12 +104,10 @@ fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> 
     let [cmd] = step.commands.as_slice() else {
         return Ok(None);
     };
-    let keeps_remote_vars = matches!(site, Site::Remote)
-        && matches!(&cmd.env, Env::Clean(vars) if vars.iter().any(|v| matches!(v, EnvVar::Keep(_))));
     let plain = cmd.systemd_run.is_none()
         && cmd.on_failure.is_none()
         && cmd.undo.is_none()
-        && !keeps_remote_vars
+        && !sends_password(session)
         && !watchdog::is_watchdog(cmd);
     Ok(plain.then_some(cmd))
 }
@@ -140,7 +153,7 @@ fn value_of(word: &Word, values: &Values) -> Result<String> {
 }
 
 /// `env -i K=V …` words for a clean environment, as argv (for direct commands).
-fn env_prefix(env: &Env, site: &Site) -> Vec<String> {
+fn env_prefix(env: &Env, local: &BTreeMap<String, String>) -> Vec<String> {
     match env {
         Env::Inherit(vars) if vars.is_empty() => Vec::new(),
         Env::Inherit(vars) => std::iter::once("env".to_string())
@@ -149,14 +162,13 @@ fn env_prefix(env: &Env, site: &Site) -> Vec<String> {
         Env::Clean(vars) => {
             let mut words = vec!["env".to_string(), "-i".to_string()];
             for var in vars {
-                match (var, site) {
-                    (EnvVar::Set(k, v), _) => words.push(format!("{k}={v}")),
-                    (EnvVar::Keep(k), Site::Local(env)) => {
-                        if let Some(v) = env.get(k) {
+                match var {
+                    EnvVar::Set(k, v) => words.push(format!("{k}={v}")),
+                    EnvVar::Keep(k) => {
+                        if let Some(v) = local.get(k) {
                             words.push(format!("{k}={v}"));
                         }
                     }
-                    (EnvVar::Keep(_), Site::Remote) => unreachable!("remote keeps need a shell"),
                 }
             }
             words
@@ -200,6 +212,10 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
     let mut produced: BTreeMap<Var, String> = BTreeMap::new();
     // Shell that undoes what earlier commands changed, most recent first.
     let mut undo: Vec<String> = Vec::new();
+    if sends_password(session) {
+        // sudo has read its password, or did not want it: nothing after it may read the rest.
+        lines.push("exec </dev/null".to_string());
+    }
     if matches!(site, Site::Remote) {
         // Field 5 of /proc/PID/stat is the process group (the command name, field 2, is `sh`).
         lines.push(format!(
@@ -461,7 +477,8 @@ mod tests {
         assert_eq!(inv.argv[..4], ["sudo", "--prompt=", "--stdin", "/bin/sh"]);
         assert_eq!(
             inv.argv[5],
-            "read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '@rb-pgid %s\\n' \"$5\"\n\
+            "exec </dev/null\n\
+             read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '@rb-pgid %s\\n' \"$5\"\n\
              printf '@rb-step %s\\n' 0\n\
              test -f /nix/store/abc-sys/nixos-version >&2 || { s=$?; printf '%s\\n' 'rb: error: missing /nix/store/abc-sys' >&2; exit $s; }\n\
              printf '@rb-step %s\\n' 1\n\

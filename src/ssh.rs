@@ -8,11 +8,12 @@
 use crate::error::{Error, Result};
 use crate::host::SshHost;
 use crate::shell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 
-/// A socket path is at most 107 bytes; ssh adds `/` + 40 (`%C`) + 17 (temporary suffix).
-const MAX_BASE_LEN: usize = 40;
+/// A socket path is at most 107 bytes: the base, `/rb.XXXXXX` (10), `/` + 40 (`%C`) and the
+/// 17 bytes of ssh's temporary suffix.
+const MAX_BASE_LEN: usize = 107 - 10 - 41 - 17;
 
 pub struct Ssh {
     /// `NIX_SSHOPTS`, split like a shell would.
@@ -20,8 +21,8 @@ pub struct Ssh {
     /// The multiplexing options (or `NIXOS_REBUILD_SSH_DEFAULT_OPTS`).
     control: Vec<String>,
     dir: Option<tempfile::TempDir>,
-    /// Hosts with a master connection, by destination.
-    masters: BTreeMap<String, ()>,
+    /// Hosts connected to (with a master of ours when `dir` is set), by destination.
+    connected: BTreeSet<String>,
 }
 
 impl Ssh {
@@ -39,7 +40,7 @@ impl Ssh {
                 user: user_opts,
                 control,
                 dir: None,
-                masters: BTreeMap::new(),
+                connected: BTreeSet::new(),
             });
         }
         let base = env
@@ -47,10 +48,16 @@ impl Ssh {
             .filter(|d| d.len() <= MAX_BASE_LEN && std::path::Path::new(d).is_dir())
             .map(String::as_str)
             .unwrap_or("/tmp");
-        let dir = tempfile::Builder::new()
-            .prefix("rb.")
+        use std::os::unix::fs::PermissionsExt;
+        let private = || {
+            let mut b = tempfile::Builder::new();
+            b.prefix("rb.")
+                .permissions(std::fs::Permissions::from_mode(0o700));
+            b
+        };
+        let dir = private()
             .tempdir_in(base)
-            .or_else(|_| tempfile::Builder::new().prefix("rb.").tempdir_in("/tmp"))
+            .or_else(|_| private().tempdir_in("/tmp"))
             .map_err(|e| Error::Failed(format!("could not create a directory for ssh: {e}")))?;
         let path = dir.path().to_string_lossy().into_owned();
         let control = [
@@ -67,7 +74,7 @@ impl Ssh {
             user: user_opts,
             control,
             dir: Some(dir),
-            masters: BTreeMap::new(),
+            connected: BTreeSet::new(),
         })
     }
 
@@ -109,54 +116,63 @@ impl Ssh {
     /// Opens the master connection to `host` (once): authentication happens here, before any
     /// build, and a refused key or an unreachable host fails here.
     pub fn connect(&mut self, host: &SshHost) -> Result<()> {
-        if self.masters.contains_key(&host.dest) {
+        if self.connected.contains(&host.dest) {
             return Ok(());
         }
-        let log = self
-            .dir
-            .as_ref()
-            .map(|d| d.path().join(format!("connect-{}.log", self.masters.len())));
         let mut cmd = Command::new("ssh");
-        cmd.args(&self.user);
-        if self.dir.is_some() {
-            // A master that goes to the background once connected; -E keeps its messages
-            // (and its open stderr) away from ours.
-            cmd.args(&self.control)
-                .args(["-o", "ControlMaster=yes", "-f", "-N"]);
-        } else {
-            cmd.args(&self.control).arg("-N").arg("-f");
-        }
-        cmd.args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"]);
-        if let Some(log) = &log {
-            cmd.arg("-E").arg(log);
-        }
-        cmd.arg(&host.dest)
+        cmd.args(self.base_args())
+            .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let status = cmd.status().map_err(|source| Error::Spawn {
+            .stdout(Stdio::null());
+        let (status, why) = match &self.dir {
+            Some(dir) => {
+                // Our master, in the background once connected; -E keeps its messages (and
+                // its open stderr, which would hold our pipe open) away from ours.
+                let log = dir
+                    .path()
+                    .join(format!("connect-{}.log", self.connected.len()));
+                cmd.args(["-f", "-N", "-E"])
+                    .arg(&log)
+                    .arg(&host.dest)
+                    .stderr(Stdio::null());
+                let status = cmd.status();
+                (status, std::fs::read_to_string(&log).unwrap_or_default())
+            }
+            None => {
+                // The user's own connection options (NIXOS_REBUILD_SSH_DEFAULT_OPTS): no
+                // master of ours to open or to close, so only check that the host answers.
+                let out = cmd
+                    .arg(&host.dest)
+                    .arg("true")
+                    .stderr(Stdio::piped())
+                    .output();
+                let why = out
+                    .as_ref()
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default();
+                (out.map(|o| o.status), why)
+            }
+        };
+        let status = status.map_err(|source| Error::Spawn {
             program: "ssh".into(),
             source,
         })?;
         if !status.success() {
-            let why = log
-                .and_then(|l| std::fs::read_to_string(l).ok())
-                .map(|s| {
-                    s.lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| {
-                    format!("ssh exited with status {}", status.code().unwrap_or(255))
-                });
+            let why = why
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
             return Err(Error::Unreachable {
                 host: host.dest.clone(),
-                why,
+                why: if why.is_empty() {
+                    format!("ssh exited with status {}", status.code().unwrap_or(255))
+                } else {
+                    why
+                },
             });
         }
-        self.masters.insert(host.dest.clone(), ());
+        self.connected.insert(host.dest.clone());
         Ok(())
     }
 
@@ -238,7 +254,12 @@ impl Ssh {
 
     /// Closes every master; safe to call more than once.
     pub fn close(&mut self) {
-        for dest in std::mem::take(&mut self.masters).into_keys() {
+        let connected = std::mem::take(&mut self.connected);
+        if self.dir.is_none() {
+            // Not our masters to close.
+            return;
+        }
+        for dest in connected {
             let _ = Command::new("ssh")
                 .args(self.base_args())
                 .args(["-O", "exit", &dest])

@@ -135,6 +135,9 @@ pub struct Activation {
     /// The PATH it received ("" when it received none).
     #[serde(deserialize_with = "null_as_empty")]
     pub path: String,
+    /// Whether a line was waiting on its stdin (it should never be).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -555,3 +555,48 @@ fn an_untrusted_user_is_told_about_signatures() {
     );
     assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
 }
+
+/// With NOPASSWD, sudo never reads the password rb sends: it must not reach activation.
+#[test]
+fn a_password_sudo_did_not_need_is_read_by_nothing_else() {
+    let f = Fleet::up(&[WS, T]);
+    let host = format!("deploy@{T}");
+    let args = [
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &host,
+        "-S",
+    ];
+    let r = f.rb_with(RbCall {
+        args: &args,
+        stdin: Some(format!("{DEPLOYPW_PASSWORD}\n")),
+        ..Default::default()
+    });
+    r.assert_success();
+    let a = &f.activations(T)[0];
+    assert_eq!(a.uid, 0);
+    assert!(
+        !a.stdin,
+        "the password reached switch-to-configuration's stdin"
+    );
+}
+
+/// NIXOS_REBUILD_SSH_DEFAULT_OPTS replaces rb's multiplexing: rb then opens no master of its
+/// own and closes none.
+#[test]
+fn ssh_default_opts_replace_the_master_connection() {
+    let f = Fleet::up(&[WS, T]);
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(T), "--target-host", T],
+        env: vec![("NIXOS_REBUILD_SSH_DEFAULT_OPTS".into(), String::new())],
+        ..Default::default()
+    });
+    r.assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    // Without multiplexing every ssh is a connection of its own: check, copy, activation.
+    assert_eq!(f.sessions(T).connections, 3);
+    let left = f.sh(WS, &format!("pgrep -fa 'ssh.* {T}$' || true"));
+    assert_eq!(left.stdout.trim(), "", "a connection was left running");
+}

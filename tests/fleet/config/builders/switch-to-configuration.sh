@@ -5,7 +5,8 @@
 # switch-to-configuration ACTION appends ONE JSON line to /run/rb-fleet/activations.log:
 #   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
 #    "hostname":…,"toplevel":…,"specialisation":<name or null>,
-#    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>}
+#    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>,
+#    "stdin":<whether a line could be read from its stdin>}
 # then sleeps activation_seconds (the activationSeconds knob: a slow activation to interrupt),
 # then, for switch and test, points /run/current-system at its toplevel and, on a remote host,
 # stops its sshd (knob breakSsh) or starts it again if it was stopped, and exits with the
@@ -67,10 +68,14 @@ else
   path_json=null
 fi
 
-line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"toplevel":%s,"specialisation":%s,"env":[%s],"path":%s}' \
+# Whether anything was waiting on stdin (rb must leave nothing there, a sudo password least of
+# all); rb's sessions give a pipe or /dev/null, so this does not block.
+if IFS= read -r _ 2>/dev/null; then stdin_json=true; else stdin_json=false; fi
+
+line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"toplevel":%s,"specialisation":%s,"env":[%s],"path":%s,"stdin":%s}' \
   "$(json_string "$action")" "$(/usr/bin/id -u)" "$install_bootloader" \
   "$(json_string "$(/bin/cat /proc/sys/kernel/hostname)")" "$(json_string "$toplevel")" \
-  "$specialisation_json" "$env_names" "$path_json")
+  "$specialisation_json" "$env_names" "$path_json" "$stdin_json")
 printf '%s\n' "$line" >> "$log"
 
 if [ "${activation_seconds:-0}" -gt 0 ]; then
