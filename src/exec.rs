@@ -53,7 +53,15 @@ impl Executor<'_, '_> {
     fn run_sessions(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
         outcome.values.extend(plan.inputs.iter().cloned());
         for host in &plan.connect {
-            self.transport.connect(host)?;
+            if let Some(sig) = interrupt::signal() {
+                return Err(Error::Interrupted(sig));
+            }
+            self.transport
+                .connect(host)
+                .map_err(|e| match interrupt::signal() {
+                    Some(sig) => Error::Interrupted(sig),
+                    None => e,
+                })?;
         }
         for session in &plan.sessions {
             if let Some(sig) = interrupt::signal() {
