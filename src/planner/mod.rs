@@ -43,14 +43,6 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
     refuse_unavailable(req)?;
     let mut sessions = Vec::new();
     let mut inputs = Vec::new();
-    let mut connect = Vec::new();
-    for host in [&req.build_host, &req.target_host] {
-        if let Host::Ssh(h) = host
-            && !connect.contains(h)
-        {
-            connect.push(h.clone());
-        }
-    }
     // Channels are updated before anything reads them, whatever the action (as ng does).
     if req.upgrade != Upgrade::None {
         sessions.push(upgrade_channels(req, run));
@@ -72,6 +64,7 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         _ => deploy(req, run, &mut sessions, &mut inputs)?,
     };
 
+    let connect = hosts_to_connect(req, &sessions);
     Ok(Plan {
         action: req.action,
         connect,
@@ -166,6 +159,30 @@ fn deploy(
         Action::BuildImage => Finish::Image,
         _ => Finish::Nothing,
     })
+}
+
+/// The remote hosts the run needs, connected to before anything runs: those a session runs
+/// on, and the target when a closure is copied there (by a local process, or by the builder
+/// with a relay through here as its fallback). A host named but not needed (the target of a
+/// dry-build, the builder of a rollback) is not bothered.
+fn hosts_to_connect(req: &Request, sessions: &[Session]) -> Vec<crate::host::SshHost> {
+    let copies = sessions
+        .iter()
+        .flat_map(|s| &s.steps)
+        .any(|s| s.kind == StepKind::Copy);
+    let mut hosts = Vec::new();
+    let used = sessions
+        .iter()
+        .map(|s| &s.host)
+        .chain(copies.then_some(&req.target_host));
+    for host in used {
+        if let Host::Ssh(h) = host
+            && !hosts.contains(h)
+        {
+            hosts.push(h.clone());
+        }
+    }
+    hosts
 }
 
 /// Consecutive sessions on the same remote host with the same elevation become one: one

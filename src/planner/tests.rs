@@ -1058,3 +1058,27 @@ fn store_path_to_a_target_is_copied_then_activated_there() {
         }
     );
 }
+
+#[test]
+fn only_the_hosts_a_run_needs_are_connected_to() {
+    let t = ssh("root@t");
+    let b = ssh("b");
+    let connect = |args: &str| plan_of(args).connect;
+    assert_eq!(
+        connect("dry-build --flake /cfg#h --target-host root@t"),
+        vec![]
+    );
+    assert_eq!(
+        connect("switch --rollback --build-host b --target-host root@t"),
+        vec![t.clone()]
+    );
+    assert_eq!(
+        connect("test --store-path /nix/store/x-sys --build-host b --target-host root@t"),
+        vec![t.clone()]
+    );
+    assert_eq!(
+        connect("build --flake /cfg#h --build-host b --target-host root@t"),
+        vec![b.clone(), t.clone()]
+    );
+    assert_eq!(connect("switch --flake /cfg#h --build-host b"), vec![b]);
+}
