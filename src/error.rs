@@ -82,10 +82,14 @@ pub enum Error {
     NotOnPath { host: String, commands: String },
 
     /// sudo on a host refused to run rb's commands.
-    #[error("sudo on {host} refused: {why}")]
-    Elevation { host: String, why: String },
+    #[error("{tool} on {host} refused: {why}")]
+    Elevation {
+        /// `sudo` or `run0`.
+        tool: &'static str,
+        host: String,
+        why: String,
+    },
 
-    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); exit 128 + the signal.
     /// The destination's Nix refused the copy: the connecting user is not trusted and the
     /// closure is not signed by a key it trusts. Nix's own status.
     #[error(
@@ -95,6 +99,7 @@ pub enum Error {
     )]
     Untrusted { status: i32 },
 
+    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); exit 128 + the signal.
     #[error("interrupted")]
     Interrupted(i32),
 

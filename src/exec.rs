@@ -209,8 +209,19 @@ impl Executor<'_, '_> {
             start(0, &mut current, &mut started);
         }
         if let Some(stdout) = child.stdout.take() {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.map_err(|e| Error::Output(format!("reading from {host}: {e}")))?;
+            let mut reader = BufReader::new(stdout);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                // Bytes, not UTF-8 lines: a stray byte must not stop rb from reading (and the
+                // child from writing) the rest.
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
                 if let Some(pgid) = line.strip_prefix(PGID_MARKER) {
                     remote_pgid = Some(pgid.trim().to_string());
                     continue;
@@ -242,8 +253,10 @@ impl Executor<'_, '_> {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         // An elevated script that failed before its first marker never got past sudo.
+        // 127: the elevation tool itself is missing, which the host check below explains.
         let refused = code != 0
             && code != 255
+            && code != 127
             && (current.is_none()
                 || session.steps[current.unwrap_or(0)].kind == StepKind::CheckElevation)
             && !matches!(session.elevation, crate::request::Elevation::None);
@@ -262,14 +275,24 @@ impl Executor<'_, '_> {
         });
         if refused {
             return Err(Error::Elevation {
+                tool: match session.elevation {
+                    crate::request::Elevation::Run0 { .. } => "run0",
+                    _ => "sudo",
+                },
                 host,
                 why: match &session.elevation {
                     crate::request::Elevation::Sudo {
                         ask_password: true, ..
                     } => "the password was not accepted".into(),
-                    _ => "it wants a password; pass --ask-sudo-password (-S) to give it one, \
-                          or allow the user to run commands without one (NOPASSWD)"
-                        .into(),
+                    crate::request::Elevation::Sudo { .. } => {
+                        "it wants a password; pass --ask-sudo-password (-S) to give it one, \
+                         or allow the user to run commands without one (NOPASSWD)"
+                            .into()
+                    }
+                    _ => format!(
+                        "run0 did not run the commands (exit status {code}); check that \
+                         polkit lets the user run them without a password"
+                    ),
                 },
             });
         }

@@ -108,11 +108,6 @@ impl NixFlags {
         }
     }
 
-    /// True when any option only a flake evaluation understands was given.
-    pub fn has_lock_flags(&self) -> bool {
-        !self.flake_eval().is_empty()
-    }
-
     /// The options for one Nix command, in nixos-rebuild-ng's canonical order.
     pub fn for_command(&self, cmd: NixCommand) -> Vec<String> {
         use NixCommand::*;

@@ -1,7 +1,8 @@
 //! POSIX shell words: quoting for remote commands and scripts, and splitting of
 //! `NIX_SSHOPTS`/`NIX_SUDOOPTS`. All quoting in rb goes through [`quote`].
 
-/// Quotes one word so that any POSIX shell (and fish) reads it back unchanged.
+/// Quotes one word so that any POSIX shell reads it back unchanged. (fish reads it the same
+/// way unless the word holds a backslash, which fish takes as an escape in single quotes.)
 pub fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
@@ -11,7 +12,7 @@ pub fn quote(word: &str) -> String {
         word.to_string()
     } else {
         // Inside single quotes nothing is special but the quote itself, which is written
-        // as '\'' : close, an escaped quote, reopen. fish reads that the same way.
+        // as '\'' : close, an escaped quote, reopen.
         format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
