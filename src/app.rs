@@ -88,6 +88,23 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 }
                 other => report.error(&other.to_string()),
             }
+            // --json promises a document however the run ends; list-generations keeps ng's
+            // output, which is nothing on failure.
+            let ng_format = cli.action == Some(crate::cli::Action::ListGenerations);
+            if cli.output.json && !report.json_printed.get() && !ng_format {
+                let doc = serde_json::json!({
+                    "version": SCHEMA_VERSION,
+                    "action": cli.action,
+                    "success": false,
+                    "error": {
+                        "step": null,
+                        "host": null,
+                        "status": e.exit_status(),
+                        "message": e.to_string(),
+                    },
+                });
+                report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
             e.exit_status()
         }
     }
@@ -101,7 +118,9 @@ fn local_hostname() -> String {
         .unwrap_or_default()
 }
 
-fn context(transport: Rc<RefCell<Option<Transport>>>) -> Context {
+/// `plan_only`: `--plan` connects to no host, so a remote target's host name (the default
+/// configuration name) is shown as a placeholder instead of asked.
+fn context(transport: Rc<RefCell<Option<Transport>>>, plan_only: bool) -> Context {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     Context {
         env,
@@ -110,6 +129,7 @@ fn context(transport: Rc<RefCell<Option<Transport>>>) -> Context {
             .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
         hostname: Box::new(move |host| match host {
             Host::Local => Ok(local_hostname()),
+            Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
             Host::Ssh(h) => match transport.borrow_mut().as_mut() {
                 Some(t) => t.hostname(h),
                 None => Err(Error::Output("internal: no transport".into())),
@@ -139,7 +159,7 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
 }
 
 fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>) -> Result<()> {
-    let ctx = context(shared.clone());
+    let ctx = context(shared.clone(), cli.output.plan);
     let req = request::resolve(cli, &ctx)?;
     for w in &req.warnings {
         report.warn(w);
@@ -200,6 +220,7 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
     if cli.output.json && !matches!(plan.finish, Finish::Generations { .. }) {
         let doc = result_document(&req, &plan, &outcome, result.as_ref().err());
         report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        report.json_printed.set(true);
         return result;
     }
     result?;

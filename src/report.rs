@@ -13,6 +13,8 @@ pub struct Report {
     pub debug: bool,
     /// Colour on stderr: only on a terminal, and not with `NO_COLOR`.
     pub color: bool,
+    /// Whether the `--json` document of the run is out.
+    pub json_printed: std::cell::Cell<bool>,
 }
 
 /// One whole line on stderr in a single write, so that it never interleaves with what the
@@ -31,6 +33,7 @@ impl Report {
             program,
             debug,
             color,
+            json_printed: std::cell::Cell::new(false),
         }
     }
 

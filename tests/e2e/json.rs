@@ -151,3 +151,27 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(r.stdout.contains("rb: build on local"), "{r:?}");
     assert!(!r.stdout.contains("\x1b["), "NO_COLOR: {r:?}");
 }
+
+#[test]
+fn a_run_that_fails_before_anything_runs_still_reports() {
+    let f = Fleet::up(&[WS]);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(WS),
+        "--target-host",
+        "root@no-such-host.invalid",
+        "--json",
+    ]);
+    r.assert_status(255);
+    let d = doc(&r.stdout);
+    assert_eq!(d["success"], false);
+    assert_eq!(d["error"]["status"], 255);
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-host.invalid"),
+        "{d}"
+    );
+}

@@ -600,3 +600,25 @@ fn ssh_default_opts_replace_the_master_connection() {
     let left = f.sh(WS, &format!("pgrep -fa 'ssh.* {T}$' || true"));
     assert_eq!(left.stdout.trim(), "", "a connection was left running");
 }
+
+/// `--plan` connects to nothing, even when the configuration name would come from the target.
+#[test]
+fn plan_asks_no_host_anything() {
+    let f = Fleet::up(&[WS, T]);
+    let config = f.config_dir();
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        config.to_str().unwrap(),
+        "--target-host",
+        &format!("root@{T}"),
+        "--plan",
+    ]);
+    r.assert_success();
+    assert!(
+        r.stdout
+            .contains("nixosConfigurations.\"<host name of root@aquamarine>\""),
+        "{r:?}"
+    );
+    assert_eq!(f.sessions(T), sessions(0, 0));
+}
