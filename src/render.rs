@@ -335,12 +335,18 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                 // Remember where the profile pointed before this command changes it.
                 let p = quote(profile);
                 lines.push(format!("rb_prev=$(readlink {p} 2>/dev/null) || rb_prev="));
+                // The failed activation may already have made the new generation the boot
+                // loader's default: the restored generation's `boot` makes it the default
+                // again, so that profile and boot menu agree.
                 undo.push(format!(
                     "if [ -n \"$rb_prev\" ]; then n=${{rb_prev%-link}}; n=${{n##*-}}; \
-                     nix-env -p {p} --switch-generation \"$n\" >&2; else rm -f {p}; fi; \
+                     nix-env -p {p} --switch-generation \"$n\" >&2 && \
+                     env -i ${{PATH+PATH=\"$PATH\"}} NIXOS_INSTALL_BOOTLOADER=0 \
+                     {p}/bin/switch-to-configuration boot >&2; else rm -f {p}; fi; \
                      printf '%s\\n' {} >&2",
                     quote(&format!(
-                        "{program}: the profile {profile} is back where it was before this run"
+                        "{program}: the profile {profile} is back where it was before this run, \
+                         and so is the boot loader's default"
                     ))
                 ));
             }
@@ -515,8 +521,10 @@ mod tests {
         assert_eq!(
             tail[0],
             "stc switch >&2 || { s=$?; if [ -n \"$rb_prev\" ]; then n=${rb_prev%-link}; \
-             n=${n##*-}; nix-env -p /p --switch-generation \"$n\" >&2; else rm -f /p; fi; \
-             printf '%s\\n' 'rb: the profile /p is back where it was before this run' >&2; \
+             n=${n##*-}; nix-env -p /p --switch-generation \"$n\" >&2 && env -i ${PATH+PATH=\"$PATH\"} \
+             NIXOS_INSTALL_BOOTLOADER=0 /p/bin/switch-to-configuration boot >&2; else rm -f /p; fi; \
+             printf '%s\\n' 'rb: the profile /p is back where it was before this run, and so is \
+             the boot loader'\\''s default' >&2; \
              rb_watchdog roll-back-now /run/rb/x >&2; exit $s; }"
         );
         assert_eq!(

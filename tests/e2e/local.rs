@@ -285,7 +285,16 @@ fn activation_status_is_passed_on_and_the_profile_restored() {
     let r = f.rb(&["switch", "--flake", &f.flake(WS)]);
     r.assert_status(4);
     assert_eq!(r.stdout, "");
-    assert_eq!(f.activations(WS).len(), 1, "activation was attempted");
+    // The failed switch, then the restored generation's `boot`, so that the boot loader's
+    // default is the profile's again.
+    let acts = f.activations(WS);
+    assert_eq!(acts.len(), 2, "{acts:?}");
+    assert_eq!(acts[0].action, "switch");
+    assert_eq!(
+        (acts[1].action.as_str(), acts[1].toplevel.as_str()),
+        ("boot", &*first)
+    );
+    assert_eq!(acts[1].install_bootloader.as_deref(), Some("0"));
     assert_eq!(f.profile_target(WS, SYSTEM_PROFILE), Some(first));
     assert!(r.stderr.contains("back where it was"), "{r:?}");
 

@@ -201,9 +201,17 @@ fn a_failed_activation_rolls_back_at_once() {
     );
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
     assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    // The failed switch; the profile put back with its boot entry; the watchdog's switch back.
     let acts = f.activations(T);
-    assert_eq!(acts.len(), 3);
-    assert_eq!(acts[2].toplevel, gen1);
+    assert_eq!(acts.len(), 4, "{acts:?}");
+    assert_eq!(
+        (acts[2].action.as_str(), acts[2].toplevel.as_str()),
+        ("boot", &*gen1)
+    );
+    assert_eq!(
+        (acts[3].action.as_str(), acts[3].toplevel.as_str()),
+        ("switch", &*gen1)
+    );
     let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
     let result = read(&dir.join("result"));
     assert!(
