@@ -326,6 +326,20 @@ fn no_master_connection_or_directory_is_left_behind() {
         &format!("pgrep -fa 'ControlPath={}/r[b]' || true", tmp.display()),
     );
     assert_eq!(masters.stdout.trim(), "", "master left running");
+
+    // An XDG_RUNTIME_DIR too long for a socket path is passed over (for /tmp), not fatal.
+    f.knob(T, "rev", "2");
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(T), "--target-host", T],
+        env: vec![(
+            "XDG_RUNTIME_DIR".into(),
+            long.to_string_lossy().into_owned(),
+        )],
+        ..Default::default()
+    });
+    r.assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert_eq!(std::fs::read_dir(&long).unwrap().count(), 0);
 }
 
 #[test]
