@@ -12,11 +12,16 @@
 //!
 //! When activation fails, rb does not wait for the timeout: the session has already told the
 //! watchdog to roll back, and the confirming session asks again and waits for the result.
+//! When rb loses its connection during activation, that is no failure of the activation: rb
+//! warns and confirms over a new connection; the session goes on without rb (and tells the
+//! watchdog if the activation fails), and the confirming session waits for the activation to
+//! end first (see `watchdog.rs`).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Outcome, StepRecord};
 use crate::host::{Host, SshHost};
-use crate::plan::{Confirm, StepKind};
+use crate::interrupt;
+use crate::plan::{Confirm, StepKind, Var};
 use crate::render::{Site, Values, render};
 use crate::request::Elevation;
 use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
@@ -58,24 +63,61 @@ pub fn settle(
             ));
             return Err(Error::Interrupted(sig));
         }
-        // The connection dropped during activation: the target knows better whether the
-        // activation failed (then it has already asked its watchdog to roll back).
-        Err(e @ Error::Command { status: 255, .. }) => (Mode::Confirm, Some(e.to_string())),
+        // The connection dropped during activation (the executor's `ConnectionLost`; a bare
+        // ssh status 255 the same): that says nothing about the activation, and the target
+        // knows better. If it failed there, the session has asked the watchdog to roll back;
+        // otherwise the confirming session waits for the activation to end, then confirms.
+        // (Lost before activation, the profile may be new with nothing activated: roll back.)
+        Err(
+            e @ (Error::ConnectionLost { .. }
+            | Error::Command {
+                status: exit::SSH, ..
+            }),
+        ) if outcome
+            .steps
+            .last()
+            .is_some_and(|s| s.kind == StepKind::Activate) =>
+        {
+            exec.report.warn(&e.to_string());
+            (Mode::Confirm, Some(e.to_string()))
+        }
         Err(e) => (Mode::RollBack, Some(e.to_string())),
     };
-    match mode {
-        Mode::Confirm => exec.report.info(&format!(
+    match (mode, &failure) {
+        (Mode::Confirm, None) => exec.report.info(&format!(
             "confirming the new configuration over a new SSH connection to {}...",
             host.dest
         )),
-        Mode::RollBack => exec.report.info(&format!(
+        (Mode::Confirm, Some(_)) => exec.report.info(&format!(
+            "confirming the new configuration over a new SSH connection to {} once its \
+             activation is over (the watchdog there knows whether it failed)...",
+            host.dest
+        )),
+        (Mode::RollBack, _) => exec.report.info(&format!(
             "activation failed: waiting for {}'s watchdog to roll back (over a new SSH connection)...",
             host.dest
         )),
     }
+    // The system deployed, when it is a store path (not a generation's link).
+    let new_system = outcome
+        .values
+        .get(&Var::System)
+        .filter(|s| {
+            s.strip_prefix("/nix/store/")
+                .is_some_and(|n| !n.contains('/'))
+        })
+        .cloned();
     let started = Instant::now();
     let reached = reach(exec, confirm, host, mode)?;
-    let settled = verdict(exec.report, confirm, host, mode, failure, reached);
+    let settled = verdict(
+        exec.report,
+        confirm,
+        host,
+        mode,
+        failure,
+        new_system.as_deref(),
+        reached,
+    );
     outcome.steps.push(StepRecord {
         kind: StepKind::Confirm,
         host: host.dest.clone(),
@@ -137,7 +179,11 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         if let (Some(pw), Some(mut stdin)) = (&password, child.stdin.take()) {
             let _ = stdin.write_all(format!("{pw}\n").as_bytes());
         }
-        let out = child.wait_with_output().map_err(|source| Error::Spawn {
+        // A signal to rb alone stops this attempt too.
+        interrupt::set_child(child.id());
+        let out = child.wait_with_output();
+        interrupt::set_child(0);
+        let out = out.map_err(|source| Error::Spawn {
             program: "ssh".into(),
             source,
         })?;
@@ -150,6 +196,9 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
                 exec.report.passthrough(line);
             }
             return Ok(Reached::Verdict(v, last_failure));
+        }
+        if let Some(sig) = interrupt::signal() {
+            return Err(interrupted(exec, confirm, host, sig));
         }
         if status != 255 {
             return Ok(Reached::Failed { status, stderr });
@@ -183,7 +232,22 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
             ));
         }
         std::thread::sleep(RETRY);
+        if let Some(sig) = interrupt::signal() {
+            return Err(interrupted(exec, confirm, host, sig));
+        }
     }
+}
+
+/// Interrupted before the watchdog's verdict came: say what the target does by itself.
+fn interrupted(exec: &Executor, confirm: &Confirm, host: &SshHost, sig: i32) -> Error {
+    exec.report.warn(&format!(
+        "interrupted before rb could confirm on {h}: unless the confirmation got there, its \
+         watchdog rolls back {}s after the activation; `cat {}/result` there says what it did",
+        confirm.timeout,
+        confirm.dir,
+        h = host.dest
+    ));
+    Error::Interrupted(sig)
 }
 
 fn verdict(
@@ -192,6 +256,7 @@ fn verdict(
     host: &SshHost,
     mode: Mode,
     failure: Option<String>,
+    new_system: Option<&str>,
     reached: Reached,
 ) -> Result<()> {
     let h = &host.dest;
@@ -258,6 +323,25 @@ fn verdict(
         },
     };
     match v.outcome {
+        // Confirmed after the connection was lost during activation: the deploying session
+        // went on alone; if it put the profile back, the new configuration is not what stays.
+        Said::Confirmed
+            if mode == Mode::Confirm
+                && failure.is_some()
+                && matches!(v.action(), Some("switch" | "boot"))
+                && new_system.is_some_and(|new| v.profile_system() != Some(new)) =>
+        {
+            Err(Error::Unconfirmed {
+                why: format!(
+                    "{}; rb confirmed over a new SSH connection, but {h}'s profile is not the new \
+                     configuration ({}): {}",
+                    failure.unwrap_or_default(),
+                    new_system.unwrap_or_default(),
+                    v.now_active()
+                ),
+                check: check_log,
+            })
+        }
         Said::Confirmed if mode == Mode::Confirm => {
             report.info(&format!(
                 "confirmed over a new SSH connection: {h} keeps the new configuration{}",

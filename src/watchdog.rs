@@ -10,6 +10,14 @@
 //! generation) and activates the system that ran before. A failure later in the activation
 //! session tells it to roll back at once ([`Undo::RollBackNow`]).
 //!
+//! Activation runs `switch-to-configuration` in a transient systemd unit
+//! ([`activation_unit`]) where the target runs systemd, and that unit goes on when the
+//! deploying session dies with its SSH connection. So "the activation is over" means: the
+//! deploying session has ended AND that unit is no longer active. The watchdog starts counting
+//! SECONDS only then, never runs the previous system's `switch-to-configuration` while the
+//! unit is active (after [`ACTIVATION_WAIT_SECS`] it stops the unit first), and the confirming
+//! session does not confirm before then either.
+//!
 //! rb then confirms over a new SSH connection (`rb-watchdog confirm`, see `confirm.rs`). The
 //! watchdog and the confirmation race for one `mkdir` on the target, so exactly one of "kept"
 //! and "rolled back" happens, and both sides report the same verdict: a `result` file in the
@@ -35,6 +43,21 @@ pub const RESULT_WAIT_SECS: u64 = 600;
 
 /// Marker of the watchdog's report lines on the confirming session's stdout.
 pub const REPORT: &str = "@rb-watchdog ";
+
+/// How long the watchdog waits for an activation unit that is still active once the deploying
+/// session has ended (the connection was lost), before it stops the unit to roll back.
+pub const ACTIVATION_WAIT_SECS: u64 = RESULT_WAIT_SECS;
+
+/// The name the activation's systemd unit gets, before the run id (see
+/// `planner/activate.rs`; [`activation_unit`]).
+const ACTIVATION_UNIT_PREFIX: &str = "nixos-rebuild-switch-to-configuration-";
+
+/// The transient systemd unit `switch-to-configuration` runs in for run `run_id` (where the
+/// target has systemd and `NIXOS_REBUILD_NO_SYSTEMD_RUN` is not set). The watchdog derives it
+/// from its directory's name (the run id) when it is armed, and waits while it is active.
+pub fn activation_unit(run_id: &str) -> String {
+    format!("{ACTIVATION_UNIT_PREFIX}{run_id}")
+}
 
 /// Whether `cmd` runs the watchdog (and so needs the shell functions).
 pub fn is_watchdog(cmd: &Command) -> bool {
@@ -145,10 +168,16 @@ pub const FUNCTION: &str = "rb_watchdog";
 /// Shell definitions for a script that uses the watchdog; `program` prefixes its messages.
 pub fn functions(program: &str) -> String {
     FUNCTIONS
-        .replace("@BODY@", &quote(BODY))
+        .replace("@BODY@", &quote(&body()))
         .replace("@PROG@", program)
         .replace("@WAIT@", &RESULT_WAIT_SECS.to_string())
         .replace("@RUN_DIR@", RUN_DIR)
+        .replace("@UNIT@", ACTIVATION_UNIT_PREFIX)
+}
+
+/// The watchdog's own script, filled in.
+fn body() -> String {
+    BODY.replace("@UNIT_WAIT@", &ACTIVATION_WAIT_SECS.to_string())
 }
 
 /// Functions for the sessions (the activation's and the confirmation's). Every variable is
@@ -165,9 +194,20 @@ rb_wd_id() {
   echo "$1 ${21}"
 }
 rb_wd_alive() { [ -n "$1" ] && [ "$(rb_wd_id "${1%% *}")" = "$1" ]; }
+# Whether systemd unit $1 (the activation's) is still running: it outlives a session that lost
+# its connection. Only what systemctl says counts (no systemd, no unit, no answer: not running).
+rb_wd_busy() {
+  [ -n "$1" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 || return 1
+  case $(systemctl is-active "$1" 2>/dev/null) in
+  active | activating | deactivating | reloading | refreshing) return 0 ;;
+  *) return 1 ;;
+  esac
+}
 rb_wd_detach() { if command -v setsid >/dev/null 2>&1; then setsid -f "$@"; else nohup "$@" & fi; }
 rb_wd_arm() {
   rb_wd_d=$1 rb_wd_t=$2 rb_wd_a=$3 rb_wd_p=$4 rb_wd_r=$5 rb_wd_link='' rb_wd_prev=''
+  # The unit this run's activation runs in: the run id is the directory's name.
+  rb_wd_unit=@UNIT@${rb_wd_d##*/}
   { mkdir -m 0700 @RUN_DIR@ 2>/dev/null || [ -d @RUN_DIR@ ]; } && mkdir -m 0700 "$rb_wd_d" || return
   if [ "$rb_wd_r" = restore-profile ] && [ -L "$rb_wd_p" ]; then rb_wd_link=$(readlink "$rb_wd_p"); fi
   case $rb_wd_a in
@@ -179,8 +219,8 @@ rb_wd_arm() {
   rb_wd_nixenv=$(command -v nix-env 2>/dev/null) &&
     rb_wd_nixenv=$(cd "${rb_wd_nixenv%/*}" && pwd -P)/nix-env || rb_wd_nixenv=nix-env
   rb_wd_id "$$" >"$rb_wd_d/session"
-  printf 'action=%s\nprofile=%s\nlink=%s\nsystem=%s\n' "$rb_wd_a" "$rb_wd_p" "$rb_wd_link" "$rb_wd_prev" >"$rb_wd_d/previous"
-  set -- "$rb_wd_d" "$rb_wd_t" "$(cat "$rb_wd_d/session")" "$rb_wd_p" "$rb_wd_r" "$rb_wd_link" "$rb_wd_prev" "$rb_wd_a" "$rb_wd_nixenv"
+  printf 'action=%s\nprofile=%s\nlink=%s\nsystem=%s\nunit=%s\n' "$rb_wd_a" "$rb_wd_p" "$rb_wd_link" "$rb_wd_prev" "$rb_wd_unit" >"$rb_wd_d/previous"
+  set -- "$rb_wd_d" "$rb_wd_t" "$(cat "$rb_wd_d/session")" "$rb_wd_p" "$rb_wd_r" "$rb_wd_link" "$rb_wd_prev" "$rb_wd_a" "$rb_wd_nixenv" "$rb_wd_unit"
   if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
     rb_wd_how="systemd-run --unit=rb-watchdog-${rb_wd_d##*/}"
     rb_wd_pass="-E PATH"
@@ -205,6 +245,12 @@ rb_wd_arm() {
     fi
     rb_wd_tick
   done
+  # From here on the session must finish what it started even if rb's connection drops: tell
+  # the watchdog when the activation fails, or let it end. Writing to the dead connection
+  # then fails instead of killing the session half way (sshd sends no SIGHUP to a session
+  # without a terminal; SIGPIPE is what stops it). What the session runs inherits this, as
+  # systemd's units ignore SIGPIPE by default.
+  trap '' PIPE
   if [ "$rb_wd_r" != restore-profile ]; then rb_wd_to=
   elif [ -n "$rb_wd_link" ]; then rb_wd_to="puts $rb_wd_p back to generation $(rb_wd_number "$rb_wd_link") and "
   else rb_wd_to="removes $rb_wd_p (it has no generation yet) and "; fi
@@ -221,8 +267,11 @@ rb_wd_settle() {
     return 0
   fi
   rb_wd_end=$(($(rb_wd_now) + @WAIT@))
-  # When rb lost its connection during activation, the deploying session may still run.
-  while rb_wd_alive "$(cat "$rb_wd_d/session")" && [ ! -e "$rb_wd_d/rollback-now" ]; do
+  rb_wd_unit=$(sed -n 's/^unit=//p' "$rb_wd_d/previous")
+  # When rb lost its connection during activation, the deploying session may still run, and
+  # switch-to-configuration goes on in its unit after the session: confirm only once both ended.
+  while { rb_wd_alive "$(cat "$rb_wd_d/session")" || rb_wd_busy "$rb_wd_unit"; } &&
+    [ ! -e "$rb_wd_d/rollback-now" ]; do
     if [ "$(rb_wd_now)" -ge "$rb_wd_end" ]; then
       rb_wd_report outcome=pending "detail=the activation is still running"
       return 0
@@ -270,11 +319,26 @@ rb_watchdog() {
 }"#;
 
 /// The watchdog itself, run detached:
-/// `sh -c BODY rb-watchdog DIR SECONDS "SESSION-PID STARTTIME" PROFILE restore-profile|keep-profile LINK SYSTEM ACTION NIX-ENV`.
+/// `sh -c BODY rb-watchdog DIR SECONDS "SESSION-PID STARTTIME" PROFILE restore-profile|keep-profile LINK SYSTEM ACTION NIX-ENV UNIT`.
 /// Its output goes to DIR/log.
-const BODY: &str = r#"d=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9
+const BODY: &str = r#"d=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9 unit=${10-}
 now() { read -r u _ </proc/uptime; echo "${u%%.*}"; }
 tick() { sleep 0.2 2>/dev/null || sleep 1; }
+# Whether the activation's systemd unit is still active (as rb_wd_busy).
+busy() {
+  [ -n "$unit" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 || return 1
+  case $(systemctl is-active "$unit" 2>/dev/null) in
+  active | activating | deactivating | reloading | refreshing) return 0 ;;
+  *) return 1 ;;
+  esac
+}
+# Waits while the activation's unit is active, until $ue; false if it still is then.
+wait_unit() {
+  while busy; do
+    if [ "$(now)" -ge "$ue" ]; then return 1; fi
+    tick
+  done
+}
 ident() {
   read -r st <"/proc/$1/stat" 2>/dev/null || return 1
   # shellcheck disable=SC2086 # the fields after "(comm) " are split on purpose
@@ -286,6 +350,13 @@ ident "$$" >"$d/pid"
 : >"$d/armed"
 echo "armed; waiting for the deploying session (pid ${spid%% *}) to end"
 while [ "$(ident "${spid%% *}")" = "$spid" ] && [ ! -e "$d/rollback-now" ]; do tick; done
+# The session may have lost its connection while switch-to-configuration goes on in its unit.
+ue=$(($(now) + @UNIT_WAIT@))
+if [ ! -e "$d/rollback-now" ] && busy; then
+  echo "waiting for the activation ($unit) to end"
+  if wait_unit; then echo "the activation ($unit) has ended"
+  else echo "the activation ($unit) is still active after @UNIT_WAIT@s"; fi
+fi
 end=$(($(now) + t))
 echo "waiting ${t}s for a confirmation"
 reason=
@@ -299,7 +370,17 @@ if ! mkdir "$d/decision" 2>/dev/null; then echo "confirmed at the last moment; e
 echo "watchdog ($reason)" >"$d/decision/by"
 echo "rolling back ($reason)"
 failed=
-if [ "$r" = restore-profile ]; then
+# Never the previous system's switch-to-configuration while the new one's still runs.
+if busy; then
+  echo "waiting for the activation ($unit) to end first"
+  if ! wait_unit; then
+    echo "the activation ($unit) is still active after @UNIT_WAIT@s: stopping it"
+    systemctl stop "$unit"
+    if busy; then failed="the activation ($unit) was still active, even after systemctl stop"; fi
+  fi
+fi
+if [ -n "$failed" ]; then :
+elif [ "$r" = restore-profile ]; then
   if [ -n "$link" ]; then
     n=${link%-link}
     n=${n##*-}
@@ -399,6 +480,16 @@ impl Verdict {
         self.get("generation")
     }
 
+    /// The `switch-to-configuration` action of the run (and of its rollback).
+    pub fn action(&self) -> Option<&str> {
+        self.get("action")
+    }
+
+    /// The system the profile points to now.
+    pub fn profile_system(&self) -> Option<&str> {
+        self.get("profile-system")
+    }
+
     /// What is active on the target now, for a message: e.g. `generation 1 of
     /// /nix/var/nix/profiles/system (/nix/store/…) is active`.
     pub fn now_active(&self) -> String {
@@ -465,7 +556,14 @@ mod tests {
     #[test]
     fn the_shell_functions_are_filled_in() {
         let f = functions("nixos-rebuild");
-        for placeholder in ["@BODY@", "@PROG@", "@WAIT@", "@RUN_DIR@"] {
+        for placeholder in [
+            "@BODY@",
+            "@PROG@",
+            "@WAIT@",
+            "@RUN_DIR@",
+            "@UNIT@",
+            "@UNIT_WAIT@",
+        ] {
             assert!(!f.contains(placeholder), "{placeholder}");
         }
         assert!(f.contains("nixos-rebuild: armed a watchdog"));
@@ -475,7 +573,7 @@ mod tests {
 
     #[test]
     fn the_scripts_are_valid_sh() {
-        for script in [functions("rb"), BODY.to_string()] {
+        for script in [functions("rb"), body()] {
             let out = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()
@@ -486,5 +584,65 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// The watchdog waits for the unit activation runs in: arming derives its name from the
+    /// watchdog's directory, which must give the unit the planner puts activation in.
+    #[test]
+    fn arming_names_the_activation_unit() {
+        use crate::planner::{RunEnv, plan};
+        let run = RunEnv {
+            run_id: "r7",
+            nix_sshopts: "",
+            cwd: "/home/me/cfg",
+            program: "rb",
+        };
+        let req = crate::request::tests::req(
+            "switch --flake /cfg#h --target-host root@aq --confirm-timeout 30",
+        )
+        .unwrap();
+        let p = plan(&req, &crate::nix::NixCaps::floor(), &run).unwrap();
+        let cmds = || {
+            p.sessions
+                .iter()
+                .flat_map(|s| &s.steps)
+                .flat_map(|s| &s.commands)
+        };
+        let arm = cmds()
+            .find(|c| c.argv.get(1) == Some(&Word::lit("arm")))
+            .expect("an arming command");
+        let Some(Word::Lit(dir)) = arm.argv.get(2) else {
+            panic!("{arm:?}")
+        };
+        assert_eq!(dir, "/run/rb/r7");
+        let unit = cmds()
+            .find_map(|c| c.systemd_run.clone())
+            .expect("activation under systemd-run");
+        assert_eq!(unit, activation_unit("r7"));
+        assert_eq!(
+            unit,
+            format!(
+                "{ACTIVATION_UNIT_PREFIX}{}",
+                &dir[dir.rfind('/').unwrap() + 1..]
+            )
+        );
+        // The arming script computes exactly that from the directory, records it and hands it to
+        // the watchdog, which waits on it before counting and before rolling back.
+        let f = functions("rb");
+        assert!(
+            f.contains("rb_wd_unit=nixos-rebuild-switch-to-configuration-${rb_wd_d##*/}\n"),
+            "{f}"
+        );
+        assert!(f.contains(r#""$rb_wd_a" "$rb_wd_nixenv" "$rb_wd_unit""#));
+        assert!(f.contains(r#"unit=%s\n' "#));
+        let b = body();
+        assert!(b.starts_with(
+            "d=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9 unit=${10-}\n"
+        ));
+        assert!(b.contains("systemctl is-active \"$unit\""));
+        assert!(b.contains(&format!("ue=$(($(now) + {ACTIVATION_WAIT_SECS}))")));
+        // The confirming session reads it back and does not confirm while the unit is active.
+        assert!(f.contains("rb_wd_unit=$(sed -n 's/^unit=//p' \"$rb_wd_d/previous\")"));
+        assert!(f.contains("rb_wd_busy \"$rb_wd_unit\"; }"));
     }
 }

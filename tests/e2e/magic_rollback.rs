@@ -401,3 +401,330 @@ fn the_confirmation_is_elevated_with_the_same_password() {
     assert_eq!(delta(Sessions::default(), f.sessions(T)), (2, 4));
     assert!(!r.stderr.contains(DEPLOYPW_PASSWORD));
 }
+
+/// Kills rb's SSH control masters (their sockets are under `runtime_dir`): the deploying
+/// connection drops, while the target still accepts new ones.
+fn kill_masters(runtime_dir: &std::path::Path) -> usize {
+    let rt = runtime_dir.to_string_lossy().to_string();
+    let masters: Vec<u32> = crate::state::processes()
+        .into_iter()
+        .filter(|p| {
+            p.cmdline.starts_with("ssh ")
+                && p.cmdline.contains("ControlMaster=yes")
+                && p.cmdline.contains(&rt)
+        })
+        .map(|p| p.pid)
+        .collect();
+    for pid in &masters {
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    masters.len()
+}
+
+/// Deploys generation 2 with `--confirm-timeout 30` and cuts rb's connection to the target
+/// while it activates (its activation takes 2 more seconds once logged); rb's result.
+fn deploy_and_cut_the_connection(f: &Fleet) -> crate::fleet::RunResult {
+    use crate::state::{runtime_dir, spawn_rb, wait_until};
+    f.knob(T, "rev", "2");
+    f.knob(T, "activationSeconds", "2");
+    let rt = runtime_dir(f, "rt");
+    let flake = f.flake(T);
+    let tgt = target();
+    let run = spawn_rb(
+        f,
+        &[
+            "switch",
+            "--flake",
+            &flake,
+            "--target-host",
+            &tgt,
+            "--confirm-timeout",
+            "30",
+        ],
+        &[("XDG_RUNTIME_DIR", &rt)],
+        None,
+    );
+    wait_until("the activation", Duration::from_secs(60), || {
+        f.activations(T).len() == 2
+    });
+    assert_eq!(kill_masters(&rt), 1, "rb's control master");
+    run.wait(Duration::from_secs(60))
+}
+
+#[test]
+fn a_connection_lost_during_activation_is_confirmed_over_a_new_one() {
+    let (f, _) = fleet_on_generation_1("");
+    let started = Instant::now();
+    let r = deploy_and_cut_the_connection(&f);
+    r.assert_success();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "confirmed without waiting for the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.stderr.contains(
+            "rb: warning: lost the connection to root@aquamarine while activating the \
+             configuration (ssh exit status 255)"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(
+            "confirmed over a new SSH connection: root@aquamarine keeps the new configuration \
+             (generation 2)"
+        ),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("rolled back"), "{r:?}");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    // The activation ran to its end without the connection, and rb confirmed after that.
+    assert_eq!(f.current_system(T).as_deref(), Some(r.stdout_trimmed()));
+    let acts = f.activations(T);
+    assert_eq!(acts.len(), 2, "no rollback activation: {acts:?}");
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    assert!(read(&dir.join("result")).starts_with("outcome=confirmed\n"));
+    assert!(
+        eventually(5, || read(&dir.join("log")).contains("confirmed; exiting")),
+        "{}",
+        read(&dir.join("log"))
+    );
+}
+
+#[test]
+fn a_connection_lost_during_a_failing_activation_rolls_back() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "activationExit", "4");
+    let r = deploy_and_cut_the_connection(&f);
+    r.assert_status(ROLLED_BACK);
+    // The session went on without rb and told the watchdog that the activation failed.
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: lost the connection to root@aquamarine while activating the \
+             configuration (ssh exit status 255); the profile there is already the new \
+             generation, whose activation may not have finished, and the activation failed on \
+             root@aquamarine; root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} \
+             ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    let result = read(&dir.join("result"));
+    assert!(
+        result.starts_with("outcome=rolled-back\nreason=requested\n"),
+        "{result}"
+    );
+}
+
+/// The fleet has no systemctl of its own (its fake systemd-run runs activation in the
+/// foreground), so these tests give the target one, first on its PATH: `is-active UNIT` says
+/// `active` while /run/rb-fleet/unit-active exists, `stop` removes that file; every call is
+/// logged to /run/rb-fleet/systemctl.log. Returns the flag file's real path.
+fn fake_systemctl_with_an_active_unit(f: &Fleet) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = f.host_path(T, "/run/rb-fleet/bin/systemctl");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\n\
+         echo \"$*\" >>/run/rb-fleet/systemctl.log\n\
+         case $1 in\n\
+         is-active) if [ -e /run/rb-fleet/unit-active ]; then echo active; else echo inactive && exit 3; fi ;;\n\
+         stop) rm -f /run/rb-fleet/unit-active ;;\n\
+         esac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let flag = f.host_path(T, "/run/rb-fleet/unit-active");
+    std::fs::write(&flag, "").unwrap();
+    flag
+}
+
+/// The units the fake systemctl was asked about.
+fn systemctl_units(f: &Fleet) -> Vec<String> {
+    let mut units: Vec<String> = read(&f.host_path(T, "/run/rb-fleet/systemctl.log"))
+        .lines()
+        .filter_map(|l| l.strip_prefix("is-active "))
+        .map(String::from)
+        .collect();
+    units.dedup();
+    units
+}
+
+#[test]
+fn no_rollback_while_the_activation_unit_is_still_active() {
+    use crate::state::{spawn_rb, wait_until};
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "breakSsh", "true");
+    let flag = fake_systemctl_with_an_active_unit(&f);
+    let flake = f.flake(T);
+    let tgt = target();
+    let run = spawn_rb(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            &flake,
+            "--target-host",
+            &tgt,
+            "--confirm-timeout",
+            "1",
+        ],
+        &[],
+        None,
+    );
+    // rb cannot confirm (sshd is stopped); the watchdog waits for the activation's unit.
+    let dir = || watchdog_dirs(&f, T).pop().unwrap_or_default();
+    wait_until("the watchdog to wait", Duration::from_secs(60), || {
+        read(&dir().join("log")).contains("waiting for the activation (")
+    });
+    let id = dir().file_name().unwrap().to_string_lossy().to_string();
+    let unit = format!("nixos-rebuild-switch-to-configuration-{id}");
+    assert!(
+        read(&dir().join("log")).contains(&format!("waiting for the activation ({unit}) to end")),
+        "{}",
+        read(&dir().join("log"))
+    );
+    // Well past the timeout: still the new generation, no rollback activation.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(f.activations(T).len(), 2);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert!(!dir().join("decision").exists());
+    // Once the unit is over, the timeout counts, then the watchdog rolls back.
+    std::fs::remove_file(&flag).unwrap();
+    let r = run.wait(Duration::from_secs(60));
+    r.assert_status(ROLLED_BACK);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.activations(T)[2].toplevel, gen1);
+    let log = read(&dir().join("log"));
+    assert!(
+        log.contains(&format!(
+            "the activation ({unit}) has ended\nwaiting 1s for a confirmation\nrolling back (timeout)"
+        )),
+        "{log}"
+    );
+    assert_eq!(systemctl_units(&f), [unit]);
+}
+
+#[test]
+fn a_connection_lost_during_activation_is_confirmed_once_its_unit_is_over() {
+    use crate::state::{runtime_dir, spawn_rb, wait_until};
+    let (f, _) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "activationSeconds", "2");
+    let flag = fake_systemctl_with_an_active_unit(&f);
+    let rt = runtime_dir(&f, "rt");
+    let flake = f.flake(T);
+    let tgt = target();
+    let mut run = spawn_rb(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            &flake,
+            "--target-host",
+            &tgt,
+            "--confirm-timeout",
+            "30",
+        ],
+        &[("XDG_RUNTIME_DIR", &rt)],
+        None,
+    );
+    wait_until("the activation", Duration::from_secs(60), || {
+        f.activations(T).len() == 2
+    });
+    assert_eq!(kill_masters(&rt), 1, "rb's control master");
+    // The activation (2 more seconds) ends without rb; the confirming session then waits
+    // while the activation's unit is active.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        f.current_system(T).as_deref(),
+        f.profile_target(T, SYSTEM_PROFILE).as_deref()
+    );
+    assert!(!run.finished());
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    assert!(!dir.join("decision").exists());
+    std::fs::remove_file(&flag).unwrap();
+    let r = run.wait(Duration::from_secs(30));
+    r.assert_success();
+    assert!(
+        r.stderr
+            .contains("rb: warning: lost the connection to root@aquamarine while activating"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("root@aquamarine keeps the new configuration (generation 2)"),
+        "{r:?}"
+    );
+    assert_eq!(f.activations(T).len(), 2);
+    assert_eq!(
+        systemctl_units(&f),
+        [format!(
+            "nixos-rebuild-switch-to-configuration-{}",
+            dir.file_name().unwrap().to_string_lossy()
+        )]
+    );
+}
+
+#[test]
+fn interrupted_while_trying_to_confirm_rb_stops_and_says_what_follows() {
+    use crate::state::{spawn_rb, wait_until};
+    let (f, _) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "breakSsh", "true");
+    let flake = f.flake(T);
+    let tgt = target();
+    let run = spawn_rb(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            &flake,
+            "--target-host",
+            &tgt,
+            "--confirm-timeout",
+            "3",
+        ],
+        &[],
+        None,
+    );
+    wait_until("the activation", Duration::from_secs(60), || {
+        f.activations(T).len() == 2
+    });
+    // rb now tries new connections, which sshd refuses.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped = Instant::now();
+    run.signal("TERM");
+    let r = run.wait(Duration::from_secs(20));
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{r:?}");
+    r.assert_status(128 + 15);
+    assert!(
+        r.stderr
+            .contains("cannot reach root@aquamarine over a new SSH connection"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(
+            "interrupted before rb could confirm on root@aquamarine: unless the confirmation got \
+             there, its watchdog rolls back 3s after the activation"
+        ),
+        "{r:?}"
+    );
+    // It does (its result comes once generation 1's activation, which starts sshd again, is
+    // over: only then may the fleet go down).
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    assert!(
+        eventually(20, || read(&dir.join("result"))
+            .starts_with("outcome=rolled-back\nreason=timeout\n")),
+        "{}",
+        read(&dir.join("log"))
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.activations(T).len(), 3);
+}
