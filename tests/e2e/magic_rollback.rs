@@ -409,8 +409,9 @@ fn kill_masters(runtime_dir: &std::path::Path) -> usize {
     let masters: Vec<u32> = crate::state::processes()
         .into_iter()
         .filter(|p| {
+            // The master: the one ssh rb backgrounds (`-f -N`) with its control path.
             p.cmdline.starts_with("ssh ")
-                && p.cmdline.contains("ControlMaster=yes")
+                && p.cmdline.contains(" -f -N ")
                 && p.cmdline.contains(&rt)
         })
         .map(|p| p.pid)
