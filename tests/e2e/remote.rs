@@ -1,7 +1,9 @@
 //! Deploys over SSH: target host, build host, both, the same one; elevation; failures.
 //! sshd's own log counts TCP connections and remote sessions (round trips).
 
-use crate::fleet::{DEPLOYPW_PASSWORD, Fleet, RbCall, RunCall, SYSTEM_PROFILE, Sessions};
+use crate::fleet::{
+    DEPLOYPW_PASSWORD, Fleet, RbCall, RunCall, RunResult, SYSTEM_PROFILE, Sessions,
+};
 use std::path::Path;
 
 const WS: &str = "ws";
@@ -29,6 +31,23 @@ fn built_on(f: &Fleet, host: &str, config: &str) -> bool {
         &f.host_path(host, "/nix/var/log/nix/drvs"),
         &format!("-nixos-system-{config}-"),
     )
+}
+
+/// `rb switch -S` of the target's configuration to `user@` the target, `password` on stdin.
+fn switch_with_password(f: &Fleet, user: &str, password: &str) -> RunResult {
+    let host = format!("{user}@{T}");
+    f.rb_with(RbCall {
+        args: &[
+            "switch",
+            "--flake",
+            &f.flake(T),
+            "--target-host",
+            &host,
+            "-S",
+        ],
+        stdin: Some(format!("{password}\n")),
+        ..Default::default()
+    })
 }
 
 fn sessions(connections: usize, sessions: usize) -> Sessions {
@@ -216,20 +235,7 @@ fn sudo_without_password_elevates_only_the_target_steps() {
 #[test]
 fn sudo_password_is_asked_once_and_checked_before_building() {
     let f = Fleet::up(&[WS, T]);
-    let host = format!("deploypw@{T}");
-    let args = [
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &host,
-        "-S",
-    ];
-    let r = f.rb_with(RbCall {
-        args: &args,
-        stdin: Some(format!("{DEPLOYPW_PASSWORD}\n")),
-        ..Default::default()
-    });
+    let r = switch_with_password(&f, "deploypw", DEPLOYPW_PASSWORD);
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
     // Password check, copy, activation.
@@ -237,19 +243,7 @@ fn sudo_password_is_asked_once_and_checked_before_building() {
     assert!(!r.stdout.contains(DEPLOYPW_PASSWORD) && !r.stderr.contains(DEPLOYPW_PASSWORD));
 
     let g = Fleet::up(&[WS, T]);
-    let args = [
-        "switch",
-        "--flake",
-        &g.flake(T),
-        "--target-host",
-        &host,
-        "-S",
-    ];
-    let r = g.rb_with(RbCall {
-        args: &args,
-        stdin: Some("wrong\n".into()),
-        ..Default::default()
-    });
+    let r = switch_with_password(&g, "deploypw", "wrong");
     r.assert_status(1);
     assert!(r.stderr.contains("password was not accepted"), "{r:?}");
     assert!(!built_on(&g, WS, T), "nothing was built");
@@ -574,20 +568,7 @@ fn an_untrusted_user_is_told_about_signatures() {
 #[test]
 fn a_password_sudo_did_not_need_is_read_by_nothing_else() {
     let f = Fleet::up(&[WS, T]);
-    let host = format!("deploy@{T}");
-    let args = [
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &host,
-        "-S",
-    ];
-    let r = f.rb_with(RbCall {
-        args: &args,
-        stdin: Some(format!("{DEPLOYPW_PASSWORD}\n")),
-        ..Default::default()
-    });
+    let r = switch_with_password(&f, "deploy", DEPLOYPW_PASSWORD);
     r.assert_success();
     let a = &f.activations(T)[0];
     assert_eq!(a.uid, 0);
