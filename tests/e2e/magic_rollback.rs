@@ -428,6 +428,11 @@ fn kill_masters(runtime_dir: &std::path::Path) -> usize {
 /// Deploys generation 2 with `--confirm-timeout 30` and cuts rb's connection to the target
 /// while it activates (its activation takes 2 more seconds once logged); rb's result.
 fn deploy_and_cut_the_connection(f: &Fleet) -> crate::fleet::RunResult {
+    start_and_cut_the_connection(f).wait(Duration::from_secs(60))
+}
+
+/// The same, returning rb while it still runs.
+fn start_and_cut_the_connection(f: &Fleet) -> crate::state::Running {
     use crate::state::{runtime_dir, spawn_rb, wait_until};
     f.knob(T, "rev", "2");
     f.knob(T, "activationSeconds", "2");
@@ -452,7 +457,7 @@ fn deploy_and_cut_the_connection(f: &Fleet) -> crate::fleet::RunResult {
         f.activations(T).len() == 2
     });
     assert_eq!(kill_masters(&rt), 1, "rb's control master");
-    run.wait(Duration::from_secs(60))
+    run
 }
 
 #[test]
@@ -614,32 +619,9 @@ fn no_rollback_while_the_activation_unit_is_still_active() {
 
 #[test]
 fn a_connection_lost_during_activation_is_confirmed_once_its_unit_is_over() {
-    use crate::state::{runtime_dir, spawn_rb, wait_until};
     let (f, _) = fleet_on_generation_1("");
-    f.knob(T, "rev", "2");
-    f.knob(T, "activationSeconds", "2");
     let flag = fake_systemctl_with_an_active_unit(&f);
-    let rt = runtime_dir(&f, "rt");
-    let flake = f.flake(T);
-    let tgt = target();
-    let mut run = spawn_rb(
-        &f,
-        &[
-            "switch",
-            "--flake",
-            &flake,
-            "--target-host",
-            &tgt,
-            "--confirm-timeout",
-            "30",
-        ],
-        &[("XDG_RUNTIME_DIR", &rt)],
-        None,
-    );
-    wait_until("the activation", Duration::from_secs(60), || {
-        f.activations(T).len() == 2
-    });
-    assert_eq!(kill_masters(&rt), 1, "rb's control master");
+    let mut run = start_and_cut_the_connection(&f);
     // The activation (2 more seconds) ends without rb; the confirming session then waits
     // while the activation's unit is active.
     std::thread::sleep(Duration::from_secs(4));
