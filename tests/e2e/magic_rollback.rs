@@ -72,15 +72,7 @@ fn a_confirmed_switch_is_kept_and_costs_one_more_connection() {
     let plain = f.sessions(T);
     f.knob(T, "rev", "2");
     let before = f.sessions(T);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &target(),
-        "--confirm-timeout",
-        "30",
-    ]);
+    let r = deploy(&f, "switch", "30");
     r.assert_success();
     assert!(r.stdout_trimmed().ends_with("-26.05.2"), "{r:?}");
     assert!(
@@ -120,15 +112,7 @@ fn a_switch_that_cuts_ssh_is_rolled_back_and_rb_says_to_what() {
     f.knob(T, "rev", "2");
     f.knob(T, "breakSsh", "true");
     let started = Instant::now();
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &target(),
-        "--confirm-timeout",
-        "3",
-    ]);
+    let r = deploy(&f, "switch", "3");
     r.assert_status(ROLLED_BACK);
     assert!(started.elapsed() < Duration::from_secs(20), "{r:?}");
     assert!(r.stdout.is_empty(), "no result path for a rollback: {r:?}");
@@ -177,15 +161,7 @@ fn a_failed_activation_rolls_back_at_once() {
     f.knob(T, "rev", "2");
     f.knob(T, "activationExit", "4");
     let started = Instant::now();
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &target(),
-        "--confirm-timeout",
-        "60",
-    ]);
+    let r = deploy(&f, "switch", "60");
     r.assert_status(ROLLED_BACK);
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -225,15 +201,7 @@ fn a_failed_test_activation_goes_back_to_the_running_system_with_test() {
     let (f, gen1) = fleet_on_generation_1("");
     f.knob(T, "rev", "2");
     f.knob(T, "activationExit", "3");
-    let r = f.rb(&[
-        "test",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &target(),
-        "--confirm-timeout",
-        "60",
-    ]);
+    let r = deploy(&f, "test", "60");
     r.assert_status(ROLLED_BACK);
     assert!(
         r.stderr.contains(&format!(
@@ -312,15 +280,7 @@ fn a_rollback_that_fails_is_not_called_a_rollback() {
         .assert_success();
     f.knob(T, "rev", "2");
     f.knob(T, "breakSsh", "true");
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &target(),
-        "--confirm-timeout",
-        "2",
-    ]);
+    let r = deploy(&f, "switch", "2");
     r.assert_status(UNCONFIRMED);
     assert!(
         r.stderr.contains(&format!(
@@ -400,6 +360,19 @@ fn the_confirmation_is_elevated_with_the_same_password() {
     // Password check, copy, activation on the master; the confirmation on its own.
     assert_eq!(delta(Sessions::default(), f.sessions(T)), (2, 4));
     assert!(!r.stderr.contains(DEPLOYPW_PASSWORD));
+}
+
+/// `rb ACTION --target-host root@T --confirm-timeout SECONDS` of T's configuration.
+fn deploy(f: &Fleet, action: &str, seconds: &str) -> crate::fleet::RunResult {
+    f.rb(&[
+        action,
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &target(),
+        "--confirm-timeout",
+        seconds,
+    ])
 }
 
 /// Kills rb's SSH control masters (their sockets are under `runtime_dir`): the deploying

@@ -33,6 +33,14 @@ fn built_on(f: &Fleet, host: &str, config: &str) -> bool {
     )
 }
 
+/// `rb switch` of the target's configuration to `host`, with `extra` options.
+fn switch_to(f: &Fleet, host: &str, extra: &[&str]) -> RunResult {
+    let flake = f.flake(T);
+    let mut args = vec!["switch", "--flake", &flake, "--target-host", host];
+    args.extend(extra);
+    f.rb(&args)
+}
+
 /// `rb switch -S` of the target's configuration to `user@` the target, `password` on stdin.
 fn switch_with_password(f: &Fleet, user: &str, password: &str) -> RunResult {
     let host = format!("{user}@{T}");
@@ -60,13 +68,7 @@ fn sessions(connections: usize, sessions: usize) -> Sessions {
 #[test]
 fn target_host_builds_here_copies_and_activates_there_in_two_sessions() {
     let f = Fleet::up(&[WS, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &format!("root@{T}"),
-    ]);
+    let r = switch_to(&f, &format!("root@{T}"), &[]);
     r.assert_success();
     let path = r.stdout_trimmed();
     assert!(path.ends_with("-nixos-system-aquamarine-26.05.1"), "{r:?}");
@@ -177,19 +179,7 @@ fn the_same_build_and_target_host_needs_no_copy() {
 #[test]
 fn profile_name_specialisation_and_bootloader_on_a_fresh_target() {
     let f = Fleet::up(&[WS, T]);
-    f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        T,
-        "-p",
-        "web",
-        "-c",
-        "web",
-        "--install-bootloader",
-    ])
-    .assert_success();
+    switch_to(&f, T, &["-p", "web", "-c", "web", "--install-bootloader"]).assert_success();
     assert_eq!(
         f.generations(T, "/nix/var/nix/profiles/system-profiles/web"),
         [1]
@@ -218,14 +208,7 @@ fn rollback_on_the_target() {
 #[test]
 fn sudo_without_password_elevates_only_the_target_steps() {
     let f = Fleet::up(&[WS, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &format!("deploy@{T}"),
-        "--sudo",
-    ]);
+    let r = switch_to(&f, &format!("deploy@{T}"), &["--sudo"]);
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
@@ -253,14 +236,7 @@ fn sudo_password_is_asked_once_and_checked_before_building() {
 #[test]
 fn sudo_that_wants_a_password_fails_at_once_with_a_hint() {
     let f = Fleet::up(&[WS, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &format!("deploypw@{T}"),
-        "--sudo",
-    ]);
+    let r = switch_to(&f, &format!("deploypw@{T}"), &["--sudo"]);
     r.assert_status(1);
     assert!(r.stderr.contains("--ask-sudo-password"), "{r:?}");
     assert!(f.activations(T).is_empty());
@@ -416,14 +392,7 @@ fn build_with_a_target_copies_there_and_leaves_result_here() {
 #[test]
 fn ssh_ng_targets_are_copied_with_nix_copy() {
     let f = Fleet::up(&[WS, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &format!("ssh-ng://root@{T}"),
-        "--use-substitutes",
-    ]);
+    let r = switch_to(&f, &format!("ssh-ng://root@{T}"), &["--use-substitutes"]);
     r.assert_success();
     assert!(r.stderr.contains("to 'ssh-ng://root@aquamarine'"), "{r:?}");
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
@@ -473,15 +442,7 @@ fn a_builder_that_cannot_reach_the_target_relays_through_here() {
 #[test]
 fn run0_elevates_the_target_steps() {
     let f = Fleet::up(&[WS, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &format!("deploy@{T}"),
-        "--elevate",
-        "run0",
-    ]);
+    let r = switch_to(&f, &format!("deploy@{T}"), &["--elevate", "run0"]);
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
@@ -538,14 +499,7 @@ fn an_untrusted_user_is_told_about_signatures() {
     cmd.arg("restart-daemon").arg(f.dir()).arg(T);
     crate::fleet::run_command(cmd, None).assert_success();
 
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--target-host",
-        &format!("deploy@{T}"),
-        "--sudo",
-    ]);
+    let r = switch_to(&f, &format!("deploy@{T}"), &["--sudo"]);
     r.assert_status(1);
     let errors: Vec<&str> = r
         .stderr
