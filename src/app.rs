@@ -120,8 +120,11 @@ fn local_hostname() -> String {
 
 /// `plan_only`: `--plan` connects to no host, so a remote target's host name (the default
 /// configuration name) is shown as a placeholder instead of asked.
-fn context(transport: Rc<RefCell<Option<Transport>>>, plan_only: bool) -> Context {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
+fn context(
+    env: BTreeMap<String, String>,
+    transport: Rc<RefCell<Option<Transport>>>,
+    plan_only: bool,
+) -> Context {
     Context {
         env,
         etc_nixos_flake: std::fs::canonicalize("/etc/nixos/flake.nix")
@@ -151,15 +154,20 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     // The transport is shared with resolution, which may ask the target for its host name.
     let shared = Rc::new(RefCell::new(Some(Transport::new(&env))));
-    let result = run_with(cli, report, &shared);
+    let result = run_with(cli, report, env, &shared);
     if let Some(mut t) = shared.borrow_mut().take() {
         t.close();
     }
     result
 }
 
-fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>) -> Result<()> {
-    let ctx = context(shared.clone(), cli.output.plan);
+fn run_with(
+    cli: &Cli,
+    report: &Report,
+    env: BTreeMap<String, String>,
+    shared: &Rc<RefCell<Option<Transport>>>,
+) -> Result<()> {
+    let ctx = context(env, shared.clone(), cli.output.plan);
     let req = request::resolve(cli, &ctx)?;
     for w in &req.warnings {
         report.warn(w);
@@ -213,6 +221,7 @@ fn run_with(cli: &Cli, report: &Report, shared: &Rc<RefCell<Option<Transport>>>)
         report,
         password,
         stdout_reserved: cli.output.json,
+        local_env: &ctx.env,
     };
     let mut outcome = Outcome::default();
     let result = executor.execute(&plan, &mut outcome);

@@ -38,6 +38,8 @@ pub struct Executor<'a, 'r> {
     /// `--json`: stdout carries the result document alone, so even an editor's or a repl's
     /// output goes to stderr.
     pub stdout_reserved: bool,
+    /// rb's environment, read once: what local commands keep of it.
+    pub local_env: &'a std::collections::BTreeMap<String, String>,
 }
 
 impl Executor<'_, '_> {
@@ -112,9 +114,8 @@ impl Executor<'_, '_> {
     }
 
     fn run_session(&mut self, session: &Session, outcome: &mut Outcome) -> Result<()> {
-        let local_env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
         let site = if session.host.is_local() {
-            Site::Local(&local_env)
+            Site::Local(self.local_env)
         } else {
             Site::Remote
         };
