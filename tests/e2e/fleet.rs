@@ -34,6 +34,21 @@ pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 /// Password of the `deploypw` user (sudo with password).
 pub const DEPLOYPW_PASSWORD: &str = "hunter2";
 
+/// A `tests/fleet/fleet` command. Hosts on a Debian root (see `fleet up`) see this machine's
+/// paths only where the fleet binds them in: it binds this repository, and here also the folder
+/// of the rb under test (a `CARGO_TARGET_DIR` may be elsewhere).
+pub fn fleet_command() -> Command {
+    let mut cmd = Command::new(FLEET_SCRIPT);
+    let rb_dir = Path::new(RB).parent().expect("rb's folder");
+    let mut bind = std::env::var("RB_FLEET_BIND").unwrap_or_default();
+    if !bind.is_empty() {
+        bind.push(':');
+    }
+    bind.push_str(&rb_dir.to_string_lossy());
+    cmd.env("RB_FLEET_BIND", bind);
+    cmd
+}
+
 /// What a command run on the fleet did.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RunResult {
@@ -272,7 +287,7 @@ impl Fleet {
             .tempdir()
             .expect("create the fleet's temporary directory");
         let dir = tempdir.path().to_path_buf();
-        let mut cmd = Command::new(FLEET_SCRIPT);
+        let mut cmd = fleet_command();
         cmd.arg("up").arg(&dir).args(hosts);
         let r = run_command(cmd, None);
         let names = hosts
@@ -418,7 +433,7 @@ impl Fleet {
     /// Runs `call.argv` on `host` through `fleet run` (the host's mounts and hostname).
     pub fn run(&self, host: &str, call: RunCall<'_>) -> RunResult {
         let _ = self.host_dir(host);
-        let mut cmd = Command::new(FLEET_SCRIPT);
+        let mut cmd = fleet_command();
         cmd.arg("run").arg(&self.dir).arg(host);
         if let Some(user) = call.user {
             cmd.args(["--user", user]);
@@ -484,7 +499,7 @@ impl Fleet {
     /// A new config name becomes a new nixosConfigurations entry.
     #[track_caller]
     pub fn knob(&self, config: &str, key: &str, json_value: &str) {
-        let mut cmd = Command::new(FLEET_SCRIPT);
+        let mut cmd = fleet_command();
         cmd.arg("knob")
             .arg(&self.dir)
             .args([config, key, json_value]);
@@ -673,7 +688,7 @@ impl Fleet {
             return;
         }
         self.down = true;
-        let mut cmd = Command::new(FLEET_SCRIPT);
+        let mut cmd = fleet_command();
         cmd.arg("down").arg(&self.dir);
         let r = run_command(cmd, None);
         if r.status != 0 {

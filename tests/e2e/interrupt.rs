@@ -1,6 +1,6 @@
 //! Interrupting rb: the remote work stops, nothing is left behind, the exit status says so.
 
-use crate::fleet::{FLEET_SCRIPT, Fleet, RB, SYSTEM_PROFILE};
+use crate::fleet::{Fleet, RB, SYSTEM_PROFILE, fleet_command};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ fn sigint_stops_the_remote_build_and_cleans_up() {
     let tmp = f.dir().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let flake = f.flake(WS);
-    let mut child = Command::new(FLEET_SCRIPT)
+    let mut child = fleet_command()
         .arg("run")
         .arg(f.dir())
         .args([WS, "--cwd"])

@@ -1,7 +1,7 @@
 //! Magic rollback (`--confirm-timeout`): a watchdog armed on the target keeps the new
 //! generation only if rb confirms it over a new SSH connection in time.
 
-use crate::fleet::{DEPLOYPW_PASSWORD, FLEET_SCRIPT, Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions};
+use crate::fleet::{DEPLOYPW_PASSWORD, Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions, fleet_command};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -227,7 +227,7 @@ fn killed_after_activation_the_target_rolls_back_by_itself() {
     f.knob(T, "activationSeconds", "1");
     let workdir = f.workdir();
     let flake = f.flake(T);
-    let mut rb = Command::new(FLEET_SCRIPT)
+    let mut rb = fleet_command()
         .arg("run")
         .arg(f.dir())
         .arg(WS)

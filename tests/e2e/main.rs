@@ -8,6 +8,7 @@ mod interrupt;
 mod json;
 mod local;
 mod magic_rollback;
+mod mixed;
 mod password;
 mod remote;
 mod state;

@@ -3,7 +3,7 @@
 //! to have its host cut off while it runs.
 #![allow(dead_code)]
 
-use crate::fleet::{FLEET_SCRIPT, Fleet, HOST_PATH, RB, RunCall, RunResult};
+use crate::fleet::{Fleet, HOST_PATH, RB, RunCall, RunResult, fleet_command};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
@@ -247,7 +247,7 @@ pub struct Running {
 }
 
 pub fn spawn_rb(f: &Fleet, args: &[&str], env: &[(&str, &Path)], stdin: Option<&str>) -> Running {
-    let mut cmd = Command::new(FLEET_SCRIPT);
+    let mut cmd = fleet_command();
     cmd.arg("run")
         .arg(f.dir())
         .arg(f.workstation())
