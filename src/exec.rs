@@ -69,10 +69,14 @@ impl Executor<'_, '_> {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
-            let result = match (self.run_session(session, outcome), &session.fallback) {
-                (Err(Error::Command { .. }), Some(fallback)) => self.run_session(fallback, outcome),
-                (result, _) => result,
-            };
+            let mut result = self.run_session(session, outcome);
+            let mut fallback = &session.fallback;
+            // A failed command (not an interruption, a lost connection or a signature
+            // refusal) has the session's fallback run instead, and so on down the chain.
+            while let (Err(Error::Command { .. }), Some(instead)) = (&result, fallback) {
+                result = self.run_session(instead, outcome);
+                fallback = &instead.fallback;
+            }
             result.map_err(|e| self.explain(plan, session, e))?;
         }
         Ok(())
