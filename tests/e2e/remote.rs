@@ -585,3 +585,55 @@ fn plan_asks_no_host_anything() {
     );
     assert_eq!(f.sessions(T), sessions(0, 0));
 }
+
+/// A closure of hundreds of store paths costs the connections and sessions of one path: every
+/// copy streams (README, "Copies").
+#[test]
+fn a_closure_of_many_paths_costs_the_sessions_of_a_small_one() {
+    let f = Fleet::up(&[WS, B, T]);
+    let both = |f: &Fleet| {
+        f.rb(&[
+            "switch",
+            "--flake",
+            &f.flake(T),
+            "--build-host",
+            B,
+            "--target-host",
+            &format!("root@{T}"),
+        ])
+        .assert_success();
+    };
+    let counts = |f: &Fleet| (f.sessions(B), f.sessions(T));
+    let delta =
+        |a: Sessions, b: Sessions| sessions(b.connections - a.connections, b.sessions - a.sessions);
+    switch_to(&f, T, &[]).assert_success();
+    both(&f);
+    let small = counts(&f);
+    f.knob(T, "closurePaths", "300");
+    f.knob(T, "closurePathKiB", "1");
+    switch_to(&f, T, &[]).assert_success();
+    both(&f);
+    let big = counts(&f);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    // The second pair of runs copied 300 paths more, in as many sessions as the first pair.
+    assert_eq!(delta(small.0, big.0), small.0, "builder");
+    assert_eq!(delta(small.1, big.1), small.1, "target");
+}
+
+/// A target whose SSH sessions have no nix-daemon cannot take a streamed copy: rb says so in
+/// one line, copies the legacy way and succeeds.
+#[test]
+fn a_target_without_nix_daemon_gets_the_legacy_copy() {
+    let f = Fleet::up(&[WS, "aquamarine:nodaemon"]);
+    let r = switch_to(&f, &format!("root@{T}"), &[]);
+    r.assert_success();
+    let notes: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("copying with nix-copy-closure instead"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{r:?}");
+    assert!(!r.stderr.contains("rb: error:"), "{r:?}");
+    assert!(f.has_path(T, r.stdout_trimmed()));
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+}
