@@ -338,7 +338,7 @@ impl fmt::Display for Plan {
         for host in &self.connect {
             writeln!(
                 f,
-                "  connect to {} (one SSH connection for the run)",
+                "  connect to {} (one SSH connection for the run, opened while building)",
                 host.dest
             )?;
         }
