@@ -41,6 +41,20 @@ fn switch_to(f: &Fleet, host: &str, extra: &[&str]) -> RunResult {
     f.rb(&args)
 }
 
+/// `rb switch` of the target's configuration, built on the builder, to root@ the target.
+fn switch_through_builder(f: &Fleet) -> RunResult {
+    let target = format!("root@{T}");
+    f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--build-host",
+        B,
+        "--target-host",
+        &target,
+    ])
+}
+
 /// `rb switch -S` of the target's configuration to `user@` the target, `password` on stdin.
 fn switch_with_password(f: &Fleet, user: &str, password: &str) -> RunResult {
     let host = format!("{user}@{T}");
@@ -131,15 +145,7 @@ fn build_host_only_builds_there_and_activates_here() {
 #[test]
 fn build_and_target_hosts_copy_directly_between_them() {
     let f = Fleet::up(&[WS, B, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--build-host",
-        B,
-        "--target-host",
-        &format!("root@{T}"),
-    ]);
+    let r = switch_through_builder(&f);
     r.assert_success();
     let path = r.stdout_trimmed();
     assert!(built_on(&f, B, T));
@@ -606,16 +612,7 @@ fn plan_asks_no_host_anything() {
 fn a_closure_of_many_paths_costs_the_sessions_of_a_small_one() {
     let f = Fleet::up(&[WS, B, T]);
     let both = |f: &Fleet| {
-        f.rb(&[
-            "switch",
-            "--flake",
-            &f.flake(T),
-            "--build-host",
-            B,
-            "--target-host",
-            &format!("root@{T}"),
-        ])
-        .assert_success();
+        switch_through_builder(f).assert_success();
     };
     let counts = |f: &Fleet| (f.sessions(B), f.sessions(T));
     let delta =
