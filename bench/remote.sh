@@ -1,20 +1,62 @@
 #!/usr/bin/env bash
-# Remote deploy benchmark on the sandbox fleet (tests/fleet): for each scenario, rb next to a
-# minimal hand-written shell pipeline doing the same Nix and SSH work (the floor: one master
-# connection per host, no checks, no systemd-run, no safety). Prints wall time, TCP connections
-# and remote sessions per host. Each run gets fresh hosts, so both build and copy everything.
+# Remote deploy benchmark on the sandbox fleet (tests/fleet): rb next to the floor (a minimal
+# hand-written pipeline: `nix copy` over ssh-ng through one master connection per host, plus one
+# remote call for profile and activation; no checks, no safety) and nixos-rebuild-ng when it is
+# on the PATH. For each scenario (target; build host + target) it runs a first deploy (fresh
+# hosts) and an incremental one (a new generation: only the toplevel changes), and prints wall
+# time, TCP connections and remote sessions per host.
 #
-#   bench/remote.sh [ROUNDS]      (default 3; needs root, nix-bin, openssh-server; builds rb)
+#   bench/remote.sh [--rtt MS] [--paths N] [--rounds R]
+#       --rtt MS     round-trip time between any two hosts (default 0): bench/relay.rs, in front
+#                    of each host's sshd, delays each direction by MS/2
+#       --paths N    extra store paths in the system's closure (default 0; fleet knob
+#                    closurePaths, 64 KiB each)
+#       --rounds R   mean of R rounds (default 1)
+# Needs root, nix-bin, openssh-server, rustc and cargo (builds rb and the relay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${1:-3}
+RTT=0 PATHS=0 ROUNDS=1
+while (($#)); do
+  case $1 in
+  --rtt) RTT=$2 && shift 2 ;;
+  --paths) PATHS=$2 && shift 2 ;;
+  --rounds) ROUNDS=$2 && shift 2 ;;
+  *) sed -n '2,15s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
+  esac
+done
 FLEET=$PWD/tests/fleet/fleet
 cargo build --release --quiet
 RB=$PWD/target/release/rb
 WORK=$(mktemp -d /tmp/rb-bench.XXXXXX)
-trap 'for d in "$WORK"/*/; do "$FLEET" down "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"' EXIT
+rustc -O --edition 2021 bench/relay.rs -o "$WORK/relay"
+RELAYS=()
+cleanup() {
+  local pid d
+  for pid in "${RELAYS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for d in "$WORK"/*/; do "$FLEET" down "$d" >/dev/null 2>&1 || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+NG=$(command -v nixos-rebuild-ng || true)
 
 now() { date +%s.%N; }
+
+# Put a relay in front of each remote host's sshd and point every ssh config at it.
+add_latency() {
+  local dir=$1 h port relayed u
+  ((RTT > 0)) || return 0
+  for h in aquamarine builder; do
+    port=$(cat "$dir/hosts/$h/port")
+    "$WORK/relay" 0 "$port" $((RTT / 2)) >"$dir/relay-$h" &
+    RELAYS+=("$!")
+    until [[ -s $dir/relay-$h ]]; do sleep 0.01; done
+    relayed=$(cat "$dir/relay-$h")
+    sed -i "/^Host $h\$/,/^Host /s/^  Port $port\$/  Port $relayed/" "$dir/ssh/config"
+  done
+  for u in deploy deploypw; do
+    install -m 0600 -o "$u" -g "$u" "$dir/ssh/config" "$dir/ssh-$u/config"
+  done
+}
 
 # The floor: what a careful person would type, sharing one master per host.
 floor() {
@@ -22,76 +64,100 @@ floor() {
   local inst="$cfg#nixosConfigurations.\"aquamarine\".config.system.build.toplevel"
   local ctl="-o ControlMaster=auto -o ControlPath=/tmp/rb-bench-%C -o ControlPersist=60"
   local set="nix-env -p /nix/var/nix/profiles/system --set \$p && \$p/bin/switch-to-configuration switch"
+  local copy="nix --extra-experimental-features nix-command copy --no-check-sigs"
   cat <<EOF
 set -e
 export NIX_SSHOPTS="$ctl"
 case $scenario in
 target)
   p=\$(nix build --no-link --json '$inst' | sed 's/.*"out":"\([^"]*\)".*/\1/')
-  nix-copy-closure --to aquamarine "\$p"
-  ssh $ctl aquamarine "p=\$p; $set" ;;
-build-host)
-  d=\$(nix eval --raw '${inst}.drvPath')
-  nix-copy-closure --to builder "\$d"
-  p=\$(ssh $ctl builder nix-store --realise "\$d")
-  nix-copy-closure --from builder "\$p"
-  eval "$set" ;;
+  $copy --to ssh-ng://root@aquamarine "\$p"
+  ssh $ctl root@aquamarine "p=\$p; $set" ;;
 both)
   d=\$(nix eval --raw '${inst}.drvPath')
-  nix-copy-closure --to builder "\$d"
+  $copy --derivation --to ssh-ng://builder "\$d"
   p=\$(ssh $ctl builder nix-store --realise "\$d")
-  ssh $ctl builder nix-copy-closure --to aquamarine "\$p"
-  ssh $ctl aquamarine "p=\$p; $set" ;;
-same-host)
-  d=\$(nix eval --raw '${inst}.drvPath')
-  nix-copy-closure --to aquamarine "\$d"
-  ssh $ctl aquamarine "p=\\\$(nix-store --realise \$d) && nix-env -p /nix/var/nix/profiles/system --set \\\$p && \\\$p/bin/switch-to-configuration switch" ;;
+  ssh $ctl builder $copy --to ssh-ng://root@aquamarine "\$p"
+  ssh $ctl root@aquamarine "p=\$p; $set" ;;
 esac
 for s in /tmp/rb-bench-*; do ssh -o ControlPath="\$s" -O exit x 2>/dev/null || true; done
 EOF
 }
 
-rb_args() {
+args() {
   local cfg=$1
   case $2 in
   target) echo "switch --flake $cfg#aquamarine --target-host root@aquamarine" ;;
-  build-host) echo "switch --flake $cfg#aquamarine --build-host builder" ;;
   both) echo "switch --flake $cfg#aquamarine --build-host builder --target-host root@aquamarine" ;;
-  same-host) echo "switch --flake $cfg#aquamarine --build-host aquamarine --target-host aquamarine" ;;
   esac
 }
 
 counts() {
-  local dir=$1 out=""
+  local dir=$1 h c s out=""
   for h in aquamarine builder; do
     read -r c s < <("$FLEET" sessions "$dir" "$h" | sed 's/connections=\([0-9]*\) sessions=\([0-9]*\)/\1 \2/')
-    out+=$(printf '%-11s %3s %4s  ' "$h" "$c" "$s")
+    out+="$c/$s "
   done
   echo "$out"
 }
 
-printf "%-11s %-6s %8s   %-22s %-22s\n" scenario tool "wall(s)" "host        conn sess" "host        conn sess"
-for scenario in target build-host both same-host; do
-  for tool in rb floor; do
-    total=0
-    for round in $(seq "$ROUNDS"); do
-      dir=$WORK/$scenario-$tool-$round
-      # The workstation is named after the target here, so the "build-host only" scenario
-      # activates a configuration that exists.
-      "$FLEET" up "$dir" aquamarine-ws aquamarine builder >/dev/null
-      "$FLEET" knob "$dir" aquamarine-ws rev 1
-      start=$(now)
-      if [[ $tool == rb ]]; then
-        # shellcheck disable=SC2046
-        "$FLEET" run "$dir" aquamarine-ws --cwd "$dir/work" -- "$RB" $(rb_args "$dir/config" "$scenario") >/dev/null 2>&1
-      else
-        "$FLEET" run "$dir" aquamarine-ws --cwd "$dir/work" -- sh -c "$(floor "$scenario" "$dir/config")" >/dev/null 2>&1
-      fi
-      end=$(now)
-      total=$(awk "BEGIN { print $total + $end - $start }")
-      line=$(counts "$dir")
-      "$FLEET" down "$dir" >/dev/null
+# deploy DIR TOOL SCENARIO: one deploy; prints "SECONDS CONNS/SESSIONS(target) (builder)",
+# counting only this deploy's connections and sessions.
+deploy() {
+  local dir=$1 tool=$2 scenario=$3 before after start end a b
+  before=$(counts "$dir")
+  start=$(now)
+  case $tool in
+  rb)
+    # shellcheck disable=SC2046
+    "$FLEET" run "$dir" ws --cwd "$dir/work" -- "$RB" $(args "$dir/config" "$scenario") >/dev/null 2>&1
+    ;;
+  ng)
+    # shellcheck disable=SC2046
+    "$FLEET" run "$dir" ws --cwd "$dir/work" -- "$NG" $(args "$dir/config" "$scenario") >/dev/null 2>&1
+    ;;
+  floor) "$FLEET" run "$dir" ws --cwd "$dir/work" -- sh -c "$(floor "$scenario" "$dir/config")" >/dev/null 2>&1 ;;
+  esac
+  end=$(now)
+  after=$(counts "$dir")
+  read -r a b <<<"$(paste -d' ' <(tr ' ' '\n' <<<"$before" | sed '/^$/d') <(tr ' ' '\n' <<<"$after" | sed '/^$/d') |
+    awk -F'[ /]' '{ printf "%d/%d ", $3 - $1, $4 - $2 }')"
+  echo "$(awk "BEGIN { print $end - $start }") $a $b"
+}
+
+echo "rtt ${RTT} ms, ${PATHS} extra store paths, $(nix --version), mean of $ROUNDS round(s)"
+[[ -n $NG ]] || echo "nixos-rebuild-ng: not on the PATH, not measured"
+printf "%-7s %-12s %-6s %8s %8s   %-9s %-9s\n" scenario deploy tool "wall(s)" "x floor" "target" "builder"
+for scenario in target both; do
+  for kind in first incremental; do
+    declare -A wall=() line=()
+    tools=(rb floor)
+    [[ -z $NG ]] || tools+=(ng)
+    for tool in "${tools[@]}"; do
+      total=0
+      for round in $(seq "$ROUNDS"); do
+        dir=$WORK/$scenario-$kind-$tool-$round
+        "$FLEET" up "$dir" ws aquamarine builder >/dev/null
+        "$FLEET" knob "$dir" aquamarine closurePaths "$PATHS"
+        add_latency "$dir"
+        if [[ $kind == incremental ]]; then
+          # The previous generation, deployed the same way, then a change of the toplevel.
+          deploy "$dir" "$tool" "$scenario" >/dev/null
+          "$FLEET" knob "$dir" aquamarine rev 2
+        fi
+        read -r seconds t b < <(deploy "$dir" "$tool" "$scenario")
+        total=$(awk "BEGIN { print $total + $seconds }")
+        line[$tool]="$t $b"
+        "$FLEET" down "$dir" >/dev/null
+      done
+      wall[$tool]=$(awk "BEGIN { print $total / $ROUNDS }")
     done
-    printf '%-11s %-6s %8.2f   %s\n' "$scenario" "$tool" "$(awk "BEGIN { print $total / $ROUNDS }")" "$line"
+    for tool in "${tools[@]}"; do
+      read -r t b <<<"${line[$tool]}"
+      [[ $scenario == both ]] || b=-
+      printf "%-7s %-12s %-6s %8.2f %8.2f   %-9s %-9s\n" "$scenario" "$kind" "$tool" "${wall[$tool]}" \
+        "$(awk "BEGIN { print ${wall[$tool]} / ${wall[floor]} }")" "$t" "$b"
+    done
+    unset wall line
   done
 done

@@ -52,27 +52,50 @@ impl Executor<'_, '_> {
         }
     }
 
+    /// The plan's sessions in order. The hosts are connected to while the sessions that need
+    /// none (the local evaluation and build) run, and before the first that needs one.
     fn run_sessions(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
         outcome.values.extend(plan.inputs.iter().cloned());
-        for host in &plan.connect {
-            if let Some(sig) = interrupt::signal() {
-                return Err(Error::Interrupted(sig));
-            }
-            self.transport
-                .connect(host)
-                .map_err(|e| match interrupt::signal() {
-                    Some(sig) => Error::Interrupted(sig),
-                    None => e,
-                })?;
+        let mut connecting = Some(self.transport.connect_in_background(&plan.connect)?);
+        let result = self.run_sessions_connecting(plan, outcome, &mut connecting);
+        // Wait for every connection, so that each master that opened is closed at the end.
+        let connected = match connecting.take() {
+            Some(c) => self.transport.finish_connecting(c),
+            None => Ok(()),
+        };
+        match (result, connected) {
+            (Err(Error::Interrupted(sig)), _) => Err(Error::Interrupted(sig)),
+            // The build was stopped because a host could not be reached: that is the error.
+            (Err(_), Err(e)) => Err(or_interrupted(e)),
+            (result, _) => result,
         }
+    }
+
+    fn run_sessions_connecting(
+        &mut self,
+        plan: &Plan,
+        outcome: &mut Outcome,
+        connecting: &mut Option<crate::transport::Connecting>,
+    ) -> Result<()> {
         for session in &plan.sessions {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
-            let result = match (self.run_session(session, outcome), &session.fallback) {
-                (Err(Error::Command { .. }), Some(fallback)) => self.run_session(fallback, outcome),
-                (result, _) => result,
-            };
+            let needs_hosts =
+                !session.host.is_local() || session.steps.iter().any(|s| s.kind == StepKind::Copy);
+            if let Some(c) = connecting.take_if(|c| needs_hosts || c.failed()) {
+                self.transport
+                    .finish_connecting(c)
+                    .map_err(or_interrupted)?;
+            }
+            let mut result = self.run_session(session, outcome);
+            let mut fallback = &session.fallback;
+            // A failed command (not an interruption, a lost connection or a signature
+            // refusal) has the session's fallback run instead, and so on down the chain.
+            while let (Err(Error::Command { .. }), Some(instead)) = (&result, fallback) {
+                result = self.run_session(instead, outcome);
+                fallback = &instead.fallback;
+            }
             result.map_err(|e| self.explain(plan, session, e))?;
         }
         Ok(())
@@ -161,6 +184,11 @@ impl Executor<'_, '_> {
         let copies = session.steps.iter().any(|s| s.kind == StepKind::Copy);
         if copies {
             cmd.stderr(Stdio::piped());
+            // `nix copy` stopped by SIGTERM leaves its temporary directory behind; in rb's
+            // private directory, it goes when that does.
+            if let (true, Some(dir)) = (session.host.is_local(), self.transport.scratch_dir()) {
+                cmd.env("TMPDIR", dir);
+            }
         }
         let program = inv.argv.first().cloned().unwrap_or_default();
         let mut child = cmd.spawn().map_err(|source| Error::Spawn {
@@ -356,6 +384,14 @@ impl Executor<'_, '_> {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+/// A connection that failed because rb was interrupted is the interruption.
+fn or_interrupted(e: Error) -> Error {
+    match interrupt::signal() {
+        Some(sig) => Error::Interrupted(sig),
+        None => e,
     }
 }
 

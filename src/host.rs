@@ -17,6 +17,9 @@ pub struct SshHost {
     pub dest: String,
     /// The store URI scheme for `nix copy`: `ssh` or `ssh-ng`.
     pub scheme: String,
+    /// Whether the user wrote the scheme (`ssh://host`, `ssh-ng://host`): then every copy
+    /// uses that protocol. A plain `[user@]host` lets rb choose (README, "Copies").
+    pub scheme_given: bool,
     /// The host part alone (for messages and socket names).
     pub hostname: String,
 }
@@ -47,6 +50,7 @@ impl SshHost {
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("contains white space or a control character"));
         }
+        let scheme_given = value.contains("://");
         let (scheme, rest) = match value.split_once("://") {
             Some((scheme @ ("ssh" | "ssh-ng"), rest)) => (scheme, rest),
             Some((scheme, _)) => {
@@ -83,21 +87,31 @@ impl SshHost {
         Ok(SshHost {
             dest,
             scheme: scheme.to_string(),
+            scheme_given,
             hostname: host,
         })
     }
 
     /// The store URI `nix copy` takes for this host, e.g. `ssh://root@aquamarine`.
     pub fn store_uri(&self) -> String {
+        self.uri_with(&self.scheme)
+    }
+
+    /// This host's store over `nix-daemon --stdio` (`ssh-ng://`), whatever the user wrote.
+    pub fn streamed_uri(&self) -> String {
+        self.uri_with("ssh-ng")
+    }
+
+    fn uri_with(&self, scheme: &str) -> String {
         if self.hostname.contains(':') {
             // nix parses the authority like a URL, so an IPv6 address needs brackets.
             let (user, host) = match self.dest.rsplit_once('@') {
                 Some((u, _)) => (format!("{u}@"), &self.hostname),
                 None => (String::new(), &self.hostname),
             };
-            format!("{}://{user}[{}]", self.scheme, host.replace('%', "%25"))
+            format!("{scheme}://{user}[{}]", host.replace('%', "%25"))
         } else {
-            format!("{}://{}", self.scheme, self.dest)
+            format!("{scheme}://{}", self.dest)
         }
     }
 }
@@ -120,6 +134,8 @@ mod tests {
         assert_eq!(p("[::1]").dest, "::1");
         assert_eq!(p("root@[::1]").store_uri(), "ssh://root@[::1]");
         assert_eq!(p("root@aquamarine").store_uri(), "ssh://root@aquamarine");
+        assert_eq!(p("root@[::1]").streamed_uri(), "ssh-ng://root@[::1]");
+        assert!(!p("root@aquamarine").scheme_given && p("ssh://root@aquamarine").scheme_given);
     }
 
     #[test]

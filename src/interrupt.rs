@@ -27,16 +27,22 @@ pub fn install() {
             }
             SIGNAL.store(sig as usize, Ordering::SeqCst);
             // A terminal's Ctrl-C reaches the child too; a SIGTERM sent to rb alone does not.
-            let pid = CHILD.load(Ordering::SeqCst);
-            if pid != 0 {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            stop_child();
         }
     });
+}
+
+/// Sends SIGTERM to the child the executor is waiting for, if any: on a signal, or when a
+/// host connected to during the build turns out unreachable.
+pub fn stop_child() {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid != 0 {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// The signal that interrupted the run, if one did.

@@ -338,7 +338,7 @@ impl fmt::Display for Plan {
         for host in &self.connect {
             writeln!(
                 f,
-                "  connect to {} (one SSH connection for the run)",
+                "  connect to {} (one SSH connection for the run, opened while building)",
                 host.dest
             )?;
         }
@@ -363,9 +363,11 @@ impl fmt::Display for Plan {
             };
             writeln!(f, "session {} on {}{elevation}:", i + 1, session.host)?;
             n = session.fmt_steps(f, n)?;
-            if let Some(fallback) = &session.fallback {
-                writeln!(f, "  if that fails, on {} instead:", fallback.host)?;
-                n = fallback.fmt_steps(f, n)?;
+            let mut fallback = &session.fallback;
+            while let Some(instead) = fallback {
+                writeln!(f, "  if that fails, on {} instead:", instead.host)?;
+                n = instead.fmt_steps(f, n)?;
+                fallback = &instead.fallback;
             }
         }
         if let Some(confirm) = &self.confirm {

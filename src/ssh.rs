@@ -23,6 +23,55 @@ pub struct Ssh {
     dir: Option<tempfile::TempDir>,
     /// Hosts connected to (with a master of ours when `dir` is set), by destination.
     connected: BTreeSet<String>,
+    /// Connections begun, for their log files' names.
+    openings: usize,
+}
+
+/// Opening one master connection: the ssh process, and where it says why it failed.
+pub struct Opening {
+    dest: String,
+    cmd: Command,
+    log: Option<std::path::PathBuf>,
+}
+
+impl Opening {
+    /// Connects (blocking until authenticated) and returns the destination connected to.
+    pub fn run(mut self) -> Result<String> {
+        let (status, why) = match &self.log {
+            Some(log) => {
+                let status = self.cmd.status();
+                (status, std::fs::read_to_string(log).unwrap_or_default())
+            }
+            None => {
+                let out = self.cmd.output();
+                let why = out
+                    .as_ref()
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default();
+                (out.map(|o| o.status), why)
+            }
+        };
+        let status = status.map_err(|source| Error::Spawn {
+            program: "ssh".into(),
+            source,
+        })?;
+        if !status.success() {
+            let why = why
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Unreachable {
+                host: self.dest,
+                why: if why.is_empty() {
+                    format!("ssh exited with status {}", status.code().unwrap_or(255))
+                } else {
+                    why
+                },
+            });
+        }
+        Ok(self.dest)
+    }
 }
 
 impl Ssh {
@@ -41,6 +90,7 @@ impl Ssh {
                 control,
                 dir: None,
                 connected: BTreeSet::new(),
+                openings: 0,
             });
         }
         let base = env
@@ -75,7 +125,13 @@ impl Ssh {
             control,
             dir: Some(dir),
             connected: BTreeSet::new(),
+            openings: 0,
         })
+    }
+
+    /// The private control directory, when rb opens its own masters.
+    pub fn dir(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.path().to_path_buf())
     }
 
     fn base_args(&self) -> Vec<String> {
@@ -113,67 +169,60 @@ impl Ssh {
         words.join(" ")
     }
 
-    /// Opens the master connection to `host` (once): authentication happens here, before any
-    /// build, and a refused key or an unreachable host fails here.
+    /// Opens the master connection to `host` (once): authentication happens here, and a
+    /// refused key or an unreachable host fails here.
     pub fn connect(&mut self, host: &SshHost) -> Result<()> {
+        match self.opening(host) {
+            Some(opening) => {
+                let dest = opening.run()?;
+                self.opened(dest);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What opening the master connection to `host` takes, to run now or on another thread
+    /// ([`Opening::run`]); None when it is open already. Every connection of the run is
+    /// opened here: the one place to learn about a host in the same round trip.
+    pub fn opening(&mut self, host: &SshHost) -> Option<Opening> {
         if self.connected.contains(&host.dest) {
-            return Ok(());
+            return None;
         }
         let mut cmd = Command::new("ssh");
         cmd.args(self.base_args())
             .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let (status, why) = match &self.dir {
+        self.openings += 1;
+        let log = match &self.dir {
             Some(dir) => {
                 // Our master, in the background once connected; -E keeps its messages (and
                 // its open stderr, which would hold our pipe open) away from ours.
-                let log = dir
-                    .path()
-                    .join(format!("connect-{}.log", self.connected.len()));
+                let log = dir.path().join(format!("connect-{}.log", self.openings));
                 cmd.args(["-f", "-N", "-E"])
                     .arg(&log)
                     .arg(&host.dest)
                     .stderr(Stdio::null());
-                let status = cmd.status();
-                (status, std::fs::read_to_string(&log).unwrap_or_default())
+                Some(log)
             }
             None => {
                 // The user's own connection options (NIXOS_REBUILD_SSH_DEFAULT_OPTS): no
                 // master of ours to open or to close, so only check that the host answers.
-                let out = cmd
-                    .arg(&host.dest)
-                    .arg("true")
-                    .stderr(Stdio::piped())
-                    .output();
-                let why = out
-                    .as_ref()
-                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                    .unwrap_or_default();
-                (out.map(|o| o.status), why)
+                cmd.arg(&host.dest).arg("true").stderr(Stdio::piped());
+                None
             }
         };
-        let status = status.map_err(|source| Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
-        if !status.success() {
-            let why = why
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Error::Unreachable {
-                host: host.dest.clone(),
-                why: if why.is_empty() {
-                    format!("ssh exited with status {}", status.code().unwrap_or(255))
-                } else {
-                    why
-                },
-            });
-        }
-        self.connected.insert(host.dest.clone());
-        Ok(())
+        Some(Opening {
+            dest: host.dest.clone(),
+            cmd,
+            log,
+        })
+    }
+
+    /// Records a connection [`Opening::run`] opened, so that [`Ssh::close`] closes it.
+    pub fn opened(&mut self, dest: String) {
+        self.connected.insert(dest);
     }
 
     /// The `ssh` process running `words` on `host` through its master.

@@ -7,6 +7,21 @@ use crate::render::Invocation;
 use crate::ssh::Ssh;
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Connections being opened while local work runs.
+pub struct Connecting {
+    threads: Vec<std::thread::JoinHandle<Result<String>>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Connecting {
+    /// Whether a host has turned out unreachable (the local child was then stopped).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
 
 pub struct Transport {
     env: BTreeMap<String, String>,
@@ -33,6 +48,53 @@ impl Transport {
 
     pub fn connect(&mut self, host: &SshHost) -> Result<()> {
         self.ssh()?.connect(host)
+    }
+
+    /// Begins opening the master connection to each of `hosts`, each on a thread of its own,
+    /// so that the round trips of connecting overlap the evaluation and build (README,
+    /// "Copies"). A host that cannot be reached stops the local child rb is waiting for.
+    pub fn connect_in_background(&mut self, hosts: &[SshHost]) -> Result<Connecting> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        if hosts.is_empty() {
+            return Ok(Connecting { threads, failed });
+        }
+        let ssh = self.ssh()?;
+        for host in hosts {
+            let Some(opening) = ssh.opening(host) else {
+                continue;
+            };
+            let failed = failed.clone();
+            threads.push(std::thread::spawn(move || {
+                let result = opening.run();
+                if result.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                    crate::interrupt::stop_child();
+                }
+                result
+            }));
+        }
+        Ok(Connecting { threads, failed })
+    }
+
+    /// Waits for the connections begun by [`Transport::connect_in_background`]; the first
+    /// error, in the plan's order. Every connection that did open is recorded, so that
+    /// [`Transport::close`] closes it whatever happens next.
+    pub fn finish_connecting(&mut self, connecting: Connecting) -> Result<()> {
+        let mut first = Ok(());
+        for thread in connecting.threads {
+            let result = thread.join().unwrap_or_else(|_| {
+                Err(Error::Output(
+                    "internal: a connection thread panicked".into(),
+                ))
+            });
+            match result {
+                Ok(dest) => self.ssh()?.opened(dest),
+                Err(e) if first.is_ok() => first = Err(e),
+                Err(_) => {}
+            }
+        }
+        first
     }
 
     /// `NIX_SSHOPTS` for copies, so that they go through the same connections.
@@ -94,6 +156,11 @@ impl Transport {
             .and_then(|ssh| ssh.probe(host, &["sh".into(), "-c".into(), script]))
             .map(|out| out.lines().map(str::to_string).collect())
             .unwrap_or_default()
+    }
+
+    /// rb's private directory (the SSH control directory), removed at the end of the run.
+    pub fn scratch_dir(&self) -> Option<std::path::PathBuf> {
+        self.ssh.as_ref().and_then(|s| s.dir())
     }
 
     /// Closes the masters and removes the control directory.

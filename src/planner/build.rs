@@ -87,8 +87,6 @@ pub(super) fn build_remotely(
             argv
         }
     };
-    let mut copy = copy_command(req, "--to", builder, Var::Drv);
-    copy.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
     let mut realise = vec![
         Word::lit("nix-store"),
         Word::lit("--realise"),
@@ -115,7 +113,7 @@ pub(super) fn build_remotely(
             }],
             fallback: None,
         },
-        local(StepKind::Copy, copy),
+        copy_to(req, builder, Var::Drv, run),
         Session {
             host: Host::Ssh(builder.clone()),
             elevation: Elevation::None,

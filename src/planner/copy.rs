@@ -1,93 +1,162 @@
-//! Copying closures between hosts: `nix-copy-closure`, or `nix copy` for `ssh-ng://` and for
-//! the relay between a build host and a target.
+//! Copying closures between hosts (README, "Copies").
+//!
+//! A plain `[user@]host` gets `nix copy` over `ssh-ng://` (the remote `nix-daemon --stdio`,
+//! through the run's master connection): it asks once which paths the destination lacks and
+//! streams them, so its round trips do not grow with the closure. `nix-copy-closure` (the
+//! legacy `ssh://` protocol, one or two round trips per path) is its fallback, for a remote
+//! side that cannot do that (no `nix-daemon` on its PATH). What the user wrote as `ssh://host`
+//! or `ssh-ng://host` is used as written, without a fallback.
+//!
+//! Copies *from* a host stay `nix-copy-closure --from` for a plain host: `nix copy --from
+//! ssh-ng://` asks for every path on its own, so it is no faster (README, "Benchmark").
 
 use super::*;
+use crate::host::SshHost;
 
-/// `nix-copy-closure` (or `nix copy` for `ssh-ng://`) of a value to or from a host.
-pub(super) fn copy_command(
-    req: &Request,
-    direction: &str,
-    host: &crate::host::SshHost,
-    what: Var,
-) -> Command {
-    let mut argv: Vec<Word> = if host.scheme == "ssh" {
-        let mut a = vec![Word::lit("nix-copy-closure")];
-        a.extend(
-            req.nix
-                .for_command(NixCommand::CopyClosure)
-                .into_iter()
-                .map(Word::Lit),
-        );
-        a.extend([Word::lit(direction), Word::lit(&host.dest)]);
-        a
-    } else {
-        let mut a: Vec<Word> = nix_new_style("copy").into_iter().map(Word::Lit).collect();
-        a.extend(
-            req.nix
-                .for_command(NixCommand::Copy)
-                .into_iter()
-                .map(Word::Lit),
-        );
-        // Like nix-copy-closure: a closure we built ourselves needs no signature; the
-        // destination honours this only for trusted users.
-        a.extend([
-            Word::lit("--no-check-sigs"),
-            Word::lit(direction),
-            Word::lit(host.store_uri()),
-        ]);
-        a
-    };
+/// `nix-copy-closure --to|--from HOST PATH`: the legacy protocol, one or two round trips per
+/// store path, on every Nix.
+fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var) -> Command {
+    let mut argv = vec![Word::lit("nix-copy-closure")];
+    argv.extend(
+        req.nix
+            .for_command(NixCommand::CopyClosure)
+            .into_iter()
+            .map(Word::Lit),
+    );
+    argv.extend([
+        Word::lit(direction),
+        Word::lit(&host.dest),
+        Word::var(what, ""),
+    ]);
+    Command::new(argv)
+}
+
+/// `nix copy` between stores given as `--from`/`--to` URIs.
+fn nix_copy(req: &Request, stores: &[(&str, String)], what: Var) -> Command {
+    let mut argv: Vec<Word> = nix_new_style("copy").into_iter().map(Word::Lit).collect();
+    argv.extend(
+        req.nix
+            .for_command(NixCommand::Copy)
+            .into_iter()
+            .map(Word::Lit),
+    );
+    // Like nix-copy-closure: a closure we built ourselves needs no signature; the
+    // destination honours this only for trusted users, so the trust rules stay Nix's own.
+    argv.push(Word::lit("--no-check-sigs"));
+    if what == Var::Drv {
+        // The derivation's closure itself: Nix 2.8 would otherwise build it here and copy
+        // its outputs; newer Nix reads a `.drv` path this way anyway.
+        argv.push(Word::lit("--derivation"));
+    }
+    for (direction, uri) in stores {
+        argv.extend([Word::lit(*direction), Word::lit(uri)]);
+    }
     argv.push(Word::var(what, ""));
     Command::new(argv)
 }
 
-pub(super) fn copy_to(req: &Request, to: &crate::host::SshHost, run: &RunEnv) -> Command {
-    let mut cmd = copy_command(req, "--to", to, Var::System);
-    cmd.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
-    cmd
+/// Whether copies to `host` stream over `ssh-ng://`.
+fn streams_to(host: &SshHost) -> bool {
+    host.scheme == "ssh-ng" || !host.scheme_given
 }
 
-pub(super) fn copy_from(req: &Request, from: &crate::host::SshHost, run: &RunEnv) -> Command {
-    let mut cmd = copy_command(req, "--from", from, Var::System);
-    cmd.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
-    cmd
+/// A session of one copy step on `on`, saying `message` when it starts.
+fn copy_session(on: &Host, command: Command, message: Option<String>) -> Session {
+    let mut session = local(StepKind::Copy, command);
+    session.host = on.clone();
+    session.steps[0].message = message;
+    session
+}
+
+/// The copy of `what` to `to`, run on `on` (with `env`): streamed, with today's legacy copy
+/// as its fallback for a plain host; then `then`, if given, as the last resort.
+fn copy_to_from(
+    req: &Request,
+    on: &Host,
+    to: &SshHost,
+    what: Var,
+    env: &Env,
+    then: Option<Session>,
+) -> Session {
+    let with_env = |mut c: Command| {
+        c.env = env.clone();
+        c
+    };
+    if !streams_to(to) {
+        let mut session = copy_session(on, with_env(legacy(req, "--to", to, what)), None);
+        session.fallback = then.map(Box::new);
+        return session;
+    }
+    let streamed = with_env(nix_copy(req, &[("--to", to.streamed_uri())], what));
+    let mut session = copy_session(on, streamed, None);
+    session.fallback = match to.scheme_given {
+        true => then.map(Box::new),
+        false => {
+            let mut fallback = copy_session(
+                on,
+                with_env(legacy(req, "--to", to, what)),
+                Some(format!(
+                    "the streamed copy to {} failed; copying with nix-copy-closure instead \
+                     (one round trip per store path)",
+                    to.dest
+                )),
+            );
+            fallback.fallback = then.map(Box::new);
+            Some(Box::new(fallback))
+        }
+    };
+    session
+}
+
+fn nix_sshopts(run: &RunEnv) -> Env {
+    Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())])
+}
+
+/// From this machine to `to`: the system, or the derivation for a build host.
+pub(super) fn copy_to(req: &Request, to: &SshHost, what: Var, run: &RunEnv) -> Session {
+    copy_to_from(req, &Host::Local, to, what, &nix_sshopts(run), None)
+}
+
+/// From the build host to this machine.
+pub(super) fn copy_from(req: &Request, from: &SshHost, run: &RunEnv) -> Session {
+    let mut cmd = match from.scheme.as_str() {
+        "ssh-ng" if from.scheme_given => {
+            nix_copy(req, &[("--from", from.store_uri())], Var::System)
+        }
+        _ => legacy(req, "--from", from, Var::System),
+    };
+    cmd.env = nix_sshopts(run);
+    copy_session(&Host::Local, cmd, None)
 }
 
 /// From the builder straight to the target, over the builder's own SSH access; when the
 /// builder cannot reach the target, relay through this machine.
 pub(super) fn copy_between(
     req: &Request,
-    builder: &crate::host::SshHost,
-    to: &crate::host::SshHost,
+    builder: &SshHost,
+    to: &SshHost,
     run: &RunEnv,
 ) -> Session {
-    let mut relay = nix_new_style("copy");
-    relay.extend(req.nix.for_command(NixCommand::Copy));
-    relay.extend([
-        "--no-check-sigs".into(),
-        "--from".into(),
-        builder.store_uri(),
-        "--to".into(),
-        to.store_uri(),
-    ]);
-    let mut relay: Vec<Word> = relay.into_iter().map(Word::Lit).collect();
-    relay.push(Word::var(Var::System, ""));
-    let mut relay = Command::new(relay);
-    relay.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
-    let mut fallback = local(StepKind::Copy, relay);
-    fallback.steps[0].message = Some(format!(
-        "{} could not copy to {} itself; relaying the closure through this machine",
-        builder.dest, to.dest
-    ));
-    Session {
-        host: Host::Ssh(builder.clone()),
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::Copy,
-            message: None,
-            commands: vec![copy_command(req, "--to", to, Var::System)],
-            capture: None,
-        }],
-        fallback: Some(Box::new(fallback)),
-    }
+    let mut relay = nix_copy(
+        req,
+        &[("--from", builder.store_uri()), ("--to", to.store_uri())],
+        Var::System,
+    );
+    relay.env = nix_sshopts(run);
+    let relay = copy_session(
+        &Host::Local,
+        relay,
+        Some(format!(
+            "{} could not copy to {} itself; relaying the closure through this machine",
+            builder.dest, to.dest
+        )),
+    );
+    copy_to_from(
+        req,
+        &Host::Ssh(builder.clone()),
+        to,
+        Var::System,
+        &Env::Inherit(Vec::new()),
+        Some(relay),
+    )
 }

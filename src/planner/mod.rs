@@ -102,7 +102,7 @@ fn deploy(
         Source::StorePath { path } => {
             inputs.push((Var::System, path.clone()));
             if let Host::Ssh(to) = &req.target_host {
-                sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
+                sessions.push(copy_to(req, to, Var::System, run));
             }
         }
         Source::Rollback => sessions.push(find_generation(req)),
@@ -118,7 +118,7 @@ fn deploy(
                 sessions.push(build(req)?);
                 if let (Host::Ssh(to), true) = (&req.target_host, copies) {
                     sessions.extend(specialisation_before_copy(req, &req.build_host));
-                    sessions.push(local(StepKind::Copy, copy_to(req, to, run)));
+                    sessions.push(copy_to(req, to, Var::System, run));
                 }
             }
             Host::Ssh(builder) => {
@@ -127,7 +127,7 @@ fn deploy(
                     _ if !copies => {}
                     Host::Local => {
                         sessions.extend(specialisation_before_copy(req, &req.build_host));
-                        sessions.push(local(StepKind::Copy, copy_from(req, builder, run)))
+                        sessions.push(copy_from(req, builder, run))
                     }
                     Host::Ssh(to) if to == builder => {}
                     Host::Ssh(to) => {

@@ -113,6 +113,57 @@ fn set_profile(profile: &str) -> Step {
     }
 }
 
+/// The copy of `what` from here to a plain `dest` with options `extra`: `nix copy` over
+/// ssh-ng, falling back to `nix-copy-closure` with a note.
+fn copy_here_to(dest: &str, what: Var, extra: &[&str]) -> Session {
+    let env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+    let mut streamed: Vec<Word> = [
+        "nix",
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "copy",
+    ]
+    .iter()
+    .chain(extra)
+    .chain(&["--no-check-sigs"])
+    .map(|w| Word::lit(*w))
+    .collect();
+    if what == Var::Drv {
+        streamed.push(Word::lit("--derivation"));
+    }
+    streamed.extend([
+        Word::lit("--to"),
+        Word::lit(format!("ssh-ng://{dest}")),
+        Word::var(what, ""),
+    ]);
+    let mut legacy: Vec<Word> = std::iter::once(&"nix-copy-closure")
+        .chain(extra)
+        .map(|w| Word::lit(*w))
+        .collect();
+    legacy.extend([Word::lit("--to"), Word::lit(dest), Word::var(what, "")]);
+    let session = |argv: Vec<Word>, message: Option<String>| {
+        let mut c = Command::new(argv);
+        c.env = env.clone();
+        let mut step = simple(StepKind::Copy, c);
+        step.message = message;
+        Session {
+            host: Host::Local,
+            elevation: Elevation::None,
+            steps: vec![step],
+            fallback: None,
+        }
+    };
+    let mut copy = session(streamed, None);
+    copy.fallback = Some(Box::new(session(
+        legacy,
+        Some(format!(
+            "the streamed copy to {dest} failed; copying with nix-copy-closure instead \
+             (one round trip per store path)"
+        )),
+    )));
+    copy
+}
+
 const SYSTEM: &str = "/nix/var/nix/profiles/system";
 
 #[test]
@@ -368,16 +419,6 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
         ask_password: false,
         options: vec![],
     };
-    let copy = {
-        let mut c = Command::new(vec![
-            Word::lit("nix-copy-closure"),
-            Word::lit("--to"),
-            Word::lit("root@aq"),
-            Word::var(Var::System, ""),
-        ]);
-        c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
-        c
-    };
     let mut arm = cmd(&[
         "rb-watchdog",
         "arm",
@@ -401,12 +442,7 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
                     nix_build("config.system.build.toplevel", &["--no-link"]),
                     Some(Capture::BuildJson)
                 ),
-                Session {
-                    host: Host::Local,
-                    elevation: Elevation::None,
-                    steps: vec![simple(StepKind::Copy, copy)],
-                    fallback: None,
-                },
+                copy_here_to("root@aq", Var::System, &[]),
                 // One session, one round trip: checks, the watchdog, profile, activation.
                 Session {
                     host: target.clone(),
@@ -486,16 +522,6 @@ fn build_vm_links_result_and_prints_the_vm() {
 #[test]
 fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
     let host = crate::host::SshHost::parse("--target-host", "root@t").unwrap();
-    let drv_copy = {
-        let mut c = Command::new(vec![
-            Word::lit("nix-copy-closure"),
-            Word::lit("--to"),
-            Word::lit("root@t"),
-            Word::var(Var::Drv, ""),
-        ]);
-        c.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
-        c
-    };
     let inst = inst("config.system.build.toplevel.drvPath");
     assert_eq!(
         plan_of("test --flake /cfg#h --build-host root@t --target-host root@t"),
@@ -522,7 +548,7 @@ fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
                     }],
                     fallback: None,
                 },
-                local(StepKind::Copy, drv_copy),
+                copy_here_to("root@t", Var::Drv, &[]),
                 Session {
                     host: Host::Ssh(host),
                     elevation: Elevation::None,
@@ -555,14 +581,6 @@ fn target_host_with_a_sudo_password() {
         ask_password: true,
         options: vec![],
     };
-    let mut copy = Command::new(vec![
-        Word::lit("nix-copy-closure"),
-        Word::lit("-s"),
-        Word::lit("--to"),
-        Word::lit("deploy@t"),
-        Word::var(Var::System, ""),
-    ]);
-    copy.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
     assert_eq!(
         plan_of("switch --flake /cfg#h --target-host deploy@t -S -s"),
         Plan {
@@ -580,7 +598,7 @@ fn target_host_with_a_sudo_password() {
                     nix_build("config.system.build.toplevel", &["--no-link"]),
                     Some(Capture::BuildJson)
                 ),
-                local(StepKind::Copy, copy),
+                copy_here_to("deploy@t", Var::System, &["-s"]),
                 Session {
                     host: Host::Ssh(host),
                     elevation: sudo,
@@ -1026,18 +1044,6 @@ fn diff_runs_on_the_target_in_the_activation_session() {
 #[test]
 fn store_path_to_a_target_is_copied_then_activated_there() {
     let path = "/nix/store/abc-nixos-system";
-    let copy = Command {
-        argv: vec![
-            Word::lit("nix-copy-closure"),
-            Word::lit("--to"),
-            Word::lit("root@aq"),
-            Word::var(Var::System, ""),
-        ],
-        env: Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]),
-        systemd_run: None,
-        on_failure: None,
-        undo: None,
-    };
     assert_eq!(
         plan_of(&format!("switch --store-path {path} --target-host root@aq")),
         Plan {
@@ -1045,7 +1051,7 @@ fn store_path_to_a_target_is_copied_then_activated_there() {
             connect: vec![ssh("root@aq")],
             inputs: vec![(Var::System, path.into())],
             sessions: vec![
-                one_step(Host::Local, Elevation::None, simple(StepKind::Copy, copy)),
+                copy_here_to("root@aq", Var::System, &[]),
                 Session {
                     host: Host::Ssh(ssh("root@aq")),
                     elevation: Elevation::None,
@@ -1081,4 +1087,65 @@ fn only_the_hosts_a_run_needs_are_connected_to() {
         vec![b.clone(), t.clone()]
     );
     assert_eq!(connect("switch --flake /cfg#h --build-host b"), vec![b]);
+}
+
+/// The copy chain of each host form: a plain host streams with a fallback, a scheme the user
+/// wrote is used as written.
+#[test]
+fn copies_stream_to_plain_hosts_and_keep_a_written_scheme() {
+    let argv0 = |s: &Session| match &s.steps[0].commands[0].argv[..] {
+        [Word::Lit(p), ..] if p == "nix" => s.steps[0].commands[0]
+            .argv
+            .iter()
+            .filter_map(|w| match w {
+                Word::Lit(l)
+                    if l.contains("://")
+                        || l.starts_with("--")
+                            && l != "--no-check-sigs"
+                            && l != "--extra-experimental-features" =>
+                {
+                    Some(l.clone())
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        [Word::Lit(p), ..] => p.clone(),
+        _ => String::new(),
+    };
+    let chain = |s: &Session| {
+        let mut out = vec![format!("{}: {}", s.host, argv0(s))];
+        let mut next = &s.fallback;
+        while let Some(f) = next {
+            out.push(format!("{}: {}", f.host, argv0(f)));
+            next = &f.fallback;
+        }
+        out
+    };
+    let legacy = plan_of("switch --flake /cfg#h --target-host ssh://root@aq");
+    assert_eq!(chain(&legacy.sessions[1]), ["local: nix-copy-closure"]);
+    let ng = plan_of("switch --flake /cfg#h --build-host ssh-ng://b --target-host ssh-ng://t");
+    assert_eq!(
+        chain(&ng.sessions[1]),
+        ["local: --derivation --to ssh-ng://b"]
+    );
+    assert_eq!(
+        chain(&ng.sessions[3]),
+        [
+            "b: --to ssh-ng://t",
+            "local: --from ssh-ng://b --to ssh-ng://t"
+        ]
+    );
+    let plain = plan_of("switch --flake /cfg#h --build-host b --target-host root@t");
+    assert_eq!(
+        chain(&plain.sessions[3]),
+        [
+            "b: --to ssh-ng://root@t",
+            "b: nix-copy-closure",
+            "local: --from ssh://b --to ssh://root@t"
+        ]
+    );
+    // Results come back with nix-copy-closure: `nix copy --from ssh-ng://` is no faster.
+    let back = plan_of("switch --flake /cfg#h --build-host b");
+    assert_eq!(chain(&back.sessions[3]), ["local: nix-copy-closure"]);
 }

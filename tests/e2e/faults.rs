@@ -17,15 +17,17 @@ use std::time::Duration;
 const WS: &str = "ws";
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A `nix-store` for `host` whose `--serve` (the receiving end of a copy) takes the first
+/// A `nix-store` and a `nix-daemon` for `host` whose `--serve` and `--stdio` (the receiving
+/// end of a copy, legacy or streamed) take the first
 /// 2000 bytes of the copy, marks /run/rb-fleet/copy-stalled, then holds the rest until the
 /// sender goes away (or 60 s pass): a copy cut off half way, with some paths already in
 /// the store and one half written.
 fn stall_copies(f: &Fleet, host: &str) {
     let script = r#"#!/bin/sh
+prog=/usr/bin/${0##*/}
 case " $* " in
-*" --serve "*) ;;
-*) exec /usr/bin/nix-store "$@" ;;
+*" --serve "* | *" --stdio "*) ;;
+*) exec "$prog" "$@" ;;
 esac
 /usr/bin/perl -e '
   my $n = 0; my $k = 2000;
@@ -40,15 +42,17 @@ esac
   }
   syswrite(STDOUT, $held);
   while (sysread(STDIN, my $b, 65536)) { syswrite(STDOUT, $b) }
-' | /usr/bin/nix-store "$@"
+' | "$prog" "$@"
 "#;
-    let path = f.host_path(host, "/run/rb-fleet/bin/nix-store");
-    fs::write(&path, script).unwrap();
-    Command::new("chmod")
-        .arg("755")
-        .arg(&path)
-        .status()
-        .unwrap();
+    for name in ["nix-store", "nix-daemon"] {
+        let path = f.host_path(host, &format!("/run/rb-fleet/bin/{name}"));
+        fs::write(&path, script).unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
 }
 
 fn copy_stalled(f: &Fleet, host: &str) -> bool {

@@ -495,7 +495,8 @@ impl Fleet {
     /// Sets knob `key` of configuration `config` to `json_value` (JSON text, e.g. `"2"`,
     /// `"true"`, `"[\"a\"]"`, `"\"text\""`) and commits it. Knobs: rev, failBuild,
     /// activationExit, specialisations, configurationRevision, nixosVersion, kernelVersion,
-    /// evalError, buildSeconds, breakSsh, activationSeconds (see tests/fleet/config/fake-nixos.nix).
+    /// evalError, buildSeconds, breakSsh, activationSeconds, closurePaths, closurePathKiB,
+    /// changedPaths (see tests/fleet/config/fake-nixos.nix).
     /// A new config name becomes a new nixosConfigurations entry.
     #[track_caller]
     pub fn knob(&self, config: &str, key: &str, json_value: &str) {

@@ -41,6 +41,20 @@ fn switch_to(f: &Fleet, host: &str, extra: &[&str]) -> RunResult {
     f.rb(&args)
 }
 
+/// `rb switch` of the target's configuration, built on the builder, to root@ the target.
+fn switch_through_builder(f: &Fleet) -> RunResult {
+    let target = format!("root@{T}");
+    f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--build-host",
+        B,
+        "--target-host",
+        &target,
+    ])
+}
+
 /// `rb switch -S` of the target's configuration to `user@` the target, `password` on stdin.
 fn switch_with_password(f: &Fleet, user: &str, password: &str) -> RunResult {
     let host = format!("{user}@{T}");
@@ -131,15 +145,7 @@ fn build_host_only_builds_there_and_activates_here() {
 #[test]
 fn build_and_target_hosts_copy_directly_between_them() {
     let f = Fleet::up(&[WS, B, T]);
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        &f.flake(T),
-        "--build-host",
-        B,
-        "--target-host",
-        &format!("root@{T}"),
-    ]);
+    let r = switch_through_builder(&f);
     r.assert_success();
     let path = r.stdout_trimmed();
     assert!(built_on(&f, B, T));
@@ -243,20 +249,48 @@ fn sudo_that_wants_a_password_fails_at_once_with_a_hint() {
     assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
 }
 
+/// Hosts are connected to while the build runs: one that cannot be reached stops the build.
 #[test]
-fn unreachable_hosts_and_refused_keys_fail_fast_before_building() {
+fn unreachable_hosts_and_refused_keys_stop_the_build() {
     let f = Fleet::up(&[WS, T]);
+    f.knob(T, "buildSeconds", "60");
+    let installable = format!(
+        "{}#nixosConfigurations.{T}.config.system.build.toplevel.outPath",
+        f.config_dir().display()
+    );
+    let toplevel = f
+        .run(
+            WS,
+            RunCall {
+                argv: &["nix", "eval", "--raw", &installable],
+                ..Default::default()
+            },
+        )
+        .assert_success()
+        .stdout
+        .clone();
     for target in ["root@no-such-host.invalid", "ghost@aquamarine"] {
+        let started = std::time::Instant::now();
         let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", target]);
         r.assert_status(255);
         let host = target.split('@').nth(1).unwrap();
         assert!(r.stderr.contains(host), "{r:?}");
         assert_eq!(
-            r.stderr.lines().filter(|l| l.contains("error")).count(),
+            r.stderr
+                .lines()
+                .filter(|l| l.starts_with("rb: error:"))
+                .count(),
             1,
             "one error line: {r:?}"
         );
-        assert!(!built_on(&f, WS, T), "nothing was built");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(50),
+            "the build was stopped: {r:?}"
+        );
+        assert!(
+            !f.has_path(WS, &toplevel),
+            "the system was not built: {r:?}"
+        );
     }
     let r = f.rb(&[
         "switch",
@@ -583,4 +617,47 @@ fn plan_asks_no_host_anything() {
         "{r:?}"
     );
     assert_eq!(f.sessions(T), sessions(0, 0));
+}
+
+/// A closure of hundreds of store paths costs the connections and sessions of one path: every
+/// copy streams (README, "Copies").
+#[test]
+fn a_closure_of_many_paths_costs_the_sessions_of_a_small_one() {
+    let f = Fleet::up(&[WS, B, T]);
+    let both = |f: &Fleet| {
+        switch_through_builder(f).assert_success();
+    };
+    let counts = |f: &Fleet| (f.sessions(B), f.sessions(T));
+    let delta =
+        |a: Sessions, b: Sessions| sessions(b.connections - a.connections, b.sessions - a.sessions);
+    switch_to(&f, T, &[]).assert_success();
+    both(&f);
+    let small = counts(&f);
+    f.knob(T, "closurePaths", "300");
+    f.knob(T, "closurePathKiB", "1");
+    switch_to(&f, T, &[]).assert_success();
+    both(&f);
+    let big = counts(&f);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    // The second pair of runs copied 300 paths more, in as many sessions as the first pair.
+    assert_eq!(delta(small.0, big.0), small.0, "builder");
+    assert_eq!(delta(small.1, big.1), small.1, "target");
+}
+
+/// A target whose SSH sessions have no nix-daemon cannot take a streamed copy: rb says so in
+/// one line, copies the legacy way and succeeds.
+#[test]
+fn a_target_without_nix_daemon_gets_the_legacy_copy() {
+    let f = Fleet::up(&[WS, "aquamarine:nodaemon"]);
+    let r = switch_to(&f, &format!("root@{T}"), &[]);
+    r.assert_success();
+    let notes: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("copying with nix-copy-closure instead"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{r:?}");
+    assert!(!r.stderr.contains("rb: error:"), "{r:?}");
+    assert!(f.has_path(T, r.stdout_trimmed()));
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
 }

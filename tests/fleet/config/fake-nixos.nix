@@ -24,6 +24,12 @@
 #                                              a switch/test without it starts sshd again
 #   activationSeconds     int     0            switch-to-configuration sleeps this long after
 #                                              logging its call, before it changes anything
+#   closurePaths          int     0            the toplevel's closure has this many more store
+#                                              paths (builtins.toFile, made at evaluation time:
+#                                              a big closure without slow builds)
+#   closurePathKiB        int     64           the size of each of them
+#   changedPaths          int     0            how many of them change with rev (the others
+#                                              stay the same from one generation to the next)
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -43,6 +49,18 @@ let
   buildSeconds = k.buildSeconds or 0;
   breakSsh = k.breakSsh or false;
   activationSeconds = k.activationSeconds or 0;
+  closurePaths = k.closurePaths or 0;
+  closurePathKiB = k.closurePathKiB or 64;
+  changedPaths = k.changedPaths or 0;
+
+  # `closurePaths` files of `closurePathKiB` each, listed in the toplevel (see builders/toplevel.sh).
+  kibiByte = builtins.concatStringsSep "" (builtins.genList (_: "rb-fleet closure filler.\n") 40)
+    + "(a kibibyte of filler)\n\n";
+  closure = builtins.genList
+    (i: builtins.toFile "rb-fleet-path-${toString i}" (
+      "path ${toString i}${if i < changedPaths then " of rev ${toString rev}" else ""}\n"
+      + builtins.concatStringsSep "" (builtins.genList (_: kibiByte) closurePathKiB)))
+    closurePaths;
 
   # Every build is `/bin/sh -c <script>`; the scripts set PATH themselves.
   mkDerivation = drvName: scriptFile: attrs:
@@ -58,11 +76,14 @@ let
     inherit kernelVersion;
   };
 
-  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0 }:
+  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0, closure ? [ ] }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
       inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
         specialisation specialisationPaths failBuild buildSeconds breakSsh activationSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
+      # A file, not an environment variable: one variable is capped at 128 KiB.
+      closure = builtins.concatStringsSep "\n" closure;
+      passAsFile = [ "closure" ];
     };
 
   specialisationToplevels = map
@@ -70,7 +91,7 @@ let
     specialisations;
 
   toplevel = mkToplevel {
-    inherit failBuild buildSeconds;
+    inherit failBuild buildSeconds closure;
     specialisationPaths = map (s: "${s.name}=${s.toplevel}") specialisationToplevels;
   };
 

@@ -2,7 +2,7 @@
 # Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
 # Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
 # kernelVersion activationExit activationSeconds specialisation specialisationPaths failBuild
-# buildSeconds breakSsh stcTemplate.
+# buildSeconds breakSsh stcTemplate closurePath (a file listing the closure's extra paths).
 PATH=/usr/bin:/bin
 set -eu
 if [ "${buildSeconds:-0}" -gt 0 ]; then
@@ -51,6 +51,9 @@ SCRIPT
   echo "activation_seconds=$(q "${activationSeconds:-0}")"
   printf '%s\n' "$stcTemplate"
 } > "$out/bin/switch-to-configuration"
+
+# The extra paths become the toplevel's runtime references.
+cp "$closurePath" "$out/rb-fleet-closure"
 
 chmod +x "$out/init" "$out/sw/bin/nixos-version" "$out/bin/switch-to-configuration"
 
