@@ -102,6 +102,18 @@ impl SshHost {
         self.uri_with("ssh-ng")
     }
 
+    /// The host as `nix-copy-closure` takes it: `user@addr`, with an IPv6 address in
+    /// brackets when `brackets` (see `NixCaps::brackets_ipv6_hosts`).
+    pub fn legacy_dest(&self, brackets: bool) -> String {
+        if !(brackets && self.hostname.contains(':')) {
+            return self.dest.clone();
+        }
+        match self.dest.rsplit_once('@') {
+            Some((user, _)) => format!("{user}@[{}]", self.hostname.replace('%', "%25")),
+            None => format!("[{}]", self.hostname.replace('%', "%25")),
+        }
+    }
+
     fn uri_with(&self, scheme: &str) -> String {
         if self.hostname.contains(':') {
             // nix parses the authority like a URL, so an IPv6 address needs brackets.
@@ -135,6 +147,10 @@ mod tests {
         assert_eq!(p("root@[::1]").store_uri(), "ssh://root@[::1]");
         assert_eq!(p("root@aquamarine").store_uri(), "ssh://root@aquamarine");
         assert_eq!(p("root@[::1]").streamed_uri(), "ssh-ng://root@[::1]");
+        assert_eq!(p("root@[::1]").legacy_dest(true), "root@[::1]");
+        assert_eq!(p("root@[::1]").legacy_dest(false), "root@::1");
+        assert_eq!(p("[::1]").legacy_dest(true), "[::1]");
+        assert_eq!(p("root@web1").legacy_dest(true), "root@web1");
         assert!(!p("root@aquamarine").scheme_given && p("ssh://root@aquamarine").scheme_given);
     }
 

@@ -283,6 +283,13 @@ impl NixCaps {
         self.at_least(2, 19)
     }
 
+    /// Whether `nix-copy-closure` wants an IPv6 host as `root@[::1]`. Nix 2.8 hands the
+    /// host to ssh as written (so it must be bare); 2.26 takes both; 2.34 parses it as a URL
+    /// authority and refuses the bare form (README, "Tested Nix versions").
+    pub fn brackets_ipv6_hosts(&self) -> bool {
+        self.at_least(2, 26)
+    }
+
     pub fn version_string(&self) -> String {
         let (a, b, c) = self.version;
         format!("{}{a}.{b}.{c}", if self.lix { "Lix " } else { "" })

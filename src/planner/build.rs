@@ -68,6 +68,7 @@ pub(super) fn build_remotely(
     req: &Request,
     builder: &crate::host::SshHost,
     run: &RunEnv,
+    caps: &NixCaps,
 ) -> Vec<Session> {
     let attr = &attribute(req);
     let evaluate = match &req.source {
@@ -113,7 +114,7 @@ pub(super) fn build_remotely(
             }],
             fallback: None,
         },
-        copy_to(req, builder, Var::Drv, run),
+        copy_to(req, builder, Var::Drv, run, caps),
         Session {
             host: Host::Ssh(builder.clone()),
             elevation: Elevation::None,

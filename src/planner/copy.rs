@@ -15,7 +15,7 @@ use crate::host::SshHost;
 
 /// `nix-copy-closure --to|--from HOST PATH`: the legacy protocol, one or two round trips per
 /// store path, on every Nix.
-fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var) -> Command {
+fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var, on: Nix) -> Command {
     let mut argv = vec![Word::lit("nix-copy-closure")];
     argv.extend(
         req.nix
@@ -25,10 +25,25 @@ fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var) -> Command 
     );
     argv.extend([
         Word::lit(direction),
-        Word::lit(&host.dest),
+        Word::lit(&host.legacy_dest(on == Nix::Known(true))),
         Word::var(what, ""),
     ]);
     Command::new(argv)
+}
+
+/// What is known of the Nix that runs a legacy copy: whether it wants an IPv6 host in
+/// brackets ([`NixCaps::brackets_ipv6_hosts`]). A build host's Nix is not asked, so its legacy
+/// copy gets the bare form; when that fails there, the relay through this machine follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Nix {
+    Known(bool),
+    Unknown,
+}
+
+impl Nix {
+    pub(super) fn local(caps: &NixCaps) -> Self {
+        Nix::Known(caps.brackets_ipv6_hosts())
+    }
 }
 
 /// `nix copy` between stores given as `--from`/`--to` URIs.
@@ -77,13 +92,14 @@ fn copy_to_from(
     what: Var,
     env: &Env,
     then: Option<Session>,
+    nix: Nix,
 ) -> Session {
     let with_env = |mut c: Command| {
         c.env = env.clone();
         c
     };
     if !streams_to(to) {
-        let mut session = copy_session(on, with_env(legacy(req, "--to", to, what)), None);
+        let mut session = copy_session(on, with_env(legacy(req, "--to", to, what, nix)), None);
         session.fallback = then.map(Box::new);
         return session;
     }
@@ -94,7 +110,7 @@ fn copy_to_from(
         false => {
             let mut fallback = copy_session(
                 on,
-                with_env(legacy(req, "--to", to, what)),
+                with_env(legacy(req, "--to", to, what, nix)),
                 Some(format!(
                     "the streamed copy to {} failed; copying with nix-copy-closure instead \
                      (one round trip per store path)",
@@ -113,17 +129,31 @@ fn nix_sshopts(run: &RunEnv) -> Env {
 }
 
 /// From this machine to `to`: the system, or the derivation for a build host.
-pub(super) fn copy_to(req: &Request, to: &SshHost, what: Var, run: &RunEnv) -> Session {
-    copy_to_from(req, &Host::Local, to, what, &nix_sshopts(run), None)
+pub(super) fn copy_to(
+    req: &Request,
+    to: &SshHost,
+    what: Var,
+    run: &RunEnv,
+    caps: &NixCaps,
+) -> Session {
+    copy_to_from(
+        req,
+        &Host::Local,
+        to,
+        what,
+        &nix_sshopts(run),
+        None,
+        Nix::local(caps),
+    )
 }
 
 /// From the build host to this machine.
-pub(super) fn copy_from(req: &Request, from: &SshHost, run: &RunEnv) -> Session {
+pub(super) fn copy_from(req: &Request, from: &SshHost, run: &RunEnv, caps: &NixCaps) -> Session {
     let mut cmd = match from.scheme.as_str() {
         "ssh-ng" if from.scheme_given => {
             nix_copy(req, &[("--from", from.store_uri())], Var::System)
         }
-        _ => legacy(req, "--from", from, Var::System),
+        _ => legacy(req, "--from", from, Var::System, Nix::local(caps)),
     };
     cmd.env = nix_sshopts(run);
     copy_session(&Host::Local, cmd, None)
@@ -158,5 +188,6 @@ pub(super) fn copy_between(
         Var::System,
         &Env::Inherit(Vec::new()),
         Some(relay),
+        Nix::Unknown,
     )
 }

@@ -61,7 +61,7 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
             sessions.push(list_generations(req));
             Finish::Generations { json: req.json }
         }
-        _ => deploy(req, run, &mut sessions, &mut inputs)?,
+        _ => deploy(req, caps, run, &mut sessions, &mut inputs)?,
     };
 
     let connect = hosts_to_connect(req, &sessions);
@@ -80,6 +80,7 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
 /// The actions that build (or take) a system and may copy and activate it.
 fn deploy(
     req: &Request,
+    caps: &NixCaps,
     run: &RunEnv,
     sessions: &mut Vec<Session>,
     inputs: &mut Vec<(Var, String)>,
@@ -102,7 +103,7 @@ fn deploy(
         Source::StorePath { path } => {
             inputs.push((Var::System, path.clone()));
             if let Host::Ssh(to) = &req.target_host {
-                sessions.push(copy_to(req, to, Var::System, run));
+                sessions.push(copy_to(req, to, Var::System, run, caps));
             }
         }
         Source::Rollback => sessions.push(find_generation(req)),
@@ -118,16 +119,16 @@ fn deploy(
                 sessions.push(build(req)?);
                 if let (Host::Ssh(to), true) = (&req.target_host, copies) {
                     sessions.extend(specialisation_before_copy(req, &req.build_host));
-                    sessions.push(copy_to(req, to, Var::System, run));
+                    sessions.push(copy_to(req, to, Var::System, run, caps));
                 }
             }
             Host::Ssh(builder) => {
-                sessions.extend(build_remotely(req, builder, run));
+                sessions.extend(build_remotely(req, builder, run, caps));
                 match &req.target_host {
                     _ if !copies => {}
                     Host::Local => {
                         sessions.extend(specialisation_before_copy(req, &req.build_host));
-                        sessions.push(copy_from(req, builder, run))
+                        sessions.push(copy_from(req, builder, run, caps))
                     }
                     Host::Ssh(to) if to == builder => {}
                     Host::Ssh(to) => {

@@ -1149,3 +1149,36 @@ fn copies_stream_to_plain_hosts_and_keep_a_written_scheme() {
     let back = plan_of("switch --flake /cfg#h --build-host b");
     assert_eq!(chain(&back.sessions[3]), ["local: nix-copy-closure"]);
 }
+
+/// Nix 2.8's `nix-copy-closure` hands an IPv6 host to ssh as written; 2.34's refuses it
+/// without brackets. The streamed copy takes a URI, bracketed on every version.
+#[test]
+fn an_ipv6_target_is_spelled_for_the_local_nix() {
+    let copy_words = |caps: &NixCaps| {
+        let r = req("test --store-path /nix/store/abc-nixos-system --target-host root@[::1]");
+        let p = plan(&r.unwrap(), caps, &RUN).unwrap();
+        let copy = p
+            .sessions
+            .iter()
+            .find(|s| s.steps[0].kind == StepKind::Copy)
+            .unwrap()
+            .clone();
+        let lits = |s: &Session| -> Vec<String> {
+            s.steps[0].commands[0]
+                .argv
+                .iter()
+                .filter_map(|w| match w {
+                    Word::Lit(l) => Some(l.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        (lits(&copy), lits(copy.fallback.as_deref().unwrap()))
+    };
+    let (streamed, legacy) = copy_words(&NixCaps::floor());
+    assert_eq!(streamed[streamed.len() - 1], "ssh-ng://root@[::1]");
+    assert_eq!(legacy, ["nix-copy-closure", "--to", "root@::1"]);
+    let (streamed, legacy) = copy_words(&NixCaps::parse("nix (Nix) 2.34.8").unwrap());
+    assert_eq!(streamed[streamed.len() - 1], "ssh-ng://root@[::1]");
+    assert_eq!(legacy, ["nix-copy-closure", "--to", "root@[::1]"]);
+}
