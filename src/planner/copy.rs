@@ -25,7 +25,7 @@ fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var, on: Nix) ->
     );
     argv.extend([
         Word::lit(direction),
-        Word::lit(&host.legacy_dest(on == Nix::Known(true))),
+        Word::lit(host.legacy_dest(on == Nix::Known(true))),
         Word::var(what, ""),
     ]);
     Command::new(argv)
