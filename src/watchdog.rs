@@ -187,7 +187,8 @@ rb_wd_now() { read -r rb_wd_u _ </proc/uptime; echo "${rb_wd_u%%.*}"; }
 rb_wd_tick() { sleep 0.2 2>/dev/null || sleep 1; }
 # "PID STARTTIME" of a live process, so that a reused pid is never taken for it.
 rb_wd_id() {
-  read -r rb_wd_st <"/proc/$1/stat" 2>/dev/null || return 1
+  # dash reports a failed `<` before a later `2>` applies, so the braces take the message.
+  { read -r rb_wd_st <"/proc/$1/stat"; } 2>/dev/null || return 1
   # shellcheck disable=SC2086 # the fields after "(comm) " are split on purpose
   set -- "$1" ${rb_wd_st##*) }
   case $2 in Z | X) return 1 ;; esac
@@ -340,7 +341,8 @@ wait_unit() {
   done
 }
 ident() {
-  read -r st <"/proc/$1/stat" 2>/dev/null || return 1
+  # dash reports a failed `<` before a later `2>` applies, so the braces take the message.
+  { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1
   # shellcheck disable=SC2086 # the fields after "(comm) " are split on purpose
   set -- "$1" ${st##*) }
   case $2 in Z | X) return 1 ;; esac
@@ -583,6 +585,29 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+    }
+
+    /// The pid helpers run under dash on Debian-like targets: a process that is gone must
+    /// only fail the check, never print into rb's output.
+    #[test]
+    fn a_gone_process_is_checked_quietly_under_dash() {
+        for (script, call, first_use) in [
+            (functions("rb"), "rb_wd_id", "rb_wd_arm() {"),
+            (body(), "ident", "ident \"$$\""),
+        ] {
+            // The helpers are defined before the script's first use of them.
+            let defs: String = script
+                .split_inclusive('\n')
+                .take_while(|l| !l.starts_with(first_use))
+                .collect();
+            let probe = format!("{defs}\n{call} 2147483646 && exit 9; {call} $$ >/dev/null");
+            let out = std::process::Command::new("dash")
+                .args(["-c", &probe])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{call}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{call}");
         }
     }
 
