@@ -29,6 +29,7 @@ complete -c rb -l diff -d 'Show what changes between the current system and the 
 complete -c rb -l sudo -d 'Elevate the steps that need root with sudo'
 complete -c rb -s S -l ask-sudo-password -l ask-elevate-password -d 'Ask for the sudo password once, before anything is built; implies --sudo'
 complete -c rb -l run0 -d 'Elevate the steps that need root with run0'
+complete -c rb -l keep-generation-on-failure -d 'When activation fails, keep the new generation as the profile and boot default'
 complete -c rb -l json -d 'Print one JSON document on stdout: the result of the run, the plan, or the generations'
 complete -c rb -l plan -d 'Print the steps that would run, with their hosts, and exit without running anything'
 complete -c rb -l debug -d 'Print debug messages on stderr'

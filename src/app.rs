@@ -130,6 +130,8 @@ fn context(
         etc_nixos_flake: std::fs::canonicalize("/etc/nixos/flake.nix")
             .ok()
             .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
+        etc_nixos_system: std::path::Path::new("/etc/nixos/system.nix").exists(),
+        system_nix_in_cwd: std::path::Path::new("system.nix").exists(),
         hostname: Box::new(move |host| match host {
             Host::Local => Ok(local_hostname()),
             Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
@@ -139,6 +141,16 @@ fn context(
             },
         }),
     }
+}
+
+/// Whether local builds go through nix-output-monitor, as nixos-rebuild-ng decides it:
+/// `NIXOS_REBUILD_USE_NOM` set (not empty or `0`), `nom` on the PATH, stderr a terminal.
+fn use_nom(env: &BTreeMap<String, String>) -> bool {
+    use std::io::IsTerminal;
+    env.get("NIXOS_REBUILD_USE_NOM")
+        .is_some_and(|v| !v.is_empty() && v != "0")
+        && which::which("nom").is_ok()
+        && std::io::stderr().is_terminal()
 }
 
 /// A name unique to this run, for the systemd unit and temporary files.
@@ -172,6 +184,9 @@ fn run_with(
     for w in &req.warnings {
         report.warn(w);
     }
+    for n in &req.notes {
+        report.debug(n);
+    }
     let caps = NixCaps::detect();
     let mut guard = shared.borrow_mut();
     let transport = guard
@@ -195,6 +210,7 @@ fn run_with(
             nix_sshopts: &nix_sshopts,
             cwd: &cwd,
             program: &report.program,
+            use_nom: use_nom(&ctx.env),
         },
     )?;
     if cli.output.plan {

@@ -224,6 +224,14 @@ pub struct ActivationArgs {
     /// its previous generation by itself (switch, boot and test, with --target-host).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub confirm_timeout: Option<u64>,
+
+    /// When activation fails, keep the new generation as the profile and boot default.
+    ///
+    /// By default a failed switch or boot puts the previous generation back. Keep the new one
+    /// when it only works after a reboot (a new kernel, a daemon that switches at boot).
+    /// Also NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE=1.
+    #[arg(long)]
+    pub keep_generation_on_failure: bool,
 }
 
 /// A positive whole number of seconds.
@@ -241,7 +249,7 @@ pub struct HostArgs {
     /// Deploy to this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host.
     ///
     /// One SSH connection per host carries every step of the run. NIX_SSHOPTS adds options to
-    /// ssh.
+    /// ssh. A bare `localhost` is this machine (no SSH); write root@localhost for SSH.
     #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
     pub target_host: Option<String>,
 
@@ -249,6 +257,7 @@ pub struct HostArgs {
     ///
     /// The derivation is evaluated here and built there. The result goes from the build host
     /// straight to the target, or through this machine when the build host cannot reach it.
+    /// A bare `localhost` is this machine (no SSH).
     #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
     pub build_host: Option<String>,
 }

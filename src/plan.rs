@@ -180,6 +180,9 @@ pub enum Undo {
     RestoreProfile { profile: String },
     /// Have the magic-rollback watchdog in `dir` roll back at once, not at its deadline.
     RollBackNow { dir: String },
+    /// Leave the profile where this command put it, and say so
+    /// (`--keep-generation-on-failure`).
+    KeepProfile { profile: String },
 }
 
 impl Command {
@@ -468,6 +471,9 @@ impl Command {
             }
             Some(Undo::RollBackNow { .. }) => {
                 words.push("(if a later step fails, it rolls back at once)".into())
+            }
+            Some(Undo::KeepProfile { .. }) => {
+                words.push("(kept if a later step fails: --keep-generation-on-failure)".into())
             }
             None => {}
         }

@@ -350,6 +350,15 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                     ))
                 ));
             }
+            if let Some(Undo::KeepProfile { profile }) = &cmd.undo {
+                undo.push(format!(
+                    "printf '%s\\n' {} >&2",
+                    quote(&format!(
+                        "{program}: warning: the profile {profile} stays at the new generation, \
+                         as --keep-generation-on-failure asks"
+                    ))
+                ));
+            }
             if let Some(Undo::RollBackNow { dir }) = &cmd.undo {
                 undo.push(format!(
                     "{} roll-back-now {} >&2",

@@ -23,6 +23,11 @@ pub struct Context {
     pub env: BTreeMap<String, String>,
     /// The directory of `/etc/nixos/flake.nix` (symlinks resolved) when that file exists.
     pub etc_nixos_flake: Option<String>,
+    /// Whether `/etc/nixos/system.nix` exists (a whole system expression, README "What gets
+    /// built, and where").
+    pub etc_nixos_system: bool,
+    /// Whether `system.nix` exists in rb's working directory (what `-A` without `-f` reads).
+    pub system_nix_in_cwd: bool,
     /// The host name of a host; for the local one, this machine's.
     pub hostname: Box<HostnameOf>,
 }
@@ -106,8 +111,14 @@ pub struct Request {
     /// `--confirm-timeout`: magic rollback unless confirmed within this many seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_timeout: Option<u64>,
+    /// `--keep-generation-on-failure`: a failed activation leaves the new generation as the
+    /// profile and boot default.
+    pub keep_generation_on_failure: bool,
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// What `--verbose` explains about how the command line was read.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -247,8 +258,9 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         check_name("--image-variant", v)?;
     }
 
-    let target_host = parse_host("--target-host", &cli.hosts.target_host)?;
-    let build_host = parse_host("--build-host", &cli.hosts.build_host)?;
+    let mut notes = Vec::new();
+    let target_host = parse_host("--target-host", &cli.hosts.target_host, ctx, &mut notes)?;
+    let build_host = parse_host("--build-host", &cli.hosts.build_host, ctx, &mut notes)?;
 
     if act.confirm_timeout.is_some() {
         if !matches!(action, Action::Switch | Action::Boot | Action::Test) {
@@ -305,7 +317,13 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         upgrade,
         json: cli.output.json,
         confirm_timeout: act.confirm_timeout,
+        keep_generation_on_failure: act.keep_generation_on_failure
+            || ctx
+                .env
+                .get("NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE")
+                .is_some_and(|v| !v.is_empty() && v != "0"),
         warnings,
+        notes,
     })
 }
 
@@ -328,9 +346,28 @@ fn check_name(option: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_host(option: &str, value: &Option<String>) -> Result<Host> {
+/// A host option's value. A bare `localhost` is this machine, as older nixos-rebuild read it
+/// and as the "NixOS & Flakes" guide writes `--build-host localhost`: no SSH. `root@localhost`,
+/// `ssh://localhost`, or `localhost` while `NIX_SSHOPTS` holds options, go over SSH as written
+/// (README, "What gets built, and where").
+fn parse_host(
+    option: &str,
+    value: &Option<String>,
+    ctx: &Context,
+    notes: &mut Vec<String>,
+) -> Result<Host> {
+    let ssh_options = ctx
+        .env
+        .get("NIX_SSHOPTS")
+        .is_some_and(|o| !o.trim().is_empty());
     match value {
         None => Ok(Host::Local),
+        Some(v) if v == "localhost" && !ssh_options => {
+            notes.push(format!(
+                "{option} localhost is this machine: no SSH (write root@localhost to go over SSH)"
+            ));
+            Ok(Host::Local)
+        }
         Some(v) => SshHost::parse(option, v).map(Host::Ssh).map_err(usage),
     }
 }
@@ -375,6 +412,18 @@ fn elevation(cli: &Cli, ctx: &Context) -> Result<Elevation> {
     })
 }
 
+const ETC_NIXOS_SYSTEM: &str = "/etc/nixos/system.nix";
+
+/// Whether the Nix search path has a `nixos-system` entry: `-I` first, then `NIX_PATH`.
+fn has_nixos_system_path(cli: &Cli, ctx: &Context) -> bool {
+    let entry = |e: &str| e.starts_with("nixos-system=");
+    cli.nix.include.iter().any(|i| entry(i))
+        || ctx
+            .env
+            .get("NIX_PATH")
+            .is_some_and(|p| p.split(':').any(entry))
+}
+
 /// What to build (spec §4.1): store path, rollback, file mode, explicit flake, detected
 /// `/etc/nixos/flake.nix`, else `<nixpkgs/nixos>`.
 fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
@@ -385,10 +434,23 @@ fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
     if cli.activation.rollback {
         return Ok(Source::Rollback);
     }
-    if src.file.is_some() || src.attr.is_some() {
+    let nixos_system = has_nixos_system_path(cli, ctx).then(|| "<nixos-system>".to_string());
+    let etc_system = ctx.etc_nixos_system.then(|| ETC_NIXOS_SYSTEM.to_string());
+    if let Some(file) = &src.file {
         return Ok(Source::File {
-            file: src.file.clone().unwrap_or_else(|| "default.nix".into()),
+            file: file.clone(),
             attr: src.attr.clone(),
+        });
+    }
+    if let Some(attr) = &src.attr {
+        // `-A` alone: ./system.nix, `<nixos-system>`, /etc/nixos/system.nix, ./default.nix.
+        let here = ctx.system_nix_in_cwd.then(|| "system.nix".to_string());
+        return Ok(Source::File {
+            file: here
+                .or(nixos_system)
+                .or(etc_system)
+                .unwrap_or_else(|| "default.nix".into()),
+            attr: Some(attr.clone()),
         });
     }
     let flake = match (&src.flake, src.no_flake) {
@@ -397,7 +459,12 @@ fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
         (None, false) => ctx.etc_nixos_flake.clone(),
     };
     let Some(flake) = flake else {
-        return Ok(Source::Classic);
+        // A whole system expression wins over `<nixpkgs/nixos>`; `edit` still opens the
+        // classic configuration.nix.
+        return Ok(match nixos_system.or(etc_system) {
+            Some(file) if cli.action != Some(Action::Edit) => Source::File { file, attr: None },
+            _ => Source::Classic,
+        });
     };
     let partial = flake::parse(&flake).map_err(usage)?;
     // The default name is the host name of the machine being deployed.
@@ -423,6 +490,8 @@ pub mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             etc_nixos_flake: None,
+            etc_nixos_system: false,
+            system_nix_in_cwd: false,
             hostname: Box::new(|h| {
                 Ok(match h {
                     Host::Local => "workstation".into(),
@@ -502,6 +571,114 @@ pub mod tests {
                 attr: Some("web".into())
             }
         );
+    }
+
+    #[test]
+    fn a_bare_localhost_is_this_machine() {
+        let r =
+            req("switch --flake /cfg#h --build-host localhost --target-host localhost").unwrap();
+        assert_eq!(
+            (r.build_host.clone(), r.target_host.clone()),
+            (Host::Local, Host::Local)
+        );
+        assert_eq!(
+            r.notes,
+            [
+                "--target-host localhost is this machine: no SSH (write root@localhost to go over SSH)",
+                "--build-host localhost is this machine: no SSH (write root@localhost to go over SSH)",
+            ]
+        );
+        for over_ssh in ["root@localhost", "ssh://localhost", "ssh-ng://localhost"] {
+            let r = req(&format!("switch --flake /cfg#h --target-host {over_ssh}")).unwrap();
+            assert!(matches!(r.target_host, Host::Ssh(_)), "{over_ssh}");
+            assert!(r.notes.is_empty());
+        }
+        let c = ctx(&[("NIX_SSHOPTS", "-p 2222")]);
+        let r = req_in("switch --flake /cfg#h --target-host localhost", &c).unwrap();
+        assert!(matches!(r.target_host, Host::Ssh(h) if h.dest == "localhost"));
+    }
+
+    #[test]
+    fn a_whole_system_expression_is_found_like_ng_does() {
+        let file = |f: &str, a: Option<&str>| Source::File {
+            file: f.into(),
+            attr: a.map(String::from),
+        };
+        let mut c = ctx(&[]);
+        c.etc_nixos_system = true;
+        assert_eq!(
+            req_in("switch", &c).unwrap().source,
+            file("/etc/nixos/system.nix", None)
+        );
+        // `edit` keeps opening configuration.nix; a flake (given or detected) wins.
+        assert_eq!(req_in("edit", &c).unwrap().source, Source::Classic);
+        assert!(matches!(
+            req_in("switch --flake /x#h", &c).unwrap().source,
+            Source::Flake(_)
+        ));
+        c.etc_nixos_flake = Some("/etc/nixos".into());
+        assert!(matches!(
+            req_in("switch", &c).unwrap().source,
+            Source::Flake(_)
+        ));
+        assert_eq!(
+            req_in("switch --no-flake", &c).unwrap().source,
+            file("/etc/nixos/system.nix", None)
+        );
+        // `-A` alone: ./system.nix, then <nixos-system>, then /etc/nixos/system.nix.
+        assert_eq!(
+            req_in("build -A web", &c).unwrap().source,
+            file("/etc/nixos/system.nix", Some("web"))
+        );
+        let mut n = ctx(&[("NIX_PATH", "nixpkgs=/n:nixos-system=/s.nix")]);
+        n.etc_nixos_system = true;
+        assert_eq!(
+            req_in("build -A web", &n).unwrap().source,
+            file("<nixos-system>", Some("web"))
+        );
+        assert_eq!(
+            req_in("switch", &n).unwrap().source,
+            file("<nixos-system>", None)
+        );
+        n.system_nix_in_cwd = true;
+        assert_eq!(
+            req_in("build -A web", &n).unwrap().source,
+            file("system.nix", Some("web"))
+        );
+        // `-f` is used as given; -I counts like NIX_PATH.
+        assert_eq!(
+            req_in("build -f x.nix", &n).unwrap().source,
+            file("x.nix", None)
+        );
+        assert_eq!(
+            req_in("switch -I nixos-system=/s.nix", &ctx(&[]))
+                .unwrap()
+                .source,
+            file("<nixos-system>", None)
+        );
+        assert_eq!(
+            req("build -A web").unwrap().source,
+            file("default.nix", Some("web"))
+        );
+        assert_eq!(req("switch").unwrap().source, Source::Classic);
+    }
+
+    #[test]
+    fn keeping_the_generation_on_failure_by_flag_or_environment() {
+        assert!(!req("switch").unwrap().keep_generation_on_failure);
+        assert!(
+            req("switch --keep-generation-on-failure")
+                .unwrap()
+                .keep_generation_on_failure
+        );
+        for (v, keeps) in [("1", true), ("yes", true), ("0", false), ("", false)] {
+            let c = ctx(&[("NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE", v)]);
+            assert_eq!(
+                req_in("switch", &c).unwrap().keep_generation_on_failure,
+                keeps,
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

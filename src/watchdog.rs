@@ -621,6 +621,7 @@ mod tests {
             nix_sshopts: "",
             cwd: "/home/me/cfg",
             program: "rb",
+            use_nom: false,
         };
         let req = crate::request::tests::req(
             "switch --flake /cfg#h --target-host root@aq --confirm-timeout 30",

@@ -120,8 +120,13 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             ]
         };
         let mut set = Command::new(set);
-        set.undo = Some(Undo::RestoreProfile {
-            profile: profile.clone(),
+        set.undo = Some(match req.keep_generation_on_failure {
+            false => Undo::RestoreProfile {
+                profile: profile.clone(),
+            },
+            true => Undo::KeepProfile {
+                profile: profile.clone(),
+            },
         });
         steps.push(Step {
             kind: StepKind::SetProfile,

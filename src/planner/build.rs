@@ -18,7 +18,7 @@ pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
 }
 
 /// Evaluate and build the configuration here, in one Nix process.
-pub(super) fn build(req: &Request) -> Result<Session> {
+pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
     let attr = &attribute(req);
     let dry = req.action == Action::DryBuild;
     let link = leaves_result_link(req.action);
@@ -26,6 +26,12 @@ pub(super) fn build(req: &Request) -> Result<Session> {
         Source::Flake(flake) => {
             // `--json` works on every Nix from 2.8 on, unlike `--print-out-paths`.
             let mut argv = nix_new_style("build");
+            if nom {
+                // `nom build` takes nix's arguments after its subcommand.
+                argv.retain(|w| w != "nix" && w != "build");
+                argv.insert(0, "build".into());
+                argv.insert(0, "nom".into());
+            }
             argv.extend([flake.installable(attr), "--json".into()]);
             if !link || req.nix.no_build_output {
                 argv.push("--no-link".into());
@@ -38,7 +44,8 @@ pub(super) fn build(req: &Request) -> Result<Session> {
         }
         _ => {
             let (file, attr) = classic_target(req, attr);
-            let mut argv = vec!["nix-build".to_string(), file, "--attr".into(), attr];
+            let program = if nom { "nom-build" } else { "nix-build" };
+            let mut argv = vec![program.to_string(), file, "--attr".into(), attr];
             if !link {
                 argv.push("--no-out-link".into());
             }

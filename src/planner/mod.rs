@@ -36,6 +36,9 @@ pub struct RunEnv<'a> {
     pub cwd: &'a str,
     /// `rb` or `nixos-rebuild`: how scripts on hosts sign their notes and warnings.
     pub program: &'a str,
+    /// Local builds go through nix-output-monitor (`NIXOS_REBUILD_USE_NOM`, `nom` on the PATH,
+    /// stderr a terminal: when nixos-rebuild-ng would).
+    pub use_nom: bool,
 }
 
 /// Builds the plan.
@@ -116,7 +119,7 @@ fn deploy(
                         return Ok(Finish::Nothing);
                     }
                 }
-                sessions.push(build(req)?);
+                sessions.push(build(req, run.use_nom)?);
                 if let (Host::Ssh(to), true) = (&req.target_host, copies) {
                     sessions.extend(specialisation_before_copy(req, &req.build_host));
                     sessions.push(copy_to(req, to, Var::System, run, caps));

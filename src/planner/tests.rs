@@ -8,6 +8,7 @@ const RUN: RunEnv = RunEnv {
     nix_sshopts: "-o ControlPath=/tmp/rb.t/%C",
     cwd: "/home/me/cfg",
     program: "rb",
+    use_nom: false,
 };
 
 fn plan_of(args: &str) -> Plan {
@@ -1181,4 +1182,34 @@ fn an_ipv6_target_is_spelled_for_the_local_nix() {
     let (streamed, legacy) = copy_words(&NixCaps::parse("nix (Nix) 2.34.8").unwrap());
     assert_eq!(streamed[streamed.len() - 1], "ssh-ng://root@[::1]");
     assert_eq!(legacy, ["nix-copy-closure", "--to", "root@[::1]"]);
+}
+
+/// With nix-output-monitor, the local build is `nom build` (nix's arguments after its
+/// subcommand) or `nom-build`; nothing else in the plan changes.
+#[test]
+fn nom_builds_locally_when_asked() {
+    let nom = RunEnv {
+        use_nom: true,
+        ..RUN
+    };
+    for (args, program) in [
+        ("switch --flake /cfg#h", "nom"),
+        ("switch -f /cfg/system.nix", "nom-build"),
+    ] {
+        let plain = plan(&req(args).unwrap(), &NixCaps::floor(), &RUN).unwrap();
+        let mut with_nom = plan(&req(args).unwrap(), &NixCaps::floor(), &nom).unwrap();
+        let argv = &mut with_nom.sessions[0].steps[0].commands[0].argv;
+        assert_eq!(argv[0], Word::lit(program), "{args}");
+        if program == "nom" {
+            assert_eq!(argv[1], Word::lit("build"));
+            assert_eq!(argv[2..4], [Word::lit(FEATURES[0]), Word::lit(FEATURES[1])]);
+            // Back to `nix <features> build …`: the rest is the same as without nom.
+            argv.drain(0..2);
+            argv.insert(2, Word::lit("build"));
+            argv.insert(0, Word::lit("nix"));
+        } else {
+            argv[0] = Word::lit("nix-build");
+        }
+        assert_eq!(with_nom, plain, "{args}");
+    }
 }

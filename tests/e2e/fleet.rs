@@ -361,7 +361,7 @@ impl Fleet {
     }
 
     /// Where a path as seen inside `host` lives on the real filesystem
-    /// (/nix, /run, /etc/nix, /root and the fleet users' homes are the host's own).
+    /// (/nix, /run, /etc/nix, /etc/nixos, /root and the fleet users' homes are the host's own).
     pub fn host_path(&self, host: &str, path: &str) -> PathBuf {
         let h = self.host_dir(host);
         let map = |prefix: &str, to: PathBuf| -> Option<PathBuf> {
@@ -376,6 +376,7 @@ impl Fleet {
         map("/nix", h.join("nix"))
             .or_else(|| map("/run", h.join("run")))
             .or_else(|| map("/etc/nix", h.join("etc-nix")))
+            .or_else(|| map("/etc/nixos", h.join("etc-nixos")))
             .or_else(|| map("/root/.ssh", self.dir.join("ssh")))
             .or_else(|| map("/root", h.join("home/root")))
             .or_else(|| map("/home/deploypw/.ssh", self.dir.join("ssh-deploypw")))

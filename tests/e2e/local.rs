@@ -472,3 +472,95 @@ fn deprecated_options_warn_like_ng() {
     );
     assert!(r.stderr.contains("--no-build-nix is deprecated"));
 }
+
+/// `--target-host localhost` deploys this machine, without SSH.
+#[test]
+fn target_host_localhost_is_this_machine() {
+    let f = fleet();
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &f.flake(WS),
+        "--target-host",
+        "localhost",
+    ]);
+    r.assert_success();
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.activations(WS)[0].action, "switch");
+}
+
+#[test]
+fn keep_generation_on_failure_leaves_the_new_generation_and_says_so() {
+    for (flag, env) in [
+        (Some("--keep-generation-on-failure"), vec![]),
+        (
+            None,
+            vec![(
+                "NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE".to_string(),
+                "1".to_string(),
+            )],
+        ),
+    ] {
+        let f = fleet();
+        let first = f.seed_generation(WS, WS);
+        f.knob(WS, "rev", "2");
+        f.knob(WS, "activationExit", "4");
+        let mut args = vec!["switch", "--flake"];
+        let flake = f.flake(WS);
+        args.push(&flake);
+        args.extend(flag);
+        let r = f.rb_with(RbCall {
+            args: &args,
+            env,
+            ..Default::default()
+        });
+        r.assert_status(4);
+        // Only the failed switch ran: no `boot` of the previous generation.
+        let acts = f.activations(WS);
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        let now = f.profile_target(WS, SYSTEM_PROFILE).unwrap();
+        assert_ne!(now, first);
+        assert_eq!(acts[0].toplevel, now);
+        assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(2));
+        assert!(r.stderr.contains("stays at the new generation"), "{r:?}");
+    }
+}
+
+/// `/etc/nixos/system.nix` (a whole system expression) is built when no flake is used, and
+/// `-A` alone picks from it; a `nixos-system` entry of `NIX_PATH` comes first.
+#[test]
+fn a_whole_system_expression_in_etc_nixos() {
+    let f = fleet();
+    let all = f.config_dir().join("default.nix");
+    let system_nix = f.host_path(WS, "/etc/nixos/system.nix");
+    std::fs::write(&system_nix, format!("(import {}).{WS}\n", all.display())).unwrap();
+    let r = f.rb(&["switch"]);
+    r.assert_success();
+    assert!(
+        r.stdout_trimmed().ends_with("-nixos-system-ws-26.05.1"),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
+
+    // `-A other` without `-f` reads /etc/nixos/system.nix, here the set of every configuration.
+    std::fs::write(&system_nix, format!("import {}\n", all.display())).unwrap();
+    f.knob("other", "rev", "3");
+    let r = f.rb(&["build", "-A", "other"]);
+    r.assert_success();
+    assert!(
+        r.stdout_trimmed().ends_with("-nixos-system-other-26.05.3"),
+        "{r:?}"
+    );
+
+    // <nixos-system> wins over /etc/nixos/system.nix (given with -I: the fleet's nix.conf sets
+    // `nix-path`, which Nix 2.8 lets win over NIX_PATH).
+    let elsewhere = f.workdir().join("elsewhere.nix");
+    std::fs::write(&elsewhere, format!("(import {}).other\n", all.display())).unwrap();
+    let include = format!("nixos-system={}", elsewhere.display());
+    let r = f.rb(&["build", "-I", &include]);
+    r.assert_success();
+    assert!(
+        r.stdout_trimmed().ends_with("-nixos-system-other-26.05.3"),
+        "{r:?}"
+    );
+}

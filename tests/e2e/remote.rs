@@ -661,3 +661,38 @@ fn a_target_without_nix_daemon_gets_the_legacy_copy() {
     assert!(f.has_path(T, r.stdout_trimmed()));
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
 }
+
+/// The "NixOS & Flakes" guide's command line: `--build-host localhost` builds right here, with
+/// no SSH to this machine (the workstation runs no sshd, so any attempt would fail), and the
+/// target is deployed as usual. `root@localhost` still means SSH.
+#[test]
+fn the_guides_build_host_localhost_is_this_machine() {
+    let f = Fleet::up(&[WS, T]);
+    let host = format!("root@{T}");
+    let r = switch_to(&f, &host, &["--build-host", "localhost", "--verbose"]);
+    r.assert_success();
+    assert!(built_on(&f, WS, T) && !built_on(&f, T, T), "{r:?}");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert!(
+        r.stderr.contains("--build-host localhost is this machine"),
+        "{r:?}"
+    );
+    assert_eq!(f.sessions(T), sessions(1, 2));
+
+    // --plan says where each step runs: nothing on a host called localhost.
+    let plan = switch_to(&f, &host, &["--build-host", "localhost", "--plan"]);
+    plan.assert_success();
+    assert!(
+        !plan.stderr.contains("localhost") && !plan.stdout.contains("localhost"),
+        "{plan:?}"
+    );
+
+    // Written with a user, it is an SSH host: refused here, with rb's own line and exit 255.
+    let r = switch_to(&f, &host, &["--build-host", "root@localhost"]);
+    r.assert_status(255);
+    assert!(
+        r.stderr.contains("cannot connect to root@localhost"),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+}
