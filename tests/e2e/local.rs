@@ -1,7 +1,7 @@
 //! Deploys to the machine rb runs on (the fleet's workstation): every action, what
 //! switch-to-configuration was asked, which generation the host ends on, exit statuses.
 
-use crate::fleet::{Fleet, RbCall, SYSTEM_PROFILE};
+use crate::fleet::{Fleet, RbCall, RunCall, SYSTEM_PROFILE};
 
 const WS: &str = "ws";
 
@@ -563,4 +563,66 @@ fn a_whole_system_expression_in_etc_nixos() {
         r.stdout_trimmed().ends_with("-nixos-system-other-26.05.3"),
         "{r:?}"
     );
+}
+
+/// `NIXOS_REBUILD_USE_NOM`: with `nom` on the PATH and stderr a terminal (here a pty from
+/// `script`), the local build goes through it; without a terminal it does not. The fake `nom`
+/// and `nom-build` log their calls and hand over to Nix.
+#[test]
+fn nom_builds_when_asked_and_stderr_is_a_terminal() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fleet();
+    for (name, exec) in [
+        ("nom", "[ \"$1\" = build ] && shift; exec nix build \"$@\""),
+        ("nom-build", "exec nix-build \"$@\""),
+    ] {
+        let fake = f.host_path(WS, &format!("/run/rb-fleet/bin/{name}"));
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"{name} $*\" >>/run/rb-fleet/nom.log\n{exec}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let log = f.host_path(WS, "/run/rb-fleet/nom.log");
+    let use_nom = || vec![("NIXOS_REBUILD_USE_NOM".to_string(), "1".to_string())];
+    let in_terminal = |rb_args: &str| {
+        let line = format!("{} {rb_args}", crate::fleet::RB);
+        f.run(
+            WS,
+            RunCall {
+                argv: &["script", "-qec", &line, "/dev/null"],
+                env: use_nom(),
+                user: None,
+                stdin: None,
+                cwd: Some(f.workdir()),
+                path: None,
+            },
+        )
+    };
+    in_terminal(&format!("switch --flake {}", f.flake(WS))).assert_success();
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.starts_with("nom build "), "{calls}");
+
+    let file = f.config_dir().join("default.nix");
+    f.knob("other", "rev", "5");
+    in_terminal(&format!("build -f {} -A other", file.display())).assert_success();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.lines().count(), 2, "{calls}");
+    assert!(
+        calls.lines().nth(1).unwrap().starts_with("nom-build "),
+        "{calls}"
+    );
+
+    // stderr not a terminal: Nix's own build, as ng does.
+    f.knob(WS, "rev", "2");
+    f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(WS)],
+        env: use_nom(),
+        ..Default::default()
+    })
+    .assert_success();
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(2));
 }
