@@ -10,6 +10,18 @@ const T: &str = "aquamarine";
 const ROLLED_BACK: i32 = 10;
 const UNCONFIRMED: i32 = 11;
 
+/// rb's line saying the target is back on generation 1 (`gen1`), and the target's state.
+pub fn assert_rolled_back_to_1(f: &Fleet, r: &crate::fleet::RunResult, gen1: &str) {
+    assert!(
+        r.stderr.contains(&format!(
+            "root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1));
+}
+
 fn target() -> String {
     format!("root@{T}")
 }
@@ -129,14 +141,7 @@ fn a_switch_that_cuts_ssh_is_rolled_back_and_rb_says_to_what() {
         )),
         "{r:?}"
     );
-    assert!(
-        r.stderr.contains(&format!(
-            "root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
-        )),
-        "{r:?}"
-    );
-    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
-    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    assert_rolled_back_to_1(&f, &r, &gen1);
     let acts: Vec<_> = f
         .activations(T)
         .into_iter()

@@ -129,14 +129,7 @@ fn magic_rollback_across_versions() {
     let before = f.sessions(T);
     let r = deploy(&f, &target);
     r.assert_status(10);
-    assert!(
-        r.stderr.contains(&format!(
-            "root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
-        )),
-        "{r:?}"
-    );
-    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
-    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    crate::magic_rollback::assert_rolled_back_to_1(&f, &r, &gen1);
     // The deploy connection and the (failed) confirmation's attempt reached the target.
     assert!(f.sessions(T).connections > before.connections);
 }
