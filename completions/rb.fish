@@ -5,6 +5,7 @@ complete -c rb -l store-path -d 'Deploy this already built system closure instea
 complete -c rb -l image-variant -d 'The image variant to build with build-image (an attribute of config.system.build.images)' -r -f
 complete -c rb -s p -l profile-name -d 'Use the system profile /nix/var/nix/profiles/system-profiles/NAME' -r -f
 complete -c rb -s c -l specialisation -d 'Activate the specialisation NAME of the configuration (switch and test)' -r -f
+complete -c rb -l generation -d 'Make generation N of the profile current instead of building (switch, boot, test)' -r
 complete -c rb -l elevate -d 'How to elevate the steps that need root' -r -f -a "none\t'Run everything as the connecting user'
 sudo\t'Use sudo for the steps that need root'
 run0\t'Use run0 (systemd) for the steps that need root'"

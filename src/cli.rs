@@ -189,6 +189,14 @@ pub struct ActivationArgs {
     #[arg(long)]
     pub rollback: bool,
 
+    /// Make generation N of the profile current instead of building (switch, boot, test).
+    ///
+    /// Like --rollback, for any generation that `list-generations` shows; on the target host
+    /// with --target-host. A generation that does not exist is an error before anything
+    /// changes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub generation: Option<u64>,
+
     /// Install the boot loader again while activating (NIXOS_INSTALL_BOOTLOADER=1).
     #[arg(long)]
     pub install_bootloader: bool,

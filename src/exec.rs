@@ -546,11 +546,20 @@ pub fn pick_generation(lines: &[String], profile: &str, pick: Pick) -> Result<u6
             "no generations found in profile {profile}; nothing to roll back to"
         )));
     }
+    if let Pick::Number(n) = pick {
+        return match gens.iter().any(|g| g.0 == n) {
+            true => Ok(n),
+            false => Err(Error::Failed(format!(
+                "generation {n} of {profile} does not exist; `list-generations` shows the ones \
+                 there are"
+            ))),
+        };
+    }
     let current = gens.iter().find(|g| g.1).map(|g| g.0);
     let others = gens.iter().filter(|g| !g.1).map(|g| g.0);
     let chosen = match (pick, current) {
         (Pick::OlderThanCurrent, Some(c)) => others.filter(|&n| n < c).max(),
-        (Pick::OlderThanCurrent, None) | (Pick::NewestOther, _) => others.max(),
+        (Pick::OlderThanCurrent, None) | (Pick::NewestOther | Pick::Number(_), _) => others.max(),
     };
     chosen.ok_or_else(|| {
         Error::Failed(match current {
@@ -584,6 +593,13 @@ mod tests {
                 .contains("could not find previous generation")
         );
         assert!(pick_generation(&[], "/p", Pick::NewestOther).is_err());
+        assert_eq!(pick_generation(&l, "p", Pick::Number(1)).unwrap(), 1);
+        assert_eq!(pick_generation(&l, "p", Pick::Number(2)).unwrap(), 2);
+        let err = pick_generation(&l, "/p", Pick::Number(7)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "generation 7 of /p does not exist; `list-generations` shows the ones there are"
+        );
     }
 
     #[test]

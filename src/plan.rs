@@ -316,6 +316,8 @@ pub enum Pick {
     OlderThanCurrent,
     /// The newest generation that is not the current one (nixos-rebuild-ng for test/build).
     NewestOther,
+    /// This generation (`--generation N`), which must exist.
+    Number(u64),
 }
 
 /// What rb prints when everything succeeded.
@@ -420,8 +422,11 @@ impl Session {
                         Capture::Generation { pick, .. } => format!(
                             "$generation, $system ({})",
                             match pick {
-                                Pick::OlderThanCurrent => "the newest older than the current",
-                                Pick::NewestOther => "the newest other than the current",
+                                Pick::OlderThanCurrent => {
+                                    "the newest older than the current".to_string()
+                                }
+                                Pick::NewestOther => "the newest other than the current".into(),
+                                Pick::Number(n) => format!("generation {n}, which must exist"),
                             }
                         ),
                         Capture::ImageVariants { variant: Some(v) } => {

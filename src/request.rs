@@ -44,8 +44,8 @@ pub enum Source {
     File { file: String, attr: Option<String> },
     /// `--store-path`: a system closure built elsewhere.
     StorePath { path: String },
-    /// `--rollback`: the previous generation of the profile.
-    Rollback,
+    /// `--rollback`: the previous generation of the profile; `--generation N`: generation N.
+    Rollback { generation: Option<u64> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -240,6 +240,23 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         }
         check_name("--specialisation", s)?;
     }
+    if act.generation.is_some() {
+        if act.rollback {
+            return Err(usage("--generation and --rollback are mutually exclusive"));
+        }
+        if src.store_path.is_some() || src.flake.is_some() || file_mode {
+            return Err(usage(
+                "--generation cannot be used with --store-path, --flake, --file or --attr: \
+                 the generation is already built",
+            ));
+        }
+        if !matches!(action, Action::Switch | Action::Boot | Action::Test) {
+            return Err(usage(format!(
+                "--generation can only be used with 'switch', 'boot' and 'test', not '{}'",
+                action.name()
+            )));
+        }
+    }
     if act.rollback
         && !matches!(
             action,
@@ -431,8 +448,10 @@ fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
     if let Some(path) = &src.store_path {
         return Ok(Source::StorePath { path: path.clone() });
     }
-    if cli.activation.rollback {
-        return Ok(Source::Rollback);
+    if cli.activation.rollback || cli.activation.generation.is_some() {
+        return Ok(Source::Rollback {
+            generation: cli.activation.generation,
+        });
     }
     let nixos_system = has_nixos_system_path(cli, ctx).then(|| "<nixos-system>".to_string());
     let etc_system = ctx.etc_nixos_system.then(|| ETC_NIXOS_SYSTEM.to_string());
@@ -679,6 +698,29 @@ pub mod tests {
                 "{v:?}"
             );
         }
+    }
+
+    #[test]
+    fn generation_n_conflicts_and_actions() {
+        assert_eq!(
+            req("switch --generation 3").unwrap().source,
+            Source::Rollback {
+                generation: Some(3)
+            }
+        );
+        assert_eq!(
+            usage_msg("switch --generation 3 --rollback"),
+            "--generation and --rollback are mutually exclusive"
+        );
+        assert!(usage_msg("switch --generation 3 --flake /x#h").starts_with("--generation cannot"));
+        assert!(
+            usage_msg("test --generation 3 --store-path /nix/store/x").starts_with("--generation")
+        );
+        assert_eq!(
+            usage_msg("build --generation 3"),
+            "--generation can only be used with 'switch', 'boot' and 'test', not 'build'"
+        );
+        assert!(usage_msg("switch --generation 0").contains("--generation"));
     }
 
     #[test]

@@ -21,8 +21,14 @@ pub(super) fn check_elevation(req: &Request) -> Session {
 /// `--rollback`: find the generation to go back to on the target.
 pub(super) fn find_generation(req: &Request) -> Session {
     let profile = req.profile.path();
-    let pick = match req.action {
-        Action::Switch | Action::Boot => Pick::OlderThanCurrent,
+    let pick = match (&req.source, req.action) {
+        (
+            Source::Rollback {
+                generation: Some(n),
+            },
+            _,
+        ) => Pick::Number(*n),
+        (_, Action::Switch | Action::Boot) => Pick::OlderThanCurrent,
         _ => Pick::NewestOther,
     };
     Session {
@@ -56,7 +62,7 @@ to continue. Please open an issue if this is the case.";
 pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     let profile = req.profile.path();
     let sets_profile = matches!(req.action, Action::Switch | Action::Boot);
-    let rollback = req.source == Source::Rollback;
+    let rollback = matches!(req.source, Source::Rollback { .. });
     let mut steps = Vec::new();
     let step = |kind, commands| Step {
         kind,

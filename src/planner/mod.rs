@@ -96,7 +96,7 @@ fn deploy(
     if let Elevation::Sudo {
         ask_password: true, ..
     } = &req.elevation
-        && (activates || req.source == Source::Rollback)
+        && (activates || matches!(req.source, Source::Rollback { .. }))
     {
         sessions.push(check_elevation(req));
     }
@@ -109,7 +109,7 @@ fn deploy(
                 sessions.push(copy_to(req, to, Var::System, run, caps));
             }
         }
-        Source::Rollback => sessions.push(find_generation(req)),
+        Source::Rollback { .. } => sessions.push(find_generation(req)),
         Source::Flake(_) | Source::Classic | Source::File { .. } => match &req.build_host {
             Host::Local => {
                 if req.action == Action::BuildImage {

@@ -412,6 +412,27 @@ fn rollback_switch_finds_then_switches_generation() {
     );
 }
 
+/// `--generation N` is `--rollback` with the generation named: the same plan, but for the
+/// generation the capture picks.
+#[test]
+fn generation_n_is_a_rollback_to_that_generation() {
+    for action in ["switch", "boot", "test"] {
+        let mut rollback = plan_of(&format!("{action} --rollback -p web --target-host root@aq"));
+        let Some(Capture::Generation { pick, .. }) = &mut rollback.sessions[0].steps[0].capture
+        else {
+            panic!("{rollback:?}")
+        };
+        *pick = Pick::Number(4);
+        assert_eq!(
+            plan_of(&format!(
+                "{action} --generation 4 -p web --target-host root@aq"
+            )),
+            rollback,
+            "{action}"
+        );
+    }
+}
+
 #[test]
 fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connection() {
     let aq = crate::host::SshHost::parse("--target-host", "root@aq").unwrap();

@@ -626,3 +626,18 @@ fn nom_builds_when_asked_and_stderr_is_a_terminal() {
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
     assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(2));
 }
+
+#[test]
+fn generation_n_here() {
+    let f = fleet();
+    f.seed_generation(WS, WS);
+    f.knob(WS, "rev", "2");
+    f.rb(&["switch", "--flake", &f.flake(WS)]).assert_success();
+    f.rb(&["boot", "--generation", "1"]).assert_success();
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
+    let last = f.activations(WS).pop().unwrap();
+    assert_eq!(last.action, "boot");
+    let r = f.rb(&["switch", "--generation", "5"]);
+    r.assert_status(1);
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
+}

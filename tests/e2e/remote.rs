@@ -696,3 +696,45 @@ fn the_guides_build_host_localhost_is_this_machine() {
     );
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
 }
+
+/// `--generation N`: any generation of the profile becomes current, on the target; with a
+/// specialisation; one that does not exist is rb's error before anything changes.
+#[test]
+fn generation_n_on_the_target() {
+    let f = Fleet::up(&[WS, T]);
+    let first = f.seed_generation(T, T);
+    for rev in ["2", "3"] {
+        f.knob(T, "rev", rev);
+        f.rb(&["switch", "--flake", &f.flake(T), "--target-host", T])
+            .assert_success();
+    }
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(3));
+
+    let r = f.rb(&["switch", "--generation", "1", "--target-host", T]);
+    r.assert_success();
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.activations(T).pop().unwrap().toplevel, first);
+    assert_eq!(r.stdout_trimmed(), format!("{SYSTEM_PROFILE}-1-link"));
+
+    // test: generation 2's specialisation runs; the profile stays at 1.
+    let r = f.rb(&["test", "--generation", "2", "-c", "web", "--target-host", T]);
+    r.assert_success();
+    let a = f.activations(T).pop().unwrap();
+    assert_eq!(
+        (a.action.as_str(), a.specialisation.as_deref()),
+        ("test", Some("web"))
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+
+    let before = f.activations(T).len();
+    let r = f.rb(&["boot", "--generation", "9", "--target-host", T]);
+    r.assert_status(1);
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: generation 9 of {SYSTEM_PROFILE} does not exist"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.activations(T).len(), before);
+}
