@@ -21,6 +21,7 @@ pub mod nix;
 pub mod password;
 pub mod plan;
 pub mod planner;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod request;
