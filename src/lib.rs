@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod closure_diff;
 pub mod confirm;
 pub mod error;
 pub mod exec;
