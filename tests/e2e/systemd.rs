@@ -351,6 +351,21 @@ fn ctrl_c_during_activation_leaves_the_unit_to_finish() {
     let r = run.wait(Duration::from_secs(30));
     r.assert_status(130);
     assert!(r.stderr.contains("rb: error: interrupted"), "{r:?}");
+    // rb says the activation goes on in its unit, and names it.
+    let unit = f.activations(T)[1]
+        .cgroup
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".service")
+        .to_string();
+    assert!(unit.starts_with(ACTIVATION_UNIT), "{unit}");
+    assert!(
+        r.stderr.contains(&format!(
+            "the activation on root@aquamarine goes on where it runs in the systemd unit {unit} "
+        )),
+        "{r:?}"
+    );
     // The activation goes on in its unit: the new system becomes the running one.
     let new = f.profile_target(T, SYSTEM_PROFILE).unwrap();
     assert!(
@@ -382,4 +397,85 @@ fn diff_reads_the_targets_running_system() {
         r.stderr.lines().any(|l| l.contains("linux: 6.1.0 → 6.2.0")),
         "{r:?}"
     );
+}
+
+/// Whether the target's root has run0 (systemd 256 and newer: not bookworm's 252).
+fn root_has_run0(f: &Fleet) -> bool {
+    f.sh(T, "command -v run0").success()
+}
+
+#[test]
+fn run0_elevates_through_polkit_without_a_password() {
+    let f = fleet();
+    f.knob(T, "units", r#"{"web": "ok"}"#);
+    let flake = f.flake(T);
+    let tgt = format!("deploy@{T}");
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &flake,
+        "--target-host",
+        &tgt,
+        "--elevate",
+        "run0",
+    ]);
+    if !root_has_run0(&f) {
+        // No run0 on the target: rb says so, and nothing changed there.
+        assert_ne!(r.status, 0, "{r:?}");
+        assert!(r.stderr.contains("run0"), "{r:?}");
+        assert!(f.activations(T).is_empty());
+        return;
+    }
+    r.assert_success();
+    let [act] = f.activations(T).try_into().unwrap();
+    assert_eq!(act.uid, 0);
+    // run0 is a transient unit of its own; activation inside it is one more.
+    assert!(
+        act.cgroup
+            .starts_with(&format!("/system.slice/{ACTIVATION_UNIT}")),
+        "{:?}",
+        act.cgroup
+    );
+    assert_eq!(is_active(&f, "web.service"), "active");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+}
+
+#[test]
+fn run0_that_wants_a_password_is_refused_with_rbs_message() {
+    let f = fleet();
+    let flake = f.flake(T);
+    let tgt = format!("deploypw@{T}");
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &flake,
+        "--target-host",
+        &tgt,
+        "--elevate",
+        "run0",
+    ]);
+    assert_ne!(r.status, 0, "{r:?}");
+    if root_has_run0(&f) {
+        assert!(
+            r.stderr
+                .contains("check that polkit lets the user run them without a password"),
+            "{r:?}"
+        );
+    }
+    assert!(f.activations(T).is_empty());
+    assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
+    // A password for run0 is not something rb can hand over (no polkit agent on stdin).
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &flake,
+        "--target-host",
+        &tgt,
+        "--elevate",
+        "run0",
+        "--ask-sudo-password",
+    ]);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(r.stderr.contains("--ask-sudo-password with run0"), "{r:?}");
+    assert!(f.activations(T).is_empty());
 }
