@@ -479,3 +479,80 @@ fn run0_that_wants_a_password_is_refused_with_rbs_message() {
     assert!(r.stderr.contains("--ask-sudo-password with run0"), "{r:?}");
     assert!(f.activations(T).is_empty());
 }
+
+#[test]
+fn the_watchdog_waits_for_the_activation_unit_after_the_session_is_gone() {
+    let (f, gen1) = on_generation_1();
+    f.knob(T, "rev", "2");
+    f.knob(T, "breakSsh", "true");
+    f.knob(T, "activationSeconds", "4");
+    let rt = runtime_dir(&f, "rt");
+    let flake = f.flake(T);
+    let tgt = target();
+    let run = spawn_rb(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            &flake,
+            "--target-host",
+            &tgt,
+            "--confirm-timeout",
+            "1",
+        ],
+        &[("XDG_RUNTIME_DIR", &rt)],
+        None,
+    );
+    wait_until("the activation", Duration::from_secs(60), || {
+        f.activations(T).len() == 2
+    });
+    // rb and its connection die, and so does the deploying session on the target: only the
+    // activation's unit is left.
+    run.signal("KILL");
+    for p in crate::state::processes() {
+        if p.cmdline.starts_with("ssh ") && p.cmdline.contains(&*rt.to_string_lossy()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &p.pid.to_string()])
+                .status();
+        }
+    }
+    let dir = watchdog_dir(&f);
+    let session = read(&dir.join("session"));
+    let pid = session.split_whitespace().next().unwrap();
+    // (It may be gone already with the connection.)
+    f.sh(T, &format!("kill -KILL {pid} 2>/dev/null || true"))
+        .assert_success();
+    let _ = run.wait(Duration::from_secs(10));
+    let unit = format!(
+        "{ACTIVATION_UNIT}{}",
+        dir.file_name().unwrap().to_string_lossy()
+    );
+    assert!(
+        eventually(60, || read(&dir.join("result")).starts_with("outcome=")),
+        "{}",
+        read(&dir.join("log"))
+    );
+    let log = read(&dir.join("log"));
+    let journal = f
+        .sh(T, &format!("journalctl --no-pager -o short-monotonic -u {unit} -u 'rb-watchdog-*' -u rb-fleet-sshd 2>&1 | tail -40"))
+        .stdout;
+    assert!(
+        log.contains(&format!(
+            "waiting for the activation ({unit}) to end\nthe activation ({unit}) has ended\n\
+             waiting 1s for a confirmation\nrolling back (timeout)\n"
+        )),
+        "{log}\n{journal}"
+    );
+    // The rollback came after the new generation's activation: generation 1 is what runs.
+    assert!(
+        read(&dir.join("result")).starts_with("outcome=rolled-back\n"),
+        "{}",
+        read(&dir.join("result"))
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    assert_eq!(is_active(&f, "rb-fleet-sshd.service"), "active");
+    let acts = f.activations(T);
+    assert_eq!(acts.len(), 3, "{acts:?}");
+    assert_eq!(acts[2].toplevel, gen1);
+}
