@@ -287,8 +287,8 @@ impl Executor<'_, '_> {
                 });
             if let Some(unit) = unit {
                 self.report.warn(&format!(
-                    "the activation on {host} goes on where it runs in the systemd unit {unit} \
-                     (`systemctl status {unit}` there shows how it ends)"
+                    "where {host} runs systemd, the activation goes on there in the unit {unit} \
+                     until it ends (`systemctl status {unit}` shows how)"
                 ));
             }
             return Err(Error::Interrupted(sig));

@@ -362,7 +362,8 @@ fn ctrl_c_during_activation_leaves_the_unit_to_finish() {
     assert!(unit.starts_with(ACTIVATION_UNIT), "{unit}");
     assert!(
         r.stderr.contains(&format!(
-            "the activation on root@aquamarine goes on where it runs in the systemd unit {unit} "
+            "where root@aquamarine runs systemd, the activation goes on there in the unit {unit} \
+             until it ends"
         )),
         "{r:?}"
     );
