@@ -276,6 +276,21 @@ impl Executor<'_, '_> {
         interrupt::set_child(0);
         if let Some(sig) = interrupt::signal() {
             self.stop_remote(session, remote_pgid.as_deref());
+            // An activation under systemd-run is a unit of its own: it goes on without rb.
+            let unit = current
+                .filter(|&n| session.steps[n].kind == StepKind::Activate)
+                .and_then(|n| {
+                    session.steps[n]
+                        .commands
+                        .iter()
+                        .find_map(|c| c.systemd_run.clone())
+                });
+            if let Some(unit) = unit {
+                self.report.warn(&format!(
+                    "where {host} runs systemd, the activation goes on there in the unit {unit} \
+                     until it ends (`systemctl status {unit}` shows how)"
+                ));
+            }
             return Err(Error::Interrupted(sig));
         }
         let code = status

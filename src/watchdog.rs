@@ -227,9 +227,19 @@ rb_wd_arm() {
     rb_wd_pass="-E PATH"
     if [ -n "${LOCALE_ARCHIVE+x}" ]; then rb_wd_pass="$rb_wd_pass -E LOCALE_ARCHIVE"; fi
     echo "$rb_wd_how" >"$rb_wd_d/how"
+    # systemd expands $NAME and ${NAME} in a unit's command line: each $ goes as $$, which
+    # every version reads as a literal $.
+    rb_wd_n=$#
+    for rb_wd_x in "$rb_wd_body" rb-watchdog "$@"; do
+      rb_wd_x=$(printf '%sx' "$rb_wd_x" | sed 's/[$]/$$/g')
+      set -- "$@" "${rb_wd_x%x}"
+    done
+    shift "$rb_wd_n"
+    # Its output goes to the log itself (not to the journal): it outlives this session.
     # shellcheck disable=SC2086 # the -E options are split on purpose
     rb_wd_detach systemd-run --unit="rb-watchdog-${rb_wd_d##*/}" --collect --quiet \
-      --service-type=exec $rb_wd_pass -- /bin/sh -c "$rb_wd_body" rb-watchdog "$@" \
+      --service-type=exec -p "StandardOutput=append:$rb_wd_d/log" \
+      -p "StandardError=append:$rb_wd_d/log" $rb_wd_pass -- /bin/sh -c "$@" \
       </dev/null >>"$rb_wd_d/log" 2>&1
   else
     rb_wd_how="a detached process"

@@ -153,6 +153,9 @@ pub struct Activation {
     /// Whether a line was waiting on its stdin (it should never be).
     #[serde(default)]
     pub stdin: bool,
+    /// Its cgroup (v2 path; on a host with a real systemd, the unit it ran in).
+    #[serde(default)]
+    pub cgroup: String,
 }
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -497,7 +500,7 @@ impl Fleet {
     /// `"true"`, `"[\"a\"]"`, `"\"text\""`) and commits it. Knobs: rev, failBuild,
     /// activationExit, specialisations, configurationRevision, nixosVersion, kernelVersion,
     /// evalError, buildSeconds, breakSsh, activationSeconds, closurePaths, closurePathKiB,
-    /// changedPaths (see tests/fleet/config/fake-nixos.nix).
+    /// changedPaths, units (see tests/fleet/config/fake-nixos.nix).
     /// A new config name becomes a new nixosConfigurations entry.
     #[track_caller]
     pub fn knob(&self, config: &str, key: &str, json_value: &str) {

@@ -13,3 +13,4 @@ mod password;
 mod remote;
 mod state;
 mod surface;
+mod systemd;

@@ -30,6 +30,12 @@
 #   closurePathKiB        int     64           the size of each of them
 #   changedPaths          int     0            how many of them change with rev (the others
 #                                              stay the same from one generation to the next)
+#   units                 {str: str} {}        the generation's systemd units, NAME.service
+#                                              each, "ok" (starts) or "fail" (fails to start):
+#                                              on a host with a real systemd (fleet option
+#                                              systemd), switch/test stop the previous
+#                                              generation's units that are gone, restart these
+#                                              through systemctl and exit 4 if one failed
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -52,6 +58,13 @@ let
   closurePaths = k.closurePaths or 0;
   closurePathKiB = k.closurePathKiB or 64;
   changedPaths = k.changedPaths or 0;
+  units = k.units or { };
+  unitSpecs = map
+    (u: if builtins.match "[A-Za-z0-9_][A-Za-z0-9_.-]*" u != null
+          && builtins.elem units.${u} [ "ok" "fail" ]
+        then "${u}=${units.${u}}"
+        else throw "rb-fleet: bad unit '${u}' (state ${builtins.toJSON units.${u}}) in knobs.json")
+    (builtins.attrNames units);
 
   # `closurePaths` files of `closurePathKiB` each, listed in the toplevel (see builders/toplevel.sh).
   kibiByte = builtins.concatStringsSep "" (builtins.genList (_: "rb-fleet closure filler.\n") 40)
@@ -76,13 +89,14 @@ let
     inherit kernelVersion;
   };
 
-  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0, closure ? [ ] }:
+  mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0, closure ? [ ], unitSpecs ? [ ] }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
       inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
         specialisation specialisationPaths failBuild buildSeconds breakSsh activationSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
       # A file, not an environment variable: one variable is capped at 128 KiB.
       closure = builtins.concatStringsSep "\n" closure;
+      unitSpecs = builtins.concatStringsSep " " unitSpecs;
       passAsFile = [ "closure" ];
     };
 
@@ -91,7 +105,7 @@ let
     specialisations;
 
   toplevel = mkToplevel {
-    inherit failBuild buildSeconds closure;
+    inherit failBuild buildSeconds closure unitSpecs;
     specialisationPaths = map (s: "${s.name}=${s.toplevel}") specialisationToplevels;
   };
 

@@ -6,11 +6,16 @@
 #   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
 #    "hostname":…,"toplevel":…,"specialisation":<name or null>,
 #    "env":[<names of the variables it received, sorted>],"path":<its PATH or null>,
-#    "stdin":<whether a line could be read from its stdin>}
+#    "stdin":<whether a line could be read from its stdin>,
+#    "cgroup":<its cgroup v2 path from /proc/self/cgroup, "" without one>}
 # then sleeps activation_seconds (the activationSeconds knob: a slow activation to interrupt),
-# then, for switch and test, points /run/current-system at its toplevel and, on a remote host,
-# stops its sshd (knob breakSsh) or starts it again if it was stopped, and exits with the
-# activationExit knob. The PATH it received is recorded, never used.
+# then, for switch and test, points /run/current-system at its toplevel, on a host with a real
+# systemd (/run/rb-fleet/real-systemd) stops the units of the previous generation that this one
+# lacks and restarts its own (knob units; /run/rb-fleet/units lists them) through systemctl,
+# and on a remote host stops its sshd (knob breakSsh; on a real systemd the unit
+# rb-fleet-sshd.service) or starts it again if it was stopped; it exits 4 when a unit failed
+# (as NixOS's does), else with the activationExit knob. The PATH it received is recorded,
+# never used.
 received_env_file=/proc/$$/environ
 received_path=${PATH-}
 # (sh gives itself a default PATH when it received none: ask the kernel what it received)
@@ -20,6 +25,7 @@ PATH=/usr/bin:/bin
 export PATH
 action=${1-}
 log=/run/rb-fleet/activations.log
+units_failed=
 
 # json_string VALUE: VALUE as a JSON string.
 json_string() {
@@ -72,10 +78,11 @@ fi
 # all); rb's sessions give a pipe or /dev/null, so this does not block.
 if IFS= read -r _ 2>/dev/null; then stdin_json=true; else stdin_json=false; fi
 
-line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"toplevel":%s,"specialisation":%s,"env":[%s],"path":%s,"stdin":%s}' \
+cgroup=$(/usr/bin/sed -n 's/^0:://p' /proc/self/cgroup 2>/dev/null || true)
+line=$(printf '{"action":%s,"uid":%s,"installBootloader":%s,"hostname":%s,"toplevel":%s,"specialisation":%s,"env":[%s],"path":%s,"stdin":%s,"cgroup":%s}' \
   "$(json_string "$action")" "$(/usr/bin/id -u)" "$install_bootloader" \
   "$(json_string "$(/bin/cat /proc/sys/kernel/hostname)")" "$(json_string "$toplevel")" \
-  "$specialisation_json" "$env_names" "$path_json" "$stdin_json")
+  "$specialisation_json" "$env_names" "$path_json" "$stdin_json" "$(json_string "$cgroup")")
 printf '%s\n' "$line" >> "$log"
 
 if [ "${activation_seconds:-0}" -gt 0 ]; then
@@ -88,6 +95,26 @@ case "$action" in
     if ! /bin/ln -sfn "$toplevel" /run/current-system 2>/dev/null; then
       echo "switch-to-configuration: cannot update /run/current-system (not root?)" >&2
       exit 1
+    fi
+    if [ -e /run/rb-fleet/real-systemd ]; then
+      new_units=$(/bin/cat "$toplevel/rb-fleet-units" 2>/dev/null || true)
+      old_units=$(/bin/cat /run/rb-fleet/units 2>/dev/null || true)
+      for u in $old_units; do
+        if ! printf '%s\n' "$new_units" | /usr/bin/grep -qx "$u"; then
+          echo "stopping the following units: $u.service" >&2
+          systemctl stop "$u.service" || true
+          /bin/rm -f "/run/systemd/system/$u.service"
+        fi
+      done
+      for u in $new_units; do
+        /bin/ln -sfn "$toplevel/etc/systemd/system/$u.service" "/run/systemd/system/$u.service"
+      done
+      systemctl daemon-reload
+      for u in $new_units; do
+        echo "restarting $u.service" >&2
+        systemctl restart "$u.service" || units_failed="$units_failed $u.service"
+      done
+      printf '%s\n' "$new_units" > /run/rb-fleet/units
     fi
     # /run/rb-fleet/sshd-ctl exists on the fleet's remote hosts only.
     if [ -x /run/rb-fleet/sshd-ctl ]; then
@@ -111,4 +138,8 @@ case "$action" in
     exit 1
     ;;
 esac
+if [ -n "$units_failed" ]; then
+  echo "warning: the following units failed:$units_failed" >&2
+  exit 4
+fi
 exit "$activation_exit"

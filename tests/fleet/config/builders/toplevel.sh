@@ -2,7 +2,9 @@
 # Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
 # Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
 # kernelVersion activationExit activationSeconds specialisation specialisationPaths failBuild
-# buildSeconds breakSsh stcTemplate closurePath (a file listing the closure's extra paths).
+# buildSeconds breakSsh stcTemplate closurePath (a file listing the closure's extra paths)
+# unitSpecs (NAME=ok|fail ...: the systemd units etc/systemd/system/NAME.service, listed in
+# rb-fleet-units).
 PATH=/usr/bin:/bin
 set -eu
 if [ "${buildSeconds:-0}" -gt 0 ]; then
@@ -51,6 +53,23 @@ SCRIPT
   echo "activation_seconds=$(q "${activationSeconds:-0}")"
   printf '%s\n' "$stcTemplate"
 } > "$out/bin/switch-to-configuration"
+
+# The generation's systemd units (started by switch-to-configuration on a real systemd).
+mkdir -p "$out/etc/systemd/system"
+: > "$out/rb-fleet-units"
+for spec in ${unitSpecs:-}; do
+  unit=${spec%%=*}
+  case ${spec#*=} in fail) exec_start=/bin/false ;; *) exec_start=/bin/true ;; esac
+  cat > "$out/etc/systemd/system/$unit.service" <<UNIT
+[Unit]
+Description=rb-fleet unit $unit of $configName (rev $rev)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=$exec_start
+UNIT
+  echo "$unit" >> "$out/rb-fleet-units"
+done
 
 # The extra paths become the toplevel's runtime references.
 cp "$closurePath" "$out/rb-fleet-closure"
