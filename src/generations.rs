@@ -16,40 +16,7 @@ use serde::Serialize;
 /// is the time of a later `nix store optimise` (hard-linking changes the ctime) or of the
 /// copy into this store, not the build time (nixpkgs#560972); the birth time the bash tool
 /// used is missing on some file systems.
-pub const LIST_SCRIPT: &str = r#"profile=$1
-dir=${profile%/*}
-base=${profile##*/}
-current=$(readlink "$profile") || current=
-current=${current##*/}
-fact() { printf '%s ' "$1"; printf '%s' "$2" | tr '\n\t' '  '; printf '\n'; }
-for link in "$dir/$base"-*-link; do
-  [ -L "$link" ] || continue
-  name=${link##*/}
-  n=${name#"$base"-}
-  n=${n%-link}
-  case $n in '' | *[!0-9]*) continue ;; esac
-  fact generation "$n"
-  fact date "$(stat -c %Y "$link")"
-  [ "$name" = "$current" ] && fact current yes
-  if v=$(cat "$link/nixos-version" 2>/dev/null); then fact nixos-version "$v"; fi
-  kernel=
-  for m in "$link"/kernel-modules/lib/modules/*; do
-    [ -e "$m" ] && kernel=${m##*/} && break
-  done
-  if [ -z "$kernel" ] && k=$(readlink -f "$link/kernel" 2>/dev/null); then
-    for m in "${k%/*}"/lib/modules/*; do
-      [ -e "$m" ] && kernel=${m##*/} && break
-    done
-  fi
-  [ -n "$kernel" ] && fact kernel "$kernel"
-  if r=$("$link/sw/bin/nixos-version" --configuration-revision 2>/dev/null); then
-    fact revision "$r"
-  fi
-  for s in "$link"/specialisation/*; do
-    [ -d "$s" ] && fact specialisation "${s##*/}"
-  done
-done
-exit 0"#;
+pub const LIST_SCRIPT: &str = include_str!("scripts/list-generations.sh");
 
 /// One generation, with nixos-rebuild's JSON keys in its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

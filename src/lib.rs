@@ -26,5 +26,6 @@ pub mod report;
 pub mod request;
 pub mod shell;
 pub mod ssh;
+pub mod systemd;
 pub mod transport;
 pub mod watchdog;

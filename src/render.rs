@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::plan::{Capture, Command, Env, EnvVar, Session, Undo, Var, Word};
 use crate::request::Elevation;
 use crate::shell::{join, quote};
+use crate::systemd;
 use crate::watchdog;
 use std::collections::BTreeMap;
 
@@ -228,7 +229,15 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
         .flat_map(|s| &s.commands)
         .any(watchdog::is_watchdog)
     {
-        lines.push(watchdog::functions(program));
+        // The watchdog's functions start systemd-run themselves, so they carry its function.
+        lines.push(watchdog::functions(program).trim_end().to_string());
+    } else if session
+        .steps
+        .iter()
+        .flat_map(|s| &s.commands)
+        .any(|c| c.systemd_run.is_some())
+    {
+        lines.push(systemd::DEFINITION.trim_end().to_string());
     }
     for (n, step) in session.steps.iter().enumerate() {
         lines.push(format!("printf '{MARKER}%s\\n' {n}"));
@@ -268,25 +277,16 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                         .collect(),
                     Env::Inherit(_) => Vec::new(),
                 };
-                let mut run = vec!["systemd-run".to_string()];
-                for k in passed {
-                    run.extend(["-E".to_string(), k.to_string()]);
-                }
-                run.extend(
-                    [
-                        "--collect",
-                        "--no-ask-password",
-                        "--pipe",
-                        "--quiet",
-                        "--service-type=exec",
-                    ]
-                    .map(String::from),
-                );
-                run.push(format!("--unit={unit}"));
                 lines.push(format!(
                     "if [ -d /run/systemd/system ]; then set -- {}; else set --; fi",
-                    join(&run)
+                    join(&systemd::activation_prefix(unit, &passed))
                 ));
+                // The command line goes to the unit through the function (see systemd.rs).
+                prefix.insert(0, systemd::FUNCTION.into());
+                if matches!(cmd.env, Env::Inherit(_)) {
+                    // Assignments cannot come after the function's name: env sets them.
+                    prefix.insert(1, "env".into());
+                }
                 prefix.push("\"$@\"".into());
             }
             line.push_str(&prefix.join(" "));
@@ -481,15 +481,17 @@ mod tests {
         let inv = render(&s, &values(), &Site::Remote, "rb").unwrap();
         assert!(inv.markers);
         assert_eq!(inv.argv[..4], ["sudo", "--prompt=", "--stdin", "/bin/sh"]);
+        // `{}` stands for the definition of rb_systemd_run (systemd.rs), once.
         assert_eq!(
-            inv.argv[5],
+            inv.argv[5].replacen(systemd::DEFINITION.trim_end(), "{}", 1),
             "exec </dev/null\n\
              read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '@rb-pgid %s\\n' \"$5\"\n\
+             {}\n\
              printf '@rb-step %s\\n' 0\n\
              test -f /nix/store/abc-sys/nixos-version >&2 || { s=$?; printf '%s\\n' 'rb: error: missing /nix/store/abc-sys' >&2; exit $s; }\n\
              printf '@rb-step %s\\n' 1\n\
-             if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1; else set --; fi\n\
-             env -i ${PATH+PATH=\"$PATH\"} NIXOS_INSTALL_BOOTLOADER=0 \"$@\" /nix/store/abc-sys/bin/switch-to-configuration switch >&2 || exit"
+             if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1 --; else set --; fi\n\
+             rb_systemd_run env -i ${PATH+PATH=\"$PATH\"} NIXOS_INSTALL_BOOTLOADER=0 \"$@\" /nix/store/abc-sys/bin/switch-to-configuration switch >&2 || exit"
         );
     }
 

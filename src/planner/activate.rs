@@ -162,7 +162,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             env,
             systemd_run: req
                 .systemd_run
-                .then(|| format!("nixos-rebuild-switch-to-configuration-{}", run.run_id)),
+                .then(|| crate::watchdog::activation_unit(run.run_id)),
             on_failure: None,
             undo: None,
         }],
@@ -179,20 +179,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
 
 /// `--diff` (spec §13.6), run where the new system will run: against that host's
 /// `/run/current-system` (nixos-rebuild-ng compares the local one), never failing the run.
-pub(super) const DIFF_SCRIPT: &str = r#"new=$(readlink -f "$1") || new=$1
-if [ ! -e /run/current-system ]; then
-  echo "$0: missing '/run/current-system' on $(uname -n), skipping the configuration diff"
-  exit 0
-fi
-current=$(readlink -f /run/current-system)
-printf '<<< %s\n>>> %s\n' "$current" "$new"
-if [ "$current" = "$new" ]; then
-  echo "No changes."
-  exit 0
-fi
-nix --extra-experimental-features 'nix-command flakes' store diff-closures "$current" "$new" ||
-  echo "$0: warning: could not compare the closures of the current and the new configuration"
-exit 0"#;
+pub(super) const DIFF_SCRIPT: &str = include_str!("../scripts/diff.sh");
 
 pub(super) fn diff_step(run: &RunEnv) -> Step {
     Step {

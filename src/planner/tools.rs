@@ -9,19 +9,7 @@ also pass '--sudo', '--run0', or run the command as root (e.g., with sudo)";
 /// `--upgrade` (`$1` = 0) / `--upgrade-all` (`$1` = 1): root's channels, as nixos-rebuild-ng
 /// updates them (spec §12.1): `nixos` and the ones holding `.update-on-nixos-rebuild`, or all;
 /// a channel that fails to update is a warning.
-pub(super) const UPGRADE_SCRIPT: &str = r#"all=$1
-updated=
-for dir in /nix/var/nix/profiles/per-user/root/channels/*/; do
-  [ -d "$dir" ] || continue
-  name=${dir%/}
-  name=${name##*/}
-  if [ "$all" = 1 ] || [ "$name" = nixos ] || [ -e "$dir.update-on-nixos-rebuild" ]; then
-    updated=1
-    nix-channel --update "$name" || echo "$0: warning: could not update the channel '$name'"
-  fi
-done
-[ -n "$updated" ] || echo "$0: warning: '--upgrade' flag passed but no channels to update"
-exit 0"#;
+pub(super) const UPGRADE_SCRIPT: &str = include_str!("../scripts/upgrade-channels.sh");
 
 /// Updates root's channels on this machine (where `<nixpkgs>` is read), as root: rb's own
 /// user when that is root, else through `--sudo` (which may prompt here).
@@ -57,18 +45,10 @@ pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
 /// The configuration file of a classic system (spec §13.1): `$NIXOS_CONFIG`, else
 /// `<nixos-config>`, else `/etc/nixos`; a directory means its `default.nix`. Printed
 /// absolute; fails when it does not exist.
-pub(super) const FIND_CONFIG_SCRIPT: &str = r#"file=${NIXOS_CONFIG-}
-if [ -z "$file" ]; then
-  file=$(nix-instantiate --find-file nixos-config "$@" 2>/dev/null) || file=
-fi
-[ -n "$file" ] || file=/etc/nixos
-if [ -d "$file" ]; then file=${file%/}/default.nix; fi
-[ -e "$file" ] || exit 1
-case $file in /*) ;; *) file=$PWD/$file ;; esac
-printf '%s\n' "$file""#;
+pub(super) const FIND_CONFIG_SCRIPT: &str = include_str!("../scripts/find-config.sh");
 
 /// `$EDITOR` split into words as `nix edit` and the bash tool do (`EDITOR="code -w"`).
-pub(super) const EDITOR_SCRIPT: &str = r#"set -f; exec ${EDITOR:-nano} "$1""#;
+pub(super) const EDITOR_SCRIPT: &str = include_str!("../scripts/editor.sh");
 
 /// `edit`: `nix edit` of a flake's configuration; otherwise `$EDITOR` on the file found.
 pub(super) fn edit(req: &Request) -> Vec<Session> {
@@ -215,13 +195,7 @@ pub(super) fn repl_file_attr_expr(file: &str, attr: &str, cwd: &str) -> String {
 /// Runs `nix repl … FILE` on an expression written to a temporary file (Nix before 2.19 has no
 /// `--expr`): `$1` is the expression, the rest the `nix repl` command. Ctrl-C belongs to the
 /// repl; the file is removed when it ends.
-pub(super) const REPL_FILE_SCRIPT: &str = r#"expr=$1
-shift
-tmp=$(mktemp "${TMPDIR:-/tmp}/rb-repl.XXXXXX") || exit
-trap 'rm -f "$tmp"' EXIT
-trap : INT QUIT
-printf '%s\n' "$expr" >"$tmp" || exit
-"$@" "$tmp""#;
+pub(super) const REPL_FILE_SCRIPT: &str = include_str!("../scripts/repl-file.sh");
 
 /// `repl` (spec §13.2): `nix repl` with the configuration in scope.
 pub(super) fn repl(req: &Request, caps: &NixCaps, run: &RunEnv) -> Session {
