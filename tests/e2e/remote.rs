@@ -593,7 +593,16 @@ fn ssh_default_opts_replace_the_master_connection() {
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
     // Without multiplexing every ssh is a connection of its own: check, copy, activation.
     assert_eq!(f.sessions(T).connections, 3);
-    let left = f.sh(WS, &format!("pgrep -fa 'ssh.* {T}$' || true"));
+    // Only this fleet's (the ssh rb started works in its directory): other tests' fleets run
+    // ssh to a host of the same name at the same time.
+    let left = f.sh(
+        WS,
+        &format!(
+            "for p in $(pgrep -f 'ssh.* {T}$'); do \
+             [ \"$(readlink /proc/$p/cwd)\" = {} ] && ps -o pid=,args= -p $p; done; true",
+            f.workdir().display()
+        ),
+    );
     assert_eq!(left.stdout.trim(), "", "a connection was left running");
 }
 
