@@ -10,7 +10,6 @@ use crate::password;
 use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
 use crate::report::Report;
-use crate::request::Elevation;
 use crate::request::{self, Context, Request};
 use crate::transport::Transport;
 use clap::{CommandFactory, FromArgMatches};
@@ -202,15 +201,7 @@ fn run_with(
         return Ok(());
     }
     // Asked once, before anything runs, when a session will need it.
-    let needs_password = plan.sessions.iter().any(|s| {
-        matches!(
-            s.elevation,
-            Elevation::Sudo {
-                ask_password: true,
-                ..
-            }
-        )
-    });
+    let needs_password = plan.sessions.iter().any(|s| s.elevation.sends_password());
     let password = if needs_password {
         Some(password::ask(&req.target_host.to_string())?)
     } else {

@@ -23,7 +23,6 @@ use crate::host::{Host, SshHost};
 use crate::interrupt;
 use crate::plan::{Confirm, StepKind, Var};
 use crate::render::{Site, Values, render};
-use crate::request::Elevation;
 use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
 use std::io::Write;
 use std::process::Stdio;
@@ -149,12 +148,10 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         "on {} (new connection): {:?}",
         host.dest, inv.argv
     ));
-    let password = match &session.elevation {
-        Elevation::Sudo {
-            ask_password: true, ..
-        } => exec.password.clone(),
-        _ => None,
-    };
+    let password = exec
+        .password
+        .clone()
+        .filter(|_| session.elevation.sends_password());
     let start = Instant::now();
     let deadline = start + Duration::from_secs(confirm.timeout);
     let give_up = deadline + GRACE;

@@ -146,14 +146,10 @@ impl Executor<'_, '_> {
         self.report
             .debug(&format!("on {}: {:?}", session.host, inv.argv));
         let mut cmd = self.transport.command(&session.host, &inv)?;
-        let wants_password = matches!(
-            &session.elevation,
-            crate::request::Elevation::Sudo {
-                ask_password: true,
-                ..
-            }
-        );
-        let password = self.password.as_ref().filter(|_| wants_password);
+        let password = self
+            .password
+            .as_ref()
+            .filter(|_| session.elevation.sends_password());
         // An editor or `nix repl` gets the terminal: stdin, stdout and Ctrl-C.
         let interactive = session.steps.iter().any(|s| s.kind.interactive());
         cmd.stdin(if interactive {
@@ -288,7 +284,7 @@ impl Executor<'_, '_> {
             && code != 127
             && (current.is_none()
                 || session.steps[current.unwrap_or(0)].kind == StepKind::CheckElevation)
-            && !matches!(session.elevation, crate::request::Elevation::None);
+            && !session.elevation.is_none();
         let last = current.unwrap_or(0);
         self.report.step_finished(
             session.steps[last].kind,
@@ -303,27 +299,7 @@ impl Executor<'_, '_> {
             failed: (code != 0).then_some(code),
         });
         if refused {
-            return Err(Error::Elevation {
-                tool: match session.elevation {
-                    crate::request::Elevation::Run0 { .. } => "run0",
-                    _ => "sudo",
-                },
-                host,
-                why: match &session.elevation {
-                    crate::request::Elevation::Sudo {
-                        ask_password: true, ..
-                    } => "the password was not accepted".into(),
-                    crate::request::Elevation::Sudo { .. } => {
-                        "it wants a password; pass --ask-sudo-password (-S) to give it one, \
-                         or allow the user to run commands without one (NOPASSWD)"
-                            .into()
-                    }
-                    _ => format!(
-                        "run0 did not run the commands (exit status {code}); check that \
-                         polkit lets the user run them without a password"
-                    ),
-                },
-            });
+            return Err(session.elevation.refusal(host, code));
         }
         if code == 255 && !session.host.is_local() {
             return Err(Error::ConnectionLost {
@@ -357,7 +333,7 @@ impl Executor<'_, '_> {
     /// After an interruption: stop what the session started on its host. Elevated sessions
     /// are left alone (activation runs under systemd-run and must not be cut half way).
     fn stop_remote(&mut self, session: &Session, pgid: Option<&str>) {
-        let (crate::host::Host::Ssh(_), Some(pgid), crate::request::Elevation::None) =
+        let (crate::host::Host::Ssh(_), Some(pgid), crate::elevation::Elevation::None) =
             (&session.host, pgid, &session.elevation)
         else {
             return;

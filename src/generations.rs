@@ -1,5 +1,5 @@
 //! `list-generations`: the script that lists a profile's generations on a host, the parser of
-//! what it prints, and the table/JSON rendering (spec §13.7).
+//! what it prints, and the table/JSON rendering.
 //!
 //! The listing is one process on the host (one SSH round trip for `--target-host`), needs no
 //! root (it only reads the profile's links and runs each generation's `nixos-version`), and

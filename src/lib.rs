@@ -11,6 +11,7 @@
 pub mod app;
 pub mod cli;
 pub mod confirm;
+pub mod elevation;
 pub mod error;
 pub mod exec;
 pub mod flake;

@@ -6,8 +6,8 @@
 //! earlier steps' captured output. `--plan` prints this value; the executor runs it.
 
 use crate::cli::Action;
+use crate::elevation::Elevation;
 use crate::host::{Host, SshHost};
-use crate::request::Elevation;
 use crate::shell;
 use serde::Serialize;
 use std::fmt;
@@ -347,20 +347,7 @@ impl fmt::Display for Plan {
         }
         let mut n = 0;
         for (i, session) in self.sessions.iter().enumerate() {
-            let elevation = match &session.elevation {
-                Elevation::None => String::new(),
-                Elevation::Sudo { ask_password, .. } => {
-                    format!(
-                        " as root via sudo{}",
-                        if *ask_password {
-                            " (password asked once)"
-                        } else {
-                            ""
-                        }
-                    )
-                }
-                Elevation::Run0 { .. } => " as root via run0".into(),
-            };
+            let elevation = session.elevation.label();
             writeln!(f, "session {} on {}{elevation}:", i + 1, session.host)?;
             n = session.fmt_steps(f, n)?;
             let mut fallback = &session.fallback;
@@ -372,11 +359,8 @@ impl fmt::Display for Plan {
         }
         if let Some(confirm) = &self.confirm {
             let session = &confirm.session;
-            let elevation = match &session.elevation {
-                Elevation::None => String::new(),
-                Elevation::Sudo { .. } => " as root via sudo".into(),
-                Elevation::Run0 { .. } => " as root via run0".into(),
-            };
+            // The password is asked once, before the first session.
+            let elevation = session.elevation.without_password().label();
             writeln!(
                 f,
                 "session {} on {}{elevation}, over a NEW SSH connection, within {}s of the \

@@ -8,7 +8,6 @@
 
 use crate::error::{Error, Result};
 use crate::plan::{Capture, Command, Env, EnvVar, Session, Undo, Var, Word};
-use crate::request::Elevation;
 use crate::shell::{join, quote};
 use crate::systemd;
 use crate::watchdog;
@@ -47,7 +46,7 @@ pub fn render(
     site: &Site,
     program: &str,
 ) -> Result<Invocation> {
-    let elevate = elevation_prefix(&session.elevation, site);
+    let elevate = session.elevation.argv_prefix(matches!(site, Site::Remote));
     if let Some(direct) = direct(session, site)? {
         let mut argv = elevate;
         let env = match (&direct.env, argv.is_empty()) {
@@ -80,19 +79,6 @@ pub fn render(
     })
 }
 
-/// Whether the session's stdin starts with a password for sudo. sudo does not read it when it
-/// needs none (NOPASSWD, a cached timestamp), so the script must drop it before anything else
-/// can read it.
-fn sends_password(session: &Session) -> bool {
-    matches!(
-        session.elevation,
-        Elevation::Sudo {
-            ask_password: true,
-            ..
-        }
-    )
-}
-
 /// The single command of a session that needs no shell, if that is what it is.
 fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> {
     // Remote sessions always run as a script: it reports its process group (see PGID_MARKER).
@@ -108,31 +94,9 @@ fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> 
     let plain = cmd.systemd_run.is_none()
         && cmd.on_failure.is_none()
         && cmd.undo.is_none()
-        && !sends_password(session)
+        && !session.elevation.sends_password()
         && !watchdog::is_watchdog(cmd);
     Ok(plain.then_some(cmd))
-}
-
-fn elevation_prefix(elevation: &Elevation, site: &Site) -> Vec<String> {
-    match elevation {
-        Elevation::None => Vec::new(),
-        Elevation::Sudo {
-            ask_password,
-            options,
-        } => {
-            let mut argv = vec!["sudo".to_string()];
-            if *ask_password {
-                // The password comes on stdin; an empty prompt keeps it out of the output.
-                argv.extend(["--prompt=".into(), "--stdin".into()]);
-            } else if matches!(site, Site::Remote) {
-                // Nobody can answer a prompt over SSH: fail at once instead of hanging.
-                argv.push("--non-interactive".into());
-            }
-            argv.extend(options.iter().cloned());
-            argv
-        }
-        Elevation::Run0 { .. } => vec!["run0".to_string(), "--".to_string()],
-    }
 }
 
 fn substitute(words: &[Word], values: &Values) -> Result<Vec<String>> {
@@ -213,7 +177,7 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
     let mut produced: BTreeMap<Var, String> = BTreeMap::new();
     // Shell that undoes what earlier commands changed, most recent first.
     let mut undo: Vec<String> = Vec::new();
-    if sends_password(session) {
+    if session.elevation.sends_password() {
         // sudo has read its password, or did not want it: nothing after it may read the rest.
         lines.push("exec </dev/null".to_string());
     }
@@ -370,6 +334,7 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elevation::Elevation;
     use crate::host::Host;
     use crate::plan::{Step, StepKind};
 

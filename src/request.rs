@@ -1,11 +1,12 @@
 //! The resolved request: what the command line means.
 //!
 //! `resolve` turns the parsed [`Cli`] into a [`Request`]: flags normalised (deprecated aliases,
-//! `dry-run`), conflicts refused with nixos-rebuild-ng's messages (spec §1.3), what to build
+//! `dry-run`), conflicts refused with nixos-rebuild-ng's messages, what to build
 //! decided (flake, classic, file, store path, rollback), hosts parsed, elevation chosen.
 //! Everything it needs from the outside world comes in through [`Context`], so it is pure.
 
 use crate::cli::{Action, Cli, ElevateMethod};
+use crate::elevation::Elevation;
 use crate::error::{Error, Result};
 use crate::flake::{self, FlakeRef};
 use crate::host::{Host, SshHost};
@@ -41,20 +42,6 @@ pub enum Source {
     StorePath { path: String },
     /// `--rollback`: the previous generation of the profile.
     Rollback,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "method", rename_all = "lowercase")]
-pub enum Elevation {
-    None,
-    Sudo {
-        ask_password: bool,
-        /// `NIX_SUDOOPTS`, split like a shell would.
-        options: Vec<String>,
-    },
-    Run0 {
-        ask_password: bool,
-    },
 }
 
 /// A system profile: `system`, or `system-profiles/<name>` for `--profile-name`.
@@ -122,7 +109,7 @@ fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
 
-/// Actions that build a system and may run on other hosts (spec §1.3 item 11).
+/// Actions that build a system and may run on other hosts.
 fn takes_build_host(action: Action) -> bool {
     use Action::*;
     matches!(
@@ -145,7 +132,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let act = &cli.activation;
     let mut warnings = Vec::new();
 
-    // Deprecated spellings (spec §1.3 items 4-8), with nixos-rebuild-ng's warnings.
+    // Deprecated spellings, with nixos-rebuild-ng's warnings.
     let legacy = &cli.legacy;
     if legacy.install_grub {
         warnings.push("--install-grub is deprecated, use --install-bootloader instead".into());
@@ -180,7 +167,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         diff = false;
     }
 
-    // Conflicts (spec §1.3 items 10-14).
+    // Conflicts.
     let file_mode = src.file.is_some() || src.attr.is_some();
     if action == Action::Edit && file_mode {
         return Err(usage("--file and --attr are not supported with 'edit'"));
@@ -375,7 +362,7 @@ fn elevation(cli: &Cli, ctx: &Context) -> Result<Elevation> {
     })
 }
 
-/// What to build (spec §4.1): store path, rollback, file mode, explicit flake, detected
+/// What to build: store path, rollback, file mode, explicit flake, detected
 /// `/etc/nixos/flake.nix`, else `<nixpkgs/nixos>`.
 fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
     let src = &cli.source;

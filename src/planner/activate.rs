@@ -177,7 +177,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     }
 }
 
-/// `--diff` (spec §13.6), run where the new system will run: against that host's
+/// `--diff`, run where the new system will run: against that host's
 /// `/run/current-system` (nixos-rebuild-ng compares the local one), never failing the run.
 pub(super) const DIFF_SCRIPT: &str = include_str!("../scripts/diff.sh");
 

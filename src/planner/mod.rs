@@ -16,6 +16,7 @@ use copy::*;
 use tools::*;
 
 use crate::cli::Action;
+use crate::elevation::Elevation;
 use crate::error::{Error, Result};
 use crate::generations::LIST_SCRIPT;
 use crate::host::Host;
@@ -23,7 +24,7 @@ use crate::nix::{FEATURES, NixCaps, NixCommand};
 use crate::plan::{
     Capture, Command, Env, EnvVar, Finish, Pick, Plan, Session, Step, StepKind, Undo, Var, Word,
 };
-use crate::request::{Elevation, Request, Source, Upgrade};
+use crate::request::{Request, Source, Upgrade};
 
 /// What the planner needs from this run besides the request.
 pub struct RunEnv<'a> {
@@ -90,11 +91,7 @@ fn deploy(
         Action::Switch | Action::Boot | Action::Test | Action::DryActivate
     );
     // A wrong password is found out before anything is built.
-    if let Elevation::Sudo {
-        ask_password: true, ..
-    } = &req.elevation
-        && (activates || req.source == Source::Rollback)
-    {
+    if req.elevation.sends_password() && (activates || req.source == Source::Rollback) {
         sessions.push(check_elevation(req));
     }
 
@@ -215,7 +212,9 @@ fn merge_sessions(sessions: Vec<Session>) -> Vec<Session> {
 /// refused here with a clear message rather than half done.
 fn refuse_unavailable(req: &Request) -> Result<()> {
     // polkit-stdin-agent would be needed on the target to hand run0 a password.
-    let missing = matches!(req.elevation, Elevation::Run0 { ask_password: true })
+    let missing = req
+        .elevation
+        .wants_unavailable_password()
         .then_some("--ask-sudo-password with run0");
     match missing {
         Some(what) => Err(Error::NotYetAvailable(what)),
@@ -248,7 +247,7 @@ fn attribute(req: &Request) -> String {
     }
 }
 
-/// Actions that leave `./result` in the current directory (spec §5.6).
+/// Actions that leave `./result` in the current directory.
 fn leaves_result_link(action: Action) -> bool {
     matches!(
         action,

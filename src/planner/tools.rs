@@ -7,20 +7,14 @@ pub(super) const UPGRADE_NEEDS_ROOT: &str = "if you pass the '--upgrade' or '--u
 also pass '--sudo', '--run0', or run the command as root (e.g., with sudo)";
 
 /// `--upgrade` (`$1` = 0) / `--upgrade-all` (`$1` = 1): root's channels, as nixos-rebuild-ng
-/// updates them (spec §12.1): `nixos` and the ones holding `.update-on-nixos-rebuild`, or all;
+/// updates them: `nixos` and the ones holding `.update-on-nixos-rebuild`, or all;
 /// a channel that fails to update is a warning.
 pub(super) const UPGRADE_SCRIPT: &str = include_str!("../scripts/upgrade-channels.sh");
 
 /// Updates root's channels on this machine (where `<nixpkgs>` is read), as root: rb's own
 /// user when that is root, else through `--sudo` (which may prompt here).
 pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
-    let elevation = match &req.elevation {
-        Elevation::Sudo { options, .. } => Elevation::Sudo {
-            ask_password: false,
-            options: options.clone(),
-        },
-        other => other.clone(),
-    };
+    let elevation = req.elevation.without_password();
     let all = if req.upgrade == Upgrade::All {
         "1"
     } else {
@@ -42,7 +36,7 @@ pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
     }
 }
 
-/// The configuration file of a classic system (spec §13.1): `$NIXOS_CONFIG`, else
+/// The configuration file of a classic system: `$NIXOS_CONFIG`, else
 /// `<nixos-config>`, else `/etc/nixos`; a directory means its `default.nix`. Printed
 /// absolute; fails when it does not exist.
 pub(super) const FIND_CONFIG_SCRIPT: &str = include_str!("../scripts/find-config.sh");
@@ -197,7 +191,7 @@ pub(super) fn repl_file_attr_expr(file: &str, attr: &str, cwd: &str) -> String {
 /// repl; the file is removed when it ends.
 pub(super) const REPL_FILE_SCRIPT: &str = include_str!("../scripts/repl-file.sh");
 
-/// `repl` (spec §13.2): `nix repl` with the configuration in scope.
+/// `repl`: `nix repl` with the configuration in scope.
 pub(super) fn repl(req: &Request, caps: &NixCaps, run: &RunEnv) -> Session {
     let mut nix = nix_new_style("repl");
     let flags = req.nix.for_command(NixCommand::FileEval);

@@ -284,7 +284,7 @@ fn bad_input_changes_nothing_and_says_one_thing() {
             2,
             "2 values required for '--option <NAME> <VALUE>' but 1 was provided",
         ),
-        // Conflicts (spec §1.3).
+        // Conflicts.
         row(&["edit", "-f", "x.nix"], 2, not_with_edit),
         row(&["edit", "-A", "x"], 2, not_with_edit),
         row(
