@@ -2,6 +2,7 @@
 //! into later sessions. The only module (with `transport.rs`) that starts processes.
 
 use crate::error::{Error, Result};
+use crate::generations;
 use crate::host::Host;
 use crate::interrupt;
 use crate::plan::{Capture, Pick, Plan, Session, StepKind, Var};
@@ -455,21 +456,14 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
             let n = lines
                 .iter()
                 .rev()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_suffix("-link")?
-                        .rsplit('-')
-                        .next()?
-                        .parse::<u64>()
-                        .ok()
-                })
+                .find_map(|l| generations::link_number(l.trim()))
                 .ok_or_else(|| Error::Output(format!("unexpected profile link {lines:?}")))?;
             values.insert(Var::Generation, n.to_string());
         }
         Capture::Generation { profile, pick } => {
             let n = pick_generation(lines, profile, *pick)?;
             values.insert(Var::Generation, n.to_string());
-            values.insert(Var::System, format!("{profile}-{n}-link"));
+            values.insert(Var::System, generations::link(profile, n));
         }
         Capture::ImageVariants { variant } => {
             let file = image_file(&lines.join("\n"), variant.as_deref())?;

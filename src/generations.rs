@@ -16,7 +16,25 @@ use serde::Serialize;
 /// is the time of a later `nix store optimise` (hard-linking changes the ctime) or of the
 /// copy into this store, not the build time (nixpkgs#560972); the birth time the bash tool
 /// used is missing on some file systems.
-pub const LIST_SCRIPT: &str = include_str!("scripts/list-generations.sh");
+pub fn list_script() -> String {
+    format!(
+        "{LINK_FUNCTION}{}",
+        include_str!("scripts/list-generations.sh")
+    )
+}
+
+/// The shell function `rb_generation_of LINK` (scripts that go back to a generation).
+pub const LINK_FUNCTION: &str = include_str!("scripts/generation-link.sh");
+
+/// The generation number N of a profile's link `<profile>-N-link` (a path or its name).
+pub fn link_number(link: &str) -> Option<u64> {
+    link.strip_suffix("-link")?.rsplit('-').next()?.parse().ok()
+}
+
+/// The link of generation `n` of `profile`.
+pub fn link(profile: &str, n: u64) -> String {
+    format!("{profile}-{n}-link")
+}
 
 /// One generation, with nixos-rebuild's JSON keys in its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,7 +52,7 @@ pub struct Generation {
 
 const UNKNOWN: &str = "Unknown";
 
-/// Parses [`LIST_SCRIPT`]'s output; newest generation first.
+/// Parses [`list_script`]'s output; newest generation first.
 pub fn parse(text: &str) -> Result<Vec<Generation>> {
     let bad = |line: &str| {
         Error::Output(format!(
@@ -146,6 +164,25 @@ pub fn table(gens: &[Generation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// rb and the scripts read a link's number alike.
+    #[test]
+    fn generation_links_give_their_number() {
+        let links = [
+            "/nix/var/nix/profiles/system-12-link",
+            "a-b-3-link",
+            "system",
+        ];
+        assert_eq!(links.map(link_number), [Some(12), Some(3), None]);
+        assert_eq!(link("/p/system", 4), "/p/system-4-link");
+        let script = format!("{LINK_FUNCTION}\nfor l; do rb_generation_of \"$l\"; done");
+        let out = std::process::Command::new("dash")
+            .args(["-c", &script, "sh"])
+            .args(&links[..2])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "12\n3\n");
+    }
 
     const LISTING: &str = "generation 1\ndate 0\nnixos-version 26.05.1\nkernel 6.1.0-rb\n\
         revision rev-1\nspecialisation web\n\

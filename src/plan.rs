@@ -213,6 +213,48 @@ pub enum Env {
     Clean(Vec<EnvVar>),
 }
 
+impl Env {
+    /// The words that give a command this environment: `env -i` first for a clean one, then
+    /// each variable as `set` (a value) or `keep` (kept where the command starts; None: not
+    /// passed on) writes it. `shell`: read by a shell, which takes the host's environment
+    /// plus assignments as they are; for argv (no shell), `env` first for those too.
+    pub fn prefix(
+        &self,
+        shell: bool,
+        set: &dyn Fn(&str, &str) -> String,
+        keep: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
+        match self {
+            Env::Inherit(vars) if vars.is_empty() => Vec::new(),
+            Env::Inherit(vars) => (!shell)
+                .then(|| "env".to_string())
+                .into_iter()
+                .chain(vars.iter().map(|(k, v)| set(k, v)))
+                .collect(),
+            Env::Clean(vars) => ["env".to_string(), "-i".to_string()]
+                .into_iter()
+                .chain(vars.iter().filter_map(|var| match var {
+                    EnvVar::Set(k, v) => Some(set(k, v)),
+                    EnvVar::Keep(k) => keep(k),
+                }))
+                .collect(),
+        }
+    }
+
+    /// The names of its variables, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Env::Inherit(vars) => vars.iter().map(|(k, _)| k.as_str()).collect(),
+            Env::Clean(vars) => vars
+                .iter()
+                .map(|v| match v {
+                    EnvVar::Set(k, _) | EnvVar::Keep(k) => k.as_str(),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnvVar {
@@ -429,22 +471,12 @@ impl Command {
         if let Some(unit) = &self.systemd_run {
             words.push(format!("[systemd-run --unit={unit} where available]"));
         }
-        match &self.env {
-            Env::Inherit(vars) => {
-                for (k, v) in vars {
-                    words.push(format!("{k}={}", shell::quote(v)));
-                }
-            }
-            Env::Clean(vars) => {
-                words.push("env -i".into());
-                for var in vars {
-                    words.push(match var {
-                        EnvVar::Set(k, v) => format!("{k}={}", shell::quote(v)),
-                        EnvVar::Keep(k) => format!("{k}=${k}"),
-                    });
-                }
-            }
-        }
+        words.extend(
+            self.env
+                .prefix(true, &|k, v| format!("{k}={}", shell::quote(v)), &|k| {
+                    Some(format!("{k}=${k}"))
+                }),
+        );
         words.extend(self.argv.iter().map(Word::display));
         match &self.undo {
             Some(Undo::RestoreProfile { .. }) => {

@@ -7,7 +7,8 @@
 //! step starts; commands' own stdout goes to stderr unless the step captures it.
 
 use crate::error::{Error, Result};
-use crate::plan::{Capture, Command, Env, EnvVar, Session, Undo, Var, Word};
+use crate::generations;
+use crate::plan::{Capture, Command, Env, Session, Undo, Var, Word};
 use crate::shell::{join, quote};
 use crate::systemd;
 use crate::watchdog;
@@ -54,7 +55,9 @@ pub fn render(
             (Env::Inherit(vars), true) if matches!(site, Site::Local(_)) => vars.clone(),
             _ => {
                 if let Site::Local(local) = site {
-                    argv.extend(env_prefix(&direct.env, local));
+                    argv.extend(direct.env.prefix(false, &|k, v| format!("{k}={v}"), &|k| {
+                        local.get(k).map(|v| format!("{k}={v}"))
+                    }));
                 }
                 Vec::new()
             }
@@ -117,30 +120,6 @@ fn value_of(word: &Word, values: &Values) -> Result<String> {
     }
 }
 
-/// `env -i K=V …` words for a clean environment, as argv (for direct commands).
-fn env_prefix(env: &Env, local: &BTreeMap<String, String>) -> Vec<String> {
-    match env {
-        Env::Inherit(vars) if vars.is_empty() => Vec::new(),
-        Env::Inherit(vars) => std::iter::once("env".to_string())
-            .chain(vars.iter().map(|(k, v)| format!("{k}={v}")))
-            .collect(),
-        Env::Clean(vars) => {
-            let mut words = vec!["env".to_string(), "-i".to_string()];
-            for var in vars {
-                match var {
-                    EnvVar::Set(k, v) => words.push(format!("{k}={v}")),
-                    EnvVar::Keep(k) => {
-                        if let Some(v) = local.get(k) {
-                            words.push(format!("{k}={v}"));
-                        }
-                    }
-                }
-            }
-            words
-        }
-    }
-}
-
 /// One word as shell text: a known value quoted, or a value an earlier step of the same
 /// script put in a shell variable.
 fn shell_word(word: &Word, values: &Values, produced: &BTreeMap<Var, String>) -> Result<String> {
@@ -170,6 +149,36 @@ fn shell_message(msg: &str, values: &Values, produced: &BTreeMap<Var, String>) -
     }
 }
 
+/// The shell function that puts a profile back (`scripts/restore-profile.sh`).
+const RESTORE_PROFILE_FUNCTION: &str = "rb_restore_profile";
+
+/// The shell functions the session's commands use, each once, before they do.
+fn definitions(session: &Session, program: &str) -> Vec<String> {
+    let commands = || session.steps.iter().flat_map(|s| &s.commands);
+    let watchdog = commands().any(watchdog::is_watchdog);
+    let restores = commands().any(|c| matches!(c.undo, Some(Undo::RestoreProfile { .. })));
+    let systemd_run = commands().any(|c| c.systemd_run.is_some());
+    let mut defs = Vec::new();
+    if watchdog || restores {
+        defs.push(generations::LINK_FUNCTION.trim_end().to_string());
+    }
+    // The watchdog starts systemd-run itself.
+    if watchdog || systemd_run {
+        defs.push(systemd::DEFINITION.trim_end().to_string());
+    }
+    if watchdog {
+        defs.push(watchdog::functions(program).trim_end().to_string());
+    }
+    if restores {
+        defs.push(
+            include_str!("scripts/restore-profile.sh")
+                .trim_end()
+                .to_string(),
+        );
+    }
+    defs
+}
+
 /// The session as one POSIX shell script.
 fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Result<String> {
     let mut lines = Vec::new();
@@ -187,56 +196,24 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             "read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '{PGID_MARKER}%s\\n' \"$5\""
         ));
     }
-    if session
-        .steps
-        .iter()
-        .flat_map(|s| &s.commands)
-        .any(watchdog::is_watchdog)
-    {
-        // The watchdog's functions start systemd-run themselves, so they carry its function.
-        lines.push(watchdog::functions(program).trim_end().to_string());
-    } else if session
-        .steps
-        .iter()
-        .flat_map(|s| &s.commands)
-        .any(|c| c.systemd_run.is_some())
-    {
-        lines.push(systemd::DEFINITION.trim_end().to_string());
-    }
+    lines.extend(definitions(session, program));
     for (n, step) in session.steps.iter().enumerate() {
         lines.push(format!("printf '{MARKER}%s\\n' {n}"));
         for cmd in &step.commands {
             let mut line = String::new();
-            let mut prefix: Vec<String> = Vec::new();
-            match &cmd.env {
-                Env::Inherit(vars) => {
-                    prefix.extend(vars.iter().map(|(k, v)| format!("{k}={}", quote(v))));
-                }
-                Env::Clean(vars) => {
-                    prefix.push("env -i".into());
-                    for var in vars {
-                        match (var, site) {
-                            (EnvVar::Set(k, v), _) => prefix.push(format!("{k}={}", quote(v))),
-                            (EnvVar::Keep(k), Site::Local(env)) => {
-                                if let Some(v) = env.get(k) {
-                                    prefix.push(format!("{k}={}", quote(v)));
-                                }
-                            }
-                            (EnvVar::Keep(k), Site::Remote) => {
-                                prefix.push(format!("${{{k}+{k}=\"${k}\"}}"))
-                            }
-                        }
-                    }
-                }
-            }
+            let mut prefix = cmd
+                .env
+                .prefix(true, &|k, v| format!("{k}={}", quote(v)), &|k| match site {
+                    Site::Local(env) => env.get(k).map(|v| format!("{k}={}", quote(v))),
+                    Site::Remote => Some(format!("${{{k}+{k}=\"${k}\"}}")),
+                });
             if let Some(unit) = &cmd.systemd_run {
                 // systemd-run passes on only the variables named with -E; PATH is its own.
                 let passed: Vec<&str> = match &cmd.env {
-                    Env::Clean(vars) => vars
-                        .iter()
-                        .map(|v| match v {
-                            EnvVar::Set(k, _) | EnvVar::Keep(k) => k.as_str(),
-                        })
+                    Env::Clean(_) => cmd
+                        .env
+                        .names()
+                        .into_iter()
                         .filter(|k| *k != "PATH")
                         .collect(),
                     Env::Inherit(_) => Vec::new(),
@@ -299,15 +276,8 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                 // Remember where the profile pointed before this command changes it.
                 let p = quote(profile);
                 lines.push(format!("rb_prev=$(readlink {p} 2>/dev/null) || rb_prev="));
-                // The failed activation may already have made the new generation the boot
-                // loader's default: the restored generation's `boot` makes it the default
-                // again, so that profile and boot menu agree.
                 undo.push(format!(
-                    "if [ -n \"$rb_prev\" ]; then n=${{rb_prev%-link}}; n=${{n##*-}}; \
-                     nix-env -p {p} --switch-generation \"$n\" >&2 && \
-                     env -i ${{PATH+PATH=\"$PATH\"}} NIXOS_INSTALL_BOOTLOADER=0 \
-                     {p}/bin/switch-to-configuration boot >&2; else rm -f {p}; fi; \
-                     printf '%s\\n' {} >&2",
+                    "{RESTORE_PROFILE_FUNCTION} {p} \"$rb_prev\" {}",
                     quote(&format!(
                         "{program}: the profile {profile} is back where it was before this run, \
                          and so is the boot loader's default"
@@ -336,6 +306,7 @@ mod tests {
     use super::*;
     use crate::elevation::Elevation;
     use crate::host::Host;
+    use crate::plan::EnvVar;
     use crate::plan::{Step, StepKind};
 
     fn session(steps: Vec<Step>, elevation: Elevation) -> Session {
@@ -483,15 +454,25 @@ mod tests {
         // After the process-group marker every remote script starts with.
         let (first, rest) = script.split_once('\n').unwrap();
         assert!(first.contains("@rb-pgid"), "{script}");
-        assert!(rest.starts_with(&watchdog::functions("rb")), "{script}");
+        // Then the functions the commands use: generation numbers, systemd-run, the
+        // watchdog's and the profile's undo, each once.
+        let defs = definitions(&s, "rb");
+        assert_eq!(defs.len(), 4);
+        assert_eq!(defs[2], watchdog::functions("rb").trim_end());
+        assert!(rest.starts_with(&defs.join("\n")), "{script}");
+        // (The watchdog's own script, quoted inside its functions, has its copy of the first.)
+        for (f, n) in [
+            ("rb_generation_of() {", 2),
+            ("rb_systemd_run() {", 1),
+            ("rb_restore_profile() {", 1),
+        ] {
+            assert_eq!(script.matches(f).count(), n, "{f}");
+        }
         let tail: Vec<&str> = script.lines().rev().take(7).collect();
         assert_eq!(
             tail[0],
-            "stc switch >&2 || { s=$?; if [ -n \"$rb_prev\" ]; then n=${rb_prev%-link}; \
-             n=${n##*-}; nix-env -p /p --switch-generation \"$n\" >&2 && env -i ${PATH+PATH=\"$PATH\"} \
-             NIXOS_INSTALL_BOOTLOADER=0 /p/bin/switch-to-configuration boot >&2; else rm -f /p; fi; \
-             printf '%s\\n' 'rb: the profile /p is back where it was before this run, and so is \
-             the boot loader'\\''s default' >&2; \
+            "stc switch >&2 || { s=$?; rb_restore_profile /p \"$rb_prev\" 'rb: the profile /p \
+             is back where it was before this run, and so is the boot loader'\\''s default'; \
              rb_watchdog roll-back-now /run/rb/x >&2; exit $s; }"
         );
         assert_eq!(

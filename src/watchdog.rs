@@ -174,21 +174,25 @@ const SESSION: &str = include_str!("scripts/watchdog-session.sh");
 const WATCHDOG: &str = include_str!("scripts/watchdog.sh");
 
 /// Shell definitions for a script that uses the watchdog; `program` prefixes its messages.
+/// They use `rb_generation_of` (generations.rs) and `rb_systemd_run` (systemd.rs), which
+/// rendering defines before them.
 pub fn functions(program: &str) -> String {
     format!(
         "rb_wd_prog={} rb_wd_run_dir={} rb_wd_unit_prefix={} rb_wd_wait={RESULT_WAIT_SECS}\n\
-         rb_wd_body={}\n{HELPERS}{}{SESSION}",
+         rb_wd_body={}\n{HELPERS}{SESSION}",
         quote(program),
         quote(RUN_DIR),
         quote(ACTIVATION_UNIT_PREFIX),
         quote(&body()),
-        crate::systemd::DEFINITION,
     )
 }
 
 /// The watchdog's own script, given to `sh -c`.
 fn body() -> String {
-    format!("rb_wd_unit_wait={ACTIVATION_WAIT_SECS}\n{HELPERS}{WATCHDOG}")
+    format!(
+        "rb_wd_unit_wait={ACTIVATION_WAIT_SECS}\n{}{HELPERS}{WATCHDOG}",
+        crate::generations::LINK_FUNCTION
+    )
 }
 
 /// What the watchdog says happened.
@@ -342,7 +346,7 @@ mod tests {
         // The helpers once in each script, the watchdog's inside the sessions' (quoted).
         assert_eq!(f.matches("rb_wd_id() {").count(), 2);
         assert_eq!(body().matches("rb_wd_id() {").count(), 1);
-        assert_eq!(f.matches("rb_systemd_run() {").count(), 1);
+        assert_eq!(body().matches("rb_generation_of() {").count(), 1);
         assert!(body().contains("\nd=$1 t=$2 "));
     }
 

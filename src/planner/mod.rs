@@ -18,7 +18,7 @@ use tools::*;
 use crate::cli::Action;
 use crate::elevation::Elevation;
 use crate::error::{Error, Result};
-use crate::generations::LIST_SCRIPT;
+use crate::generations::list_script;
 use crate::host::Host;
 use crate::nix::{FEATURES, NixCaps, NixCommand};
 use crate::plan::{

@@ -653,7 +653,7 @@ fn list_step(profile: &str, name: &str) -> Step {
         message: None,
         commands: vec![
             cmd(&["test", "-e", profile]).on_failure(format!("no profile '{name}' found")),
-            cmd(&["sh", "-c", LIST_SCRIPT, "sh", profile]),
+            cmd(&["sh", "-c", &list_script(), "sh", profile]),
         ],
         capture: Some(Capture::Generations),
     }

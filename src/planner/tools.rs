@@ -263,7 +263,7 @@ pub(super) fn list_generations(req: &Request) -> Session {
             commands: vec![
                 Command::lit(&["test", "-e", &profile])
                     .on_failure(format!("no profile '{name}' found")),
-                Command::lit(&["sh", "-c", LIST_SCRIPT, "sh", &profile]),
+                Command::lit(&["sh", "-c", &list_script(), "sh", &profile]),
             ],
             capture: Some(Capture::Generations),
         }],

@@ -1,4 +1,5 @@
 # shellcheck shell=sh
+# Lists the generations of the profile $1 (after generation-link.sh); see src/generations.rs.
 profile=$1
 dir=${profile%/*}
 base=${profile##*/}
@@ -8,9 +9,10 @@ fact() { printf '%s ' "$1"; printf '%s' "$2" | tr '\n\t' '  '; printf '\n'; }
 for link in "$dir/$base"-*-link; do
   [ -L "$link" ] || continue
   name=${link##*/}
-  n=${name#"$base"-}
-  n=${n%-link}
+  n=$(rb_generation_of "$name")
+  # Only this profile's: `$base-x-N-link` is another profile's.
   case $n in '' | *[!0-9]*) continue ;; esac
+  [ "$name" = "$base-$n-link" ] || continue
   fact generation "$n"
   fact date "$(stat -c %Y "$link")"
   [ "$name" = "$current" ] && fact current yes

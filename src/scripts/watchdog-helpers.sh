@@ -1,7 +1,7 @@
 # shellcheck shell=sh
 # Helpers of the magic-rollback watchdog (src/watchdog.rs), shared by the sessions' functions
-# (watchdog-session.sh) and the detached watchdog itself (watchdog.sh). Every name is prefixed:
-# they also run inside a session's own script.
+# (watchdog-session.sh) and the detached watchdog itself (watchdog.sh), after
+# generation-link.sh. Every name is prefixed: they also run inside a session's own script.
 
 # Seconds since boot.
 rb_wd_now() { read -r rb_wd_u _ </proc/uptime; echo "${rb_wd_u%%.*}"; }
@@ -30,6 +30,3 @@ rb_wd_busy() {
   *) return 1 ;;
   esac
 }
-
-# The generation number N of a profile's link `<name>-N-link`.
-rb_wd_number() { rb_wd_n=${1%-link}; echo "${rb_wd_n##*-}"; }

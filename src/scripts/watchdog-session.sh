@@ -53,7 +53,7 @@ rb_wd_arm() {
   # systemd's units ignore SIGPIPE by default.
   trap '' PIPE
   if [ "$rb_wd_r" != restore-profile ]; then rb_wd_to=
-  elif [ -n "$rb_wd_link" ]; then rb_wd_to="puts $rb_wd_p back to generation $(rb_wd_number "$rb_wd_link") and "
+  elif [ -n "$rb_wd_link" ]; then rb_wd_to="puts $rb_wd_p back to generation $(rb_generation_of "$rb_wd_link") and "
   else rb_wd_to="removes $rb_wd_p (it has no generation yet) and "; fi
   if [ -n "$rb_wd_prev" ]; then rb_wd_to="${rb_wd_to}runs switch-to-configuration $rb_wd_a of $rb_wd_prev"
   else rb_wd_to="${rb_wd_to}has no previous system to activate"; fi
@@ -90,7 +90,7 @@ rb_wd_settle() {
     rb_wd_p=$(sed -n 's/^profile=//p' "$rb_wd_d/previous")
     rb_wd_gen='' rb_wd_sys='' rb_wd_psys=''
     if rb_wd_l=$(readlink "$rb_wd_p" 2>/dev/null); then
-      rb_wd_gen=$(rb_wd_number "$rb_wd_l") rb_wd_psys=$(readlink -f "$rb_wd_p")
+      rb_wd_gen=$(rb_generation_of "$rb_wd_l") rb_wd_psys=$(readlink -f "$rb_wd_p")
     fi
     case $rb_wd_a in
     boot) rb_wd_sys=$rb_wd_psys ;;

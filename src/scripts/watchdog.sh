@@ -46,7 +46,7 @@ fi
 if [ -n "$failed" ]; then :
 elif [ "$r" = restore-profile ]; then
   if [ -n "$link" ]; then
-    n=$(rb_wd_number "$link")
+    n=$(rb_generation_of "$link")
     "$nix_env" -p "$p" --switch-generation "$n" || failed="nix-env --switch-generation $n exited with status $?"
   else
     rm -f "$p" || failed="could not remove $p"
@@ -62,7 +62,7 @@ if [ -z "$failed" ]; then
   fi
 fi
 gen='' sys='' psys=''
-if l=$(readlink "$p" 2>/dev/null); then gen=$(rb_wd_number "$l"); psys=$(readlink -f "$p"); fi
+if l=$(readlink "$p" 2>/dev/null); then gen=$(rb_generation_of "$l"); psys=$(readlink -f "$p"); fi
 case $a in
 boot) sys=$psys ;;
 *) if [ -e /run/current-system ]; then sys=$(readlink -f /run/current-system); fi ;;
