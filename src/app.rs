@@ -1,8 +1,9 @@
 //! One run of rb: command line → request → plan → execution → report.
 
 use crate::cli::Cli;
+use crate::confirm;
 use crate::error::{Error, Result, exit};
-use crate::exec::{Executor, Outcome};
+use crate::exec::{Executor, Record};
 use crate::generations;
 use crate::host::Host;
 use crate::nix::NixCaps;
@@ -214,24 +215,28 @@ fn run_with(
         stdout_reserved: cli.output.json,
         local_env: &ctx.env,
     };
-    let mut outcome = Outcome::default();
-    let result = executor.execute(&plan, &mut outcome);
+    let mut record = Record::default();
+    let mut result = executor.run_sessions(&plan, &mut record);
+    if let Some(c) = &plan.confirm {
+        // Magic rollback: whatever happened, say what the target's watchdog did.
+        result = confirm::settle(&mut executor, c, result, &mut record);
+    }
     // list-generations --json keeps ng's own document.
     if cli.output.json && !matches!(plan.finish, Finish::Generations { .. }) {
-        let doc = result_document(&req, &plan, &outcome, result.as_ref().err());
+        let doc = result_document(&req, &plan, &record, result.as_ref().err());
         report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         report.json_printed.set(true);
         return result;
     }
     result?;
-    finish(&plan, &outcome, report)
+    finish(&plan, &record, report)
 }
 
 /// `--json`: what happened, as one document on stdout (schema in README, "JSON output").
 fn result_document(
     req: &Request,
     plan: &Plan,
-    outcome: &Outcome,
+    record: &Record,
     error: Option<&Error>,
 ) -> serde_json::Value {
     use serde_json::json;
@@ -245,20 +250,20 @@ fn result_document(
         .iter()
         .flat_map(|s| &s.steps)
         .any(|s| s.kind == crate::plan::StepKind::SetProfile);
-    let activated = outcome
+    let activated = record
         .steps
         .iter()
         .find(|s| s.kind == crate::plan::StepKind::Activate);
-    let failed = outcome.steps.iter().rev().find(|s| s.failed.is_some());
+    let failed = record.steps.iter().rev().find(|s| s.failed.is_some());
     json!({
         "version": SCHEMA_VERSION,
         "action": req.action,
         "success": error.is_none(),
         "buildHost": req.build_host.to_string(),
         "targetHost": req.target_host.to_string(),
-        "storePath": outcome.values.get(&Var::System),
+        "storePath": record.values.get(&Var::System),
         "profile": sets_profile.then(|| req.profile.path()),
-        "generation": outcome
+        "generation": record
             .values
             .get(&Var::Generation)
             .filter(|_| error.is_none() && sets_profile)
@@ -267,7 +272,7 @@ fn result_document(
             "ran": activated.is_some(),
             "status": activated.map(|s| s.failed.unwrap_or(0)),
         })),
-        "steps": outcome.steps.iter().map(|s| json!({
+        "steps": record.steps.iter().map(|s| json!({
             "step": s.kind,
             "host": s.host,
             "seconds": (s.duration.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -296,8 +301,8 @@ fn print_plan(plan: &Plan, req: &Request, caps: &NixCaps, json: bool, report: &R
     }
 }
 
-fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
-    let system = outcome.values.get(&Var::System);
+fn finish(plan: &Plan, record: &Record, report: &Report) -> Result<()> {
+    let system = record.values.get(&Var::System);
     match (&plan.finish, system) {
         (Finish::Nothing, _) => {}
         (Finish::NewConfiguration, Some(path)) => {
@@ -320,7 +325,7 @@ fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
             );
         }
         (Finish::Image, Some(path)) => {
-            let file = outcome.values.get(&Var::ImageFile).ok_or_else(|| {
+            let file = record.values.get(&Var::ImageFile).ok_or_else(|| {
                 Error::Output("internal: the plan finished without the image's file name".into())
             })?;
             report.result(
@@ -329,7 +334,7 @@ fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
             );
         }
         (Finish::Generations { json }, _) => {
-            let listing = outcome
+            let listing = record
                 .values
                 .get(&Var::Generations)
                 .map_or("", String::as_str);

@@ -18,7 +18,7 @@
 //! end first (see `watchdog.rs`).
 
 use crate::error::{Error, Result, exit};
-use crate::exec::{Executor, Outcome, StepRecord};
+use crate::exec::{Executor, Record, StepRecord};
 use crate::host::{Host, SshHost};
 use crate::interrupt;
 use crate::plan::{Confirm, StepKind, Var};
@@ -40,9 +40,9 @@ pub fn settle(
     exec: &mut Executor,
     confirm: &Confirm,
     result: Result<()>,
-    outcome: &mut Outcome,
+    record: &mut Record,
 ) -> Result<()> {
-    let armed = outcome
+    let armed = record
         .steps
         .iter()
         .any(|s| s.kind == StepKind::ArmWatchdog && s.failed.is_none());
@@ -72,7 +72,7 @@ pub fn settle(
             | Error::Command {
                 status: exit::SSH, ..
             }),
-        ) if outcome
+        ) if record
             .steps
             .last()
             .is_some_and(|s| s.kind == StepKind::Activate) =>
@@ -98,7 +98,7 @@ pub fn settle(
         )),
     }
     // The system deployed, when it is a store path (not a generation's link).
-    let new_system = outcome
+    let new_system = record
         .values
         .get(&Var::System)
         .filter(|s| {
@@ -117,7 +117,7 @@ pub fn settle(
         new_system.as_deref(),
         reached,
     );
-    outcome.steps.push(StepRecord {
+    record.steps.push(StepRecord {
         kind: StepKind::Confirm,
         host: host.dest.clone(),
         duration: started.elapsed(),

@@ -26,7 +26,7 @@ pub struct StepRecord {
 }
 
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Record {
     pub values: Values,
     pub steps: Vec<StepRecord>,
 }
@@ -44,21 +44,13 @@ pub struct Executor<'a, 'r> {
 }
 
 impl Executor<'_, '_> {
-    pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
-        let result = self.run_sessions(plan, outcome);
-        match &plan.confirm {
-            // Magic rollback: whatever happened, say what the target's watchdog did.
-            Some(confirm) => crate::confirm::settle(self, confirm, result, outcome),
-            None => result,
-        }
-    }
-
     /// The plan's sessions in order. The hosts are connected to while the sessions that need
     /// none (the local evaluation and build) run, and before the first that needs one.
-    fn run_sessions(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
-        outcome.values.extend(plan.inputs.iter().cloned());
+    /// (A plan's confirmation is not among them: `confirm::settle` runs it afterwards.)
+    pub fn run_sessions(&mut self, plan: &Plan, record: &mut Record) -> Result<()> {
+        record.values.extend(plan.inputs.iter().cloned());
         let mut connecting = Some(self.transport.connect_in_background(&plan.connect)?);
-        let result = self.run_sessions_connecting(plan, outcome, &mut connecting);
+        let result = self.run_sessions_connecting(plan, record, &mut connecting);
         // Wait for every connection, so that each master that opened is closed at the end.
         let connected = match connecting.take() {
             Some(c) => self.transport.finish_connecting(c),
@@ -75,7 +67,7 @@ impl Executor<'_, '_> {
     fn run_sessions_connecting(
         &mut self,
         plan: &Plan,
-        outcome: &mut Outcome,
+        record: &mut Record,
         connecting: &mut Option<crate::transport::Connecting>,
     ) -> Result<()> {
         for session in &plan.sessions {
@@ -89,12 +81,12 @@ impl Executor<'_, '_> {
                     .finish_connecting(c)
                     .map_err(or_interrupted)?;
             }
-            let mut result = self.run_session(session, outcome);
+            let mut result = self.run_session(session, record);
             let mut fallback = &session.fallback;
             // A failed command (not an interruption, a lost connection or a signature
             // refusal) has the session's fallback run instead, and so on down the chain.
             while let (Err(Error::Command { .. }), Some(instead)) = (&result, fallback) {
-                result = self.run_session(instead, outcome);
+                result = self.run_session(instead, record);
                 fallback = &instead.fallback;
             }
             result.map_err(|e| self.explain(plan, session, e))?;
@@ -137,13 +129,13 @@ impl Executor<'_, '_> {
         err
     }
 
-    fn run_session(&mut self, session: &Session, outcome: &mut Outcome) -> Result<()> {
+    fn run_session(&mut self, session: &Session, record: &mut Record) -> Result<()> {
         let site = if session.host.is_local() {
             Site::Local(self.local_env)
         } else {
             Site::Remote
         };
-        let inv = render(session, &outcome.values, &site, &self.report.program)?;
+        let inv = render(session, &record.values, &site, &self.report.program)?;
         self.report
             .debug(&format!("on {}: {:?}", session.host, inv.argv));
         let mut cmd = self.transport.command(&session.host, &inv)?;
@@ -217,7 +209,7 @@ impl Executor<'_, '_> {
             if let Some(prev) = current.take() {
                 let kind = session.steps[prev].kind;
                 report.step_finished(kind, &host, started.elapsed(), None);
-                outcome.steps.push(StepRecord {
+                record.steps.push(StepRecord {
                     kind,
                     host: host.clone(),
                     duration: started.elapsed(),
@@ -293,7 +285,7 @@ impl Executor<'_, '_> {
             started.elapsed(),
             (code != 0).then_some(code),
         );
-        outcome.steps.push(StepRecord {
+        record.steps.push(StepRecord {
             kind: session.steps[last].kind,
             host: host.clone(),
             duration: started.elapsed(),
@@ -323,7 +315,7 @@ impl Executor<'_, '_> {
         }
         for (step, out) in session.steps.iter().zip(&lines) {
             if let Some(capture) = &step.capture {
-                apply_capture(capture, out, &mut outcome.values)?;
+                apply_capture(capture, out, &mut record.values)?;
             }
         }
         Ok(())
