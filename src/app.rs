@@ -88,6 +88,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 }
                 other => report.error(&other.to_string()),
             }
+            for hint in e.hints() {
+                report.hint(&hint);
+            }
             // --json promises a document however the run ends; list-generations keeps ng's
             // output, which is nothing on failure.
             let ng_format = cli.action == Some(crate::cli::Action::ListGenerations);
@@ -101,6 +104,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                         "host": null,
                         "status": e.exit_status(),
                         "message": e.to_string(),
+                        "hints": e.hints(),
                     },
                 });
                 report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -135,7 +139,7 @@ fn context(
             Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
             Host::Ssh(h) => match transport.borrow_mut().as_mut() {
                 Some(t) => t.hostname(h),
-                None => Err(Error::Output("internal: no transport".into())),
+                None => Err(Error::Internal("no transport".into())),
             },
         }),
     }
@@ -176,7 +180,7 @@ fn run_with(
     let mut guard = shared.borrow_mut();
     let transport = guard
         .as_mut()
-        .ok_or_else(|| Error::Output("internal: no transport".into()))?;
+        .ok_or_else(|| Error::Internal("no transport".into()))?;
     let remote = !(req.target_host.is_local() && req.build_host.is_local());
     let nix_sshopts = if remote {
         transport.nix_sshopts()?
@@ -283,6 +287,7 @@ fn result_document(
             "host": failed.map(|s| s.host.clone()),
             "status": e.exit_status(),
             "message": e.to_string(),
+            "hints": e.hints(),
         })),
     })
 }
@@ -326,7 +331,7 @@ fn finish(plan: &Plan, record: &Record, report: &Report) -> Result<()> {
         }
         (Finish::Image, Some(path)) => {
             let file = record.values.get(&Var::ImageFile).ok_or_else(|| {
-                Error::Output("internal: the plan finished without the image's file name".into())
+                Error::Internal("the plan finished without the image's file name".into())
             })?;
             report.result(
                 "Done. The disk image can be found in ",
@@ -346,8 +351,8 @@ fn finish(plan: &Plan, record: &Record, report: &Report) -> Result<()> {
             });
         }
         (_, None) => {
-            return Err(Error::Output(
-                "internal: the plan finished without a system path".into(),
+            return Err(Error::Internal(
+                "the plan finished without a system path".into(),
             ));
         }
     }

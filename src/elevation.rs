@@ -103,22 +103,27 @@ impl Elevation {
     /// The error for a session on `host` that the tool did not let through (`status`: the
     /// session's exit status).
     pub fn refusal(&self, host: String, status: i32) -> Error {
-        let why = match self {
+        let (why, hint) = match self {
             Elevation::Sudo {
                 ask_password: true, ..
-            } => "the password was not accepted".into(),
-            Elevation::Sudo { .. } => "it wants a password; pass --ask-sudo-password (-S) to give \
-                 it one, or allow the user to run commands without one (NOPASSWD)"
-                .into(),
-            _ => format!(
-                "run0 did not run the commands (exit status {status}); check that polkit lets \
-                 the user run them without a password"
+            } => ("the password was not accepted".to_string(), None),
+            Elevation::Sudo { .. } => (
+                "it wants a password".into(),
+                Some(
+                    "pass --ask-sudo-password (-S) to give it one, or allow the user to run \
+                     commands without one (NOPASSWD)",
+                ),
+            ),
+            _ => (
+                format!("run0 did not run the commands (exit status {status})"),
+                Some("check that polkit lets the user run them without a password"),
             ),
         };
         Error::Elevation {
             tool: self.tool().unwrap_or("sudo"),
             host,
             why,
+            hint: hint.map(String::from),
         }
     }
 }
@@ -159,5 +164,8 @@ mod tests {
             sudo(true).refusal("h".into(), 1).to_string(),
             "sudo on h refused: the password was not accepted"
         );
+        let e = sudo(false).refusal("h".into(), 1);
+        assert_eq!(e.to_string(), "sudo on h refused: it wants a password");
+        assert!(e.hints()[0].starts_with("pass --ask-sudo-password (-S)"));
     }
 }

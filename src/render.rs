@@ -109,14 +109,10 @@ fn substitute(words: &[Word], values: &Values) -> Result<Vec<String>> {
 fn value_of(word: &Word, values: &Values) -> Result<String> {
     match word {
         Word::Lit(s) => Ok(s.clone()),
-        Word::Var { var, suffix } => {
-            values
-                .get(var)
-                .map(|v| format!("{v}{suffix}"))
-                .ok_or_else(|| {
-                    Error::Output(format!("internal: ${} used before it is known", var.name()))
-                })
-        }
+        Word::Var { var, suffix } => values
+            .get(var)
+            .map(|v| format!("{v}{suffix}"))
+            .ok_or_else(|| Error::Internal(format!("${} used before it is known", var.name()))),
     }
 }
 

@@ -551,8 +551,12 @@ fn an_untrusted_user_is_told_about_signatures() {
         .filter(|l| l.starts_with("rb: error:"))
         .collect();
     assert_eq!(errors.len(), 1, "{r:?}");
+    assert!(errors[0].contains("lack a signature"), "{r:?}");
+    // What to do about it follows, as a hint of its own.
     assert!(
-        errors[0].contains("lack a signature") && errors[0].contains("trusted-users"),
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("hint: deploy as root") && l.contains("trusted-users")),
         "{r:?}"
     );
     // Nix's own line passes through too (its words differ between versions).
