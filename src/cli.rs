@@ -301,8 +301,8 @@ pub struct LegacyArgs {
     pub no_ssh_tty: bool,
 }
 
-/// Options passed on to Nix.
-#[derive(Debug, Args, Default)]
+/// Options passed on to Nix (what each Nix command gets of them: `nix.rs`).
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[command(next_help_heading = "Nix options")]
 pub struct NixArgs {
     /// More verbose Nix output; repeat for more.
@@ -349,6 +349,7 @@ pub struct NixArgs {
         value_hint = ValueHint::Other,
         action = ArgAction::Append
     )]
+    #[serde(rename = "options", serialize_with = "crate::nix::serialize_pairs")]
     pub option: Vec<String>,
 
     /// Remote builders for Nix to use, as in nix.conf's builders setting.
@@ -419,6 +420,7 @@ pub struct NixArgs {
         value_hint = ValueHint::Other,
         action = ArgAction::Append
     )]
+    #[serde(serialize_with = "crate::nix::serialize_pairs")]
     pub override_input: Vec<String>,
 
     /// Do not show build output; for flakes also leaves no result link.

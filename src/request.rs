@@ -5,12 +5,11 @@
 //! decided (flake, classic, file, store path, rollback), hosts parsed, elevation chosen.
 //! Everything it needs from the outside world comes in through [`Context`], so it is pure.
 
-use crate::cli::{Action, Cli, ElevateMethod};
+use crate::cli::{Action, Cli, ElevateMethod, NixArgs};
 use crate::elevation::Elevation;
 use crate::error::{Error, Result};
 use crate::flake::{self, FlakeRef};
 use crate::host::{Host, SshHost};
-use crate::nix::NixFlags;
 use crate::shell;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -78,7 +77,7 @@ pub struct Request {
     pub profile: Profile,
     pub specialisation: Option<String>,
     pub install_bootloader: bool,
-    pub nix: NixFlags,
+    pub nix: NixArgs,
     /// Wrap activation in `systemd-run` where the target runs systemd
     /// (off with `NIXOS_REBUILD_NO_SYSTEMD_RUN`).
     pub systemd_run: bool,
@@ -278,7 +277,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         },
         specialisation: act.specialisation.clone(),
         install_bootloader: act.install_bootloader || legacy.install_grub,
-        nix: NixFlags::from_args(&cli.nix),
+        nix: cli.nix.clone(),
         systemd_run: ctx
             .env
             .get("NIXOS_REBUILD_NO_SYSTEMD_RUN")
