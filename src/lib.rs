@@ -8,6 +8,7 @@
 //! The binary is `main.rs`; this library exists so that tests and tools (man page and
 //! completion generation) can use the same definitions.
 
+pub mod action;
 pub mod app;
 pub mod cli;
 pub mod confirm;

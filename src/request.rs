@@ -108,21 +108,6 @@ fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
 
-/// Actions that build a system and may run on other hosts.
-fn takes_build_host(action: Action) -> bool {
-    use Action::*;
-    matches!(
-        action,
-        Switch | Boot | Test | Build | DryBuild | DryActivate | BuildVm | BuildVmWithBootloader
-    )
-}
-
-/// nixos-rebuild-ng refuses `--target-host` with `list-generations`; rb lists the target's
-/// generations (one SSH session, no root needed).
-fn takes_target_host(action: Action) -> bool {
-    takes_build_host(action) || action == Action::ListGenerations
-}
-
 pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let action = cli
         .action
@@ -149,19 +134,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         warnings.push("--no-build-nix is deprecated, we do not build nix anymore".into());
     }
     let mut diff = act.diff;
-    if diff
-        && matches!(
-            action,
-            Action::DryBuild
-                | Action::Edit
-                | Action::ListGenerations
-                | Action::Repl
-                // What would the current system be compared with: a VM or an image?
-                | Action::BuildVm
-                | Action::BuildVmWithBootloader
-                | Action::BuildImage
-        )
-    {
+    if diff && !action.diffs() {
         warnings.push(format!("--diff is a no-op with '{}'", action.name()));
         diff = false;
     }
@@ -171,8 +144,8 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     if action == Action::Edit && file_mode {
         return Err(usage("--file and --attr are not supported with 'edit'"));
     }
-    if (cli.hosts.target_host.is_some() && !takes_target_host(action))
-        || (cli.hosts.build_host.is_some() && !takes_build_host(action))
+    if (cli.hosts.target_host.is_some() && !action.takes_target_host())
+        || (cli.hosts.build_host.is_some() && !action.takes_build_host())
     {
         return Err(usage(format!(
             "--target-host/--build-host is not supported with '{}'",
@@ -192,10 +165,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
                 "--store-path cannot be used with --flake, --file, or --attr",
             ));
         }
-        if !matches!(
-            action,
-            Action::Switch | Action::Boot | Action::Test | Action::DryActivate
-        ) {
+        if !action.takes_store_path() {
             return Err(usage(format!(
                 "--store-path cannot be used with '{}'",
                 action.name()
@@ -208,19 +178,14 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         }
     }
     if let Some(s) = &act.specialisation {
-        if !matches!(action, Action::Switch | Action::Test) {
+        if !action.takes_specialisation() {
             return Err(usage(
                 "'--specialisation' can only be used with 'switch' and 'test'",
             ));
         }
         check_name("--specialisation", s)?;
     }
-    if act.rollback
-        && !matches!(
-            action,
-            Action::Switch | Action::Boot | Action::Test | Action::Build
-        )
-    {
+    if act.rollback && !action.takes_rollback() {
         return Err(usage(format!(
             "--rollback can only be used with 'switch', 'boot', 'test' and 'build', not '{}'",
             action.name()
@@ -237,7 +202,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let build_host = parse_host("--build-host", &cli.hosts.build_host)?;
 
     if act.confirm_timeout.is_some() {
-        if !matches!(action, Action::Switch | Action::Boot | Action::Test) {
+        if !action.takes_confirm_timeout() {
             return Err(usage(format!(
                 "--confirm-timeout can only be used with 'switch', 'boot' and 'test', not '{}'",
                 action.name()

@@ -74,9 +74,8 @@ pub fn dir(run_id: &str) -> String {
 /// what the run does (`test` touches neither profile nor boot loader, so neither does its
 /// rollback).
 fn stc_action(req: &Request) -> &'static str {
-    match req.action {
-        crate::cli::Action::Boot => "boot",
-        crate::cli::Action::Test => "test",
+    match req.action.stc_action() {
+        Some(same @ ("boot" | "test")) => same,
         _ => "switch",
     }
 }
@@ -85,10 +84,7 @@ fn stc_action(req: &Request) -> &'static str {
 /// before the profile changes. A later failure in the session has it roll back at once.
 pub fn arm_step(req: &Request, run_id: &str, timeout: u64) -> Step {
     let dir = dir(run_id);
-    let restores_profile = matches!(
-        req.action,
-        crate::cli::Action::Switch | crate::cli::Action::Boot
-    );
+    let restores_profile = req.action.sets_profile();
     let mut arm = Command::lit(&[
         PROGRAM,
         "arm",

@@ -21,9 +21,11 @@ pub(super) fn check_elevation(req: &Request) -> Session {
 /// `--rollback`: find the generation to go back to on the target.
 pub(super) fn find_generation(req: &Request) -> Session {
     let profile = req.profile.path();
-    let pick = match req.action {
-        Action::Switch | Action::Boot => Pick::OlderThanCurrent,
-        _ => Pick::NewestOther,
+    // The generation that a switch or boot would have left the profile at.
+    let pick = if req.action.sets_profile() {
+        Pick::OlderThanCurrent
+    } else {
+        Pick::NewestOther
     };
     Session {
         host: req.target_host.clone(),
@@ -55,7 +57,7 @@ to continue. Please open an issue if this is the case.";
 /// checks first (nothing changes when they fail), then the profile, then activation.
 pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     let profile = req.profile.path();
-    let sets_profile = matches!(req.action, Action::Switch | Action::Boot);
+    let sets_profile = req.action.sets_profile();
     let rollback = req.source == Source::Rollback;
     let mut steps = Vec::new();
     let step = |kind, commands| Step {
@@ -132,12 +134,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         });
     }
 
-    let stc_action = match req.action {
-        Action::Switch => "switch",
-        Action::Boot => "boot",
-        Action::Test => "test",
-        _ => "dry-activate",
-    };
+    let stc_action = req.action.stc_action().unwrap_or("dry-activate");
     // Exactly the environment nixos-rebuild-ng gives switch-to-configuration.
     let env = Env::Clean(vec![
         EnvVar::Keep("PATH".into()),

@@ -21,7 +21,7 @@ pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
 pub(super) fn build(req: &Request) -> Result<Session> {
     let attr = &attribute(req);
     let dry = req.action == Action::DryBuild;
-    let link = leaves_result_link(req.action);
+    let link = req.action.leaves_result_link();
     let (argv, capture) = match &req.source {
         Source::Flake(flake) => {
             // `--json` works on every Nix from 2.8 on, unlike `--print-out-paths`.

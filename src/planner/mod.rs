@@ -86,10 +86,7 @@ fn deploy(
     sessions: &mut Vec<Session>,
     inputs: &mut Vec<(Var, String)>,
 ) -> Result<Finish> {
-    let activates = matches!(
-        req.action,
-        Action::Switch | Action::Boot | Action::Test | Action::DryActivate
-    );
+    let activates = req.action.activates();
     // A wrong password is found out before anything is built.
     if req.elevation.sends_password() && (activates || req.source == Source::Rollback) {
         sessions.push(check_elevation(req));
@@ -245,14 +242,6 @@ fn attribute(req: &Request) -> String {
         (Action::BuildImage, Some(variant)) => format!("config.system.build.images.{variant}"),
         _ => "config.system.build.toplevel".into(),
     }
-}
-
-/// Actions that leave `./result` in the current directory.
-fn leaves_result_link(action: Action) -> bool {
-    matches!(
-        action,
-        Action::Build | Action::BuildVm | Action::BuildVmWithBootloader | Action::BuildImage
-    )
 }
 
 fn nix_new_style(subcommand: &str) -> Vec<String> {
