@@ -117,7 +117,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .or_else(|| duct::cmd!("uname", "-n").read().ok())
+        .or_else(|| crate::process::stdout_of(&["uname", "-n"]))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }

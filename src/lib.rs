@@ -23,6 +23,7 @@ pub mod nix;
 pub mod password;
 pub mod plan;
 pub mod planner;
+pub mod process;
 pub mod render;
 pub mod report;
 pub mod request;

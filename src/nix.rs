@@ -205,13 +205,8 @@ impl NixCaps {
 
     /// Asks `nix --version`; falls back to the floor when Nix cannot be asked.
     pub fn detect() -> Self {
-        duct::cmd!("nix", "--version")
-            .stdout_capture()
-            .stderr_null()
-            .unchecked()
-            .run()
-            .ok()
-            .and_then(|o| Self::parse(&String::from_utf8_lossy(&o.stdout)))
+        crate::process::stdout_of(&["nix", "--version"])
+            .and_then(|out| Self::parse(&out))
             .unwrap_or_else(Self::floor)
     }
 
