@@ -1,5 +1,6 @@
 //! Runs a plan: each session as one process on its host, values flowing from captured output
-//! into later sessions. The only module (with `transport.rs`) that starts processes.
+//! into later sessions, recorded step by step. The plan's sessions start here, through
+//! `transport.rs`; its confirmation (magic rollback) runs afterwards from `app.rs`.
 
 use crate::error::{Error, Result};
 use crate::generations;

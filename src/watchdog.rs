@@ -24,7 +24,9 @@
 //! watchdog's directory, `/run/rb/<run id>/`, which rb reads back in the confirming session.
 //!
 //! In plans, the watchdog is the program `rb-watchdog`: rendering a session that uses it puts
-//! the shell functions below at the top of its script, so it costs no extra round trip.
+//! its shell functions (`scripts/watchdog-session.sh`, `scripts/watchdog-helpers.sh`; the
+//! detached watchdog is `scripts/watchdog.sh`) at the top of its script, so it costs no extra
+//! round trip.
 
 use crate::plan::{Capture, Command, Confirm, Session, Step, StepKind, Undo, Word};
 use crate::request::Request;
