@@ -262,11 +262,7 @@ fn verdict(
     let (v, unreachable) = match reached {
         Reached::Verdict(v, unreachable) => (v, unreachable),
         Reached::Failed { status, stderr } => {
-            let said = stderr
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let said = crate::error::one_line(&stderr);
             return Err(Error::Unconfirmed {
                 why: format!(
                     "{}the confirming session on {h} failed (exit status {status}{})",
