@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::generations;
 use crate::host::Host;
 use crate::interrupt;
-use crate::plan::{Capture, Pick, Plan, Session, StepKind, Var};
+use crate::plan::{Capture, Output, Pick, Plan, Session, StepKind, Var};
 use crate::render::{MARKER, PGID_MARKER, Site, Values, render};
 use crate::report::Report;
 use crate::transport::Transport;
@@ -75,8 +75,8 @@ impl Executor<'_, '_> {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
-            let needs_hosts =
-                !session.host.is_local() || session.steps.iter().any(|s| s.kind == StepKind::Copy);
+            let needs_hosts = !session.host.is_local()
+                || session.steps.iter().any(|s| s.output == Output::CopyLog);
             if let Some(c) = connecting.take_if(|c| needs_hosts || c.failed()) {
                 self.transport
                     .finish_connecting(c)
@@ -107,7 +107,7 @@ impl Executor<'_, '_> {
         }
         let hosts = match &session.host {
             Host::Ssh(h) if *status == 127 => vec![h.clone()],
-            _ if session.steps.iter().any(|s| s.kind == StepKind::Copy) => plan.connect.clone(),
+            _ if session.steps.iter().any(|s| s.output == Output::CopyLog) => plan.connect.clone(),
             _ => return err,
         };
         for host in hosts {
@@ -145,7 +145,7 @@ impl Executor<'_, '_> {
             .as_ref()
             .filter(|_| session.elevation.sends_password());
         // An editor or `nix repl` gets the terminal: stdin, stdout and Ctrl-C.
-        let interactive = session.steps.iter().any(|s| s.kind.interactive());
+        let interactive = session.steps.iter().any(|s| s.output == Output::Terminal);
         cmd.stdin(if interactive {
             Stdio::inherit()
         } else if password.is_some() {
@@ -171,7 +171,7 @@ impl Executor<'_, '_> {
             ));
         }
         // A copy's stderr is read on its way through, for messages rb can explain better.
-        let copies = session.steps.iter().any(|s| s.kind == StepKind::Copy);
+        let copies = session.steps.iter().any(|s| s.output == Output::CopyLog);
         if copies {
             cmd.stderr(Stdio::piped());
             // `nix copy` stopped by SIGTERM leaves its temporary directory behind; in rb's
@@ -277,7 +277,7 @@ impl Executor<'_, '_> {
             && code != 255
             && code != 127
             && (current.is_none()
-                || session.steps[current.unwrap_or(0)].kind == StepKind::CheckElevation)
+                || session.steps[current.unwrap_or(0)].output == Output::ElevationCheck)
             && !session.elevation.is_none();
         let last = current.unwrap_or(0);
         self.report.step_finished(
@@ -299,7 +299,10 @@ impl Executor<'_, '_> {
             return Err(Error::ConnectionLost {
                 host,
                 what: session.steps[last].kind.what().into(),
-                consequence: consequence(session, current).into(),
+                // Lost before the first step started: nothing happened there yet.
+                consequence: current
+                    .and_then(|n| session.steps[n].if_lost.clone())
+                    .unwrap_or_default(),
             });
         }
         if code != 0 && copies && lacks_signature(&stderr_tail) {
@@ -362,26 +365,6 @@ fn or_interrupted(e: Error) -> Error {
     match interrupt::signal() {
         Some(sig) => Error::Interrupted(sig),
         None => e,
-    }
-}
-
-/// What a connection lost during `current` means for the host.
-fn consequence(session: &Session, current: Option<usize>) -> &'static str {
-    let Some(n) = current else {
-        return "";
-    };
-    let profile_set = session.steps[..n]
-        .iter()
-        .any(|s| s.kind == StepKind::SetProfile);
-    match session.steps[n].kind {
-        StepKind::Activate if profile_set => {
-            "; the profile there is already the new generation, whose activation may not have finished"
-        }
-        StepKind::Activate => "; the activation there may not have finished",
-        StepKind::SetProfile => {
-            "; the profile there is either where it was or at the new generation"
-        }
-        _ => "",
     }
 }
 

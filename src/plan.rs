@@ -68,6 +68,35 @@ pub struct Step {
     /// What this step's stdout yields.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<Capture>,
+    /// What its output and failure mean, for the executor, which knows no step kinds.
+    #[serde(skip_serializing_if = "Output::is_log")]
+    pub output: Output,
+    /// What a connection lost during the step leaves on the host, said after the error (e.g.
+    /// that the profile may already be the new generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub if_lost: Option<String>,
+}
+
+/// How the executor runs a step and reads what it does, chosen by the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Output {
+    /// Its commands' output is progress, on rb's stderr.
+    Log,
+    /// It takes over the terminal: stdin, stdout and Ctrl-C belong to its command (an
+    /// editor, `nix repl`).
+    Terminal,
+    /// A copy between hosts: it needs the connections open; its stderr is read on the way for
+    /// Nix's refusal of unsigned paths, and a failure may be a host without Nix.
+    CopyLog,
+    /// The elevation tool's first say: a failure here is its refusal.
+    ElevationCheck,
+}
+
+impl Output {
+    pub fn is_log(&self) -> bool {
+        *self == Output::Log
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,11 +174,6 @@ impl StepKind {
             StepKind::ArmWatchdog => "arm-watchdog",
             StepKind::Confirm => "confirm",
         }
-    }
-
-    /// Steps that take over the terminal: stdin, stdout and Ctrl-C belong to their command.
-    pub fn interactive(self) -> bool {
-        matches!(self, StepKind::Edit | StepKind::Repl)
     }
 }
 

@@ -303,7 +303,7 @@ mod tests {
     use crate::elevation::Elevation;
     use crate::host::Host;
     use crate::plan::EnvVar;
-    use crate::plan::{Step, StepKind};
+    use crate::plan::{Output, Step, StepKind};
 
     fn session(steps: Vec<Step>, elevation: Elevation) -> Session {
         Session {
@@ -320,6 +320,8 @@ mod tests {
             message: None,
             commands,
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         }
     }
 

@@ -28,7 +28,7 @@
 //! detached watchdog is `scripts/watchdog.sh`) at the top of its script, so it costs no extra
 //! round trip.
 
-use crate::plan::{Capture, Command, Confirm, Session, Step, StepKind, Undo, Word};
+use crate::plan::{Capture, Command, Confirm, Output, Session, Step, StepKind, Undo, Word};
 use crate::request::Request;
 use crate::shell::quote;
 use std::collections::BTreeMap;
@@ -106,6 +106,8 @@ pub fn arm_step(req: &Request, run_id: &str, timeout: u64) -> Step {
         message: None,
         commands: vec![arm],
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     }
 }
 
@@ -140,6 +142,8 @@ pub fn confirm(req: &Request, run_id: &str, timeout: u64) -> Confirm {
                 message: None,
                 commands: vec![Command::lit(&[PROGRAM, Mode::Confirm.word(), &dir])],
                 capture: Some(Capture::Verdict),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },

@@ -13,6 +13,8 @@ pub(super) fn check_elevation(req: &Request) -> Session {
             message: None,
             commands: vec![Command::lit(&["true"])],
             capture: None,
+            output: Output::ElevationCheck,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -40,6 +42,8 @@ pub(super) fn find_generation(req: &Request) -> Session {
                 "--list-generations",
             ])],
             capture: Some(Capture::Generation { profile, pick }),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -65,6 +69,8 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         message: None,
         commands,
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     };
 
     let stc_dir = match &req.specialisation {
@@ -131,6 +137,10 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             // Which generation the profile is at now, for the report.
             commands: vec![set, Command::lit(&["readlink", &profile])],
             capture: Some(Capture::ProfileLink),
+            output: Output::Log,
+            if_lost: Some(
+                "; the profile there is either where it was or at the new generation".into(),
+            ),
         });
     }
 
@@ -164,6 +174,14 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             undo: None,
         }],
         capture: None,
+        output: Output::Log,
+        if_lost: Some(if sets_profile {
+            "; the profile there is already the new generation, whose activation may not have \
+             finished"
+                .into()
+        } else {
+            "; the activation there may not have finished".into()
+        }),
     });
 
     Session {
@@ -190,5 +208,7 @@ pub(super) fn diff_step(run: &RunEnv) -> Step {
             Word::var(Var::System, ""),
         ])],
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     }
 }

@@ -57,6 +57,8 @@ pub(super) fn build(req: &Request) -> Result<Session> {
             message: Some(BUILD_MESSAGE.into()),
             commands: vec![Command::lit(&argv)],
             capture: (!dry).then_some(capture),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     })
@@ -111,6 +113,8 @@ pub(super) fn build_remotely(
                 message: Some(BUILD_MESSAGE.into()),
                 commands: vec![Command::lit(&evaluate)],
                 capture: Some(Capture::PathLine(Var::Drv)),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },
@@ -123,6 +127,8 @@ pub(super) fn build_remotely(
                 message: Some(format!("building on {}...", builder.dest)),
                 commands: vec![Command::new(realise)],
                 capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },
@@ -161,6 +167,8 @@ pub(super) fn image_variants(req: &Request) -> Session {
             capture: Some(Capture::ImageVariants {
                 variant: req.image_variant.clone(),
             }),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -183,6 +191,8 @@ pub(super) fn check_specialisation(s: &str) -> Step {
             .on_failure(format!("specialisation not found: {s}")),
         ],
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     }
 }
 

@@ -22,7 +22,8 @@ use crate::generations::list_script;
 use crate::host::Host;
 use crate::nix::{FEATURES, NixCaps, NixCommand};
 use crate::plan::{
-    Capture, Command, Env, EnvVar, Finish, Pick, Plan, Session, Step, StepKind, Undo, Var, Word,
+    Capture, Command, Env, EnvVar, Finish, Output, Pick, Plan, Session, Step, StepKind, Undo, Var,
+    Word,
 };
 use crate::request::{Request, Source, Upgrade};
 
@@ -229,6 +230,8 @@ fn local(kind: StepKind, command: Command) -> Session {
             message: None,
             commands: vec![command],
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }

@@ -31,6 +31,8 @@ pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
                 Command::lit(&["sh", "-c", UPGRADE_SCRIPT, run.program, all]),
             ],
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -54,6 +56,8 @@ pub(super) fn edit(req: &Request) -> Vec<Session> {
             message: None,
             commands: vec![command],
             capture: None,
+            output: Output::Terminal,
+            if_lost: None,
         }],
         fallback: None,
     };
@@ -77,6 +81,8 @@ pub(super) fn edit(req: &Request) -> Vec<Session> {
                 message: None,
                 commands: vec![Command::lit(&find).on_failure("cannot find NixOS config file")],
                 capture: Some(Capture::PathLine(Var::ConfigFile)),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },
@@ -245,6 +251,8 @@ pub(super) fn repl(req: &Request, caps: &NixCaps, run: &RunEnv) -> Session {
             message: None,
             commands: vec![Command::lit(&argv)],
             capture: None,
+            output: Output::Terminal,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -266,6 +274,8 @@ pub(super) fn list_generations(req: &Request) -> Session {
                 Command::lit(&["sh", "-c", &list_script(), "sh", &profile]),
             ],
             capture: Some(Capture::Generations),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
