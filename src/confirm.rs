@@ -24,7 +24,6 @@ use crate::interrupt;
 use crate::plan::{Confirm, StepKind, Var};
 use crate::render::{Site, Values, render};
 use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -148,10 +147,6 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         "on {} (new connection): {:?}",
         host.dest, inv.argv
     ));
-    let password = exec
-        .password
-        .clone()
-        .filter(|_| session.elevation.sends_password());
     let start = Instant::now();
     let deadline = start + Duration::from_secs(confirm.timeout);
     let give_up = deadline + GRACE;
@@ -162,22 +157,9 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         let mut cmd = exec
             .transport
             .fresh_command(host, &inv, left.clamp(1, 10))?;
-        cmd.stdin(if password.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
-        if let (Some(pw), Some(mut stdin)) = (&password, child.stdin.take()) {
-            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
-        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // A signal to rb alone stops this attempt too.
-        interrupt::set_child(child.id());
+        let child = exec.start(&mut cmd, &session, false, "ssh".into())?;
         let out = child.wait_with_output();
         interrupt::set_child(0);
         let out = out.map_err(|source| Error::Spawn {

@@ -140,19 +140,8 @@ impl Executor<'_, '_> {
         self.report
             .debug(&format!("on {}: {:?}", session.host, inv.argv));
         let mut cmd = self.transport.command(&session.host, &inv)?;
-        let password = self
-            .password
-            .as_ref()
-            .filter(|_| session.elevation.sends_password());
         // An editor or `nix repl` gets the terminal: stdin, stdout and Ctrl-C.
         let interactive = session.steps.iter().any(|s| s.output == Output::Terminal);
-        cmd.stdin(if interactive {
-            Stdio::inherit()
-        } else if password.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
         let captures = session.steps.iter().any(|s| s.capture.is_some());
         if interactive && !self.stdout_reserved {
             cmd.stdout(Stdio::inherit());
@@ -180,25 +169,17 @@ impl Executor<'_, '_> {
                 cmd.env("TMPDIR", dir);
             }
         }
-        let program = inv.argv.first().cloned().unwrap_or_default();
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            program: if session.host.is_local() {
-                program
-            } else {
-                "ssh".into()
-            },
-            source,
-        })?;
-        interrupt::set_child(child.id());
+        let program = if session.host.is_local() {
+            inv.argv.first().cloned().unwrap_or_default()
+        } else {
+            "ssh".into()
+        };
+        let mut child = self.start(&mut cmd, session, interactive, program)?;
         let stderr_tail = child
             .stderr
             .take()
             .map(|err| std::thread::spawn(move || tee(err)));
         let interactive_guard = interactive.then(interrupt::Interactive::start);
-        if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
-            // A closed pipe here means the remote side ended early; its status says why.
-            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
-        }
 
         let host = session.host.to_string();
         let mut lines: Vec<Vec<String>> = vec![Vec::new(); session.steps.len()];
@@ -327,6 +308,38 @@ impl Executor<'_, '_> {
 }
 
 impl Executor<'_, '_> {
+    /// Starts `cmd`, the process of `session`, as the one child a signal to rb stops too. Its
+    /// stdin is the terminal (`terminal`), else the password when the session's elevation
+    /// sends one (written here), else nothing.
+    pub fn start(
+        &self,
+        cmd: &mut std::process::Command,
+        session: &Session,
+        terminal: bool,
+        program: String,
+    ) -> Result<std::process::Child> {
+        let password = self
+            .password
+            .as_ref()
+            .filter(|_| !terminal && session.elevation.sends_password());
+        cmd.stdin(if terminal {
+            Stdio::inherit()
+        } else if password.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .map_err(|source| Error::Spawn { program, source })?;
+        interrupt::set_child(child.id());
+        if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
+            // A closed pipe here means the remote side ended early; its status says why.
+            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
+        }
+        Ok(child)
+    }
+
     /// After an interruption: stop what the session started on its host. Elevated sessions
     /// are left alone (activation runs under systemd-run and must not be cut half way).
     fn stop_remote(&mut self, session: &Session, pgid: Option<&str>) {
