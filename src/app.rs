@@ -1,8 +1,9 @@
 //! One run of rb: command line → request → plan → execution → report.
 
 use crate::cli::Cli;
+use crate::confirm;
 use crate::error::{Error, Result, exit};
-use crate::exec::{Executor, Outcome};
+use crate::exec::{Executor, Record};
 use crate::generations;
 use crate::host::Host;
 use crate::nix::NixCaps;
@@ -10,7 +11,6 @@ use crate::password;
 use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
 use crate::report::Report;
-use crate::request::Elevation;
 use crate::request::{self, Context, Request};
 use crate::transport::Transport;
 use clap::{CommandFactory, FromArgMatches};
@@ -88,6 +88,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 }
                 other => report.error(&other.to_string()),
             }
+            for hint in e.hints() {
+                report.hint(&hint);
+            }
             // --json promises a document however the run ends; list-generations keeps ng's
             // output, which is nothing on failure.
             let ng_format = cli.action == Some(crate::cli::Action::ListGenerations);
@@ -101,6 +104,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                         "host": null,
                         "status": e.exit_status(),
                         "message": e.to_string(),
+                        "hints": e.hints(),
                     },
                 });
                 report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -113,7 +117,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .or_else(|| duct::cmd!("uname", "-n").read().ok())
+        .or_else(|| crate::process::stdout_of(&["uname", "-n"]))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
@@ -137,7 +141,7 @@ fn context(
             Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
             Host::Ssh(h) => match transport.borrow_mut().as_mut() {
                 Some(t) => t.hostname(h),
-                None => Err(Error::Output("internal: no transport".into())),
+                None => Err(Error::Internal("no transport".into())),
             },
         }),
     }
@@ -191,7 +195,7 @@ fn run_with(
     let mut guard = shared.borrow_mut();
     let transport = guard
         .as_mut()
-        .ok_or_else(|| Error::Output("internal: no transport".into()))?;
+        .ok_or_else(|| Error::Internal("no transport".into()))?;
     let remote = !(req.target_host.is_local() && req.build_host.is_local());
     let nix_sshopts = if remote {
         transport.nix_sshopts()?
@@ -218,15 +222,7 @@ fn run_with(
         return Ok(());
     }
     // Asked once, before anything runs, when a session will need it.
-    let needs_password = plan.sessions.iter().any(|s| {
-        matches!(
-            s.elevation,
-            Elevation::Sudo {
-                ask_password: true,
-                ..
-            }
-        )
-    });
+    let needs_password = plan.sessions.iter().any(|s| s.elevation.sends_password());
     let password = if needs_password {
         Some(password::ask(&req.target_host.to_string())?)
     } else {
@@ -239,24 +235,28 @@ fn run_with(
         stdout_reserved: cli.output.json,
         local_env: &ctx.env,
     };
-    let mut outcome = Outcome::default();
-    let result = executor.execute(&plan, &mut outcome);
+    let mut record = Record::default();
+    let mut result = executor.run_sessions(&plan, &mut record);
+    if let Some(c) = &plan.confirm {
+        // Magic rollback: whatever happened, say what the target's watchdog did.
+        result = confirm::settle(&mut executor, c, result, &mut record);
+    }
     // list-generations --json keeps ng's own document.
     if cli.output.json && !matches!(plan.finish, Finish::Generations { .. }) {
-        let doc = result_document(&req, &plan, &outcome, result.as_ref().err());
+        let doc = result_document(&req, &plan, &record, result.as_ref().err());
         report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         report.json_printed.set(true);
         return result;
     }
     result?;
-    finish(&plan, &outcome, report)
+    finish(&plan, &record, report)
 }
 
 /// `--json`: what happened, as one document on stdout (schema in README, "JSON output").
 fn result_document(
     req: &Request,
     plan: &Plan,
-    outcome: &Outcome,
+    record: &Record,
     error: Option<&Error>,
 ) -> serde_json::Value {
     use serde_json::json;
@@ -270,20 +270,20 @@ fn result_document(
         .iter()
         .flat_map(|s| &s.steps)
         .any(|s| s.kind == crate::plan::StepKind::SetProfile);
-    let activated = outcome
+    let activated = record
         .steps
         .iter()
         .find(|s| s.kind == crate::plan::StepKind::Activate);
-    let failed = outcome.steps.iter().rev().find(|s| s.failed.is_some());
+    let failed = record.steps.iter().rev().find(|s| s.failed.is_some());
     json!({
         "version": SCHEMA_VERSION,
         "action": req.action,
         "success": error.is_none(),
         "buildHost": req.build_host.to_string(),
         "targetHost": req.target_host.to_string(),
-        "storePath": outcome.values.get(&Var::System),
+        "storePath": record.values.get(&Var::System),
         "profile": sets_profile.then(|| req.profile.path()),
-        "generation": outcome
+        "generation": record
             .values
             .get(&Var::Generation)
             .filter(|_| error.is_none() && sets_profile)
@@ -292,7 +292,7 @@ fn result_document(
             "ran": activated.is_some(),
             "status": activated.map(|s| s.failed.unwrap_or(0)),
         })),
-        "steps": outcome.steps.iter().map(|s| json!({
+        "steps": record.steps.iter().map(|s| json!({
             "step": s.kind,
             "host": s.host,
             "seconds": (s.duration.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -303,6 +303,7 @@ fn result_document(
             "host": failed.map(|s| s.host.clone()),
             "status": e.exit_status(),
             "message": e.to_string(),
+            "hints": e.hints(),
         })),
     })
 }
@@ -321,8 +322,8 @@ fn print_plan(plan: &Plan, req: &Request, caps: &NixCaps, json: bool, report: &R
     }
 }
 
-fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
-    let system = outcome.values.get(&Var::System);
+fn finish(plan: &Plan, record: &Record, report: &Report) -> Result<()> {
+    let system = record.values.get(&Var::System);
     match (&plan.finish, system) {
         (Finish::Nothing, _) => {}
         (Finish::NewConfiguration, Some(path)) => {
@@ -345,8 +346,8 @@ fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
             );
         }
         (Finish::Image, Some(path)) => {
-            let file = outcome.values.get(&Var::ImageFile).ok_or_else(|| {
-                Error::Output("internal: the plan finished without the image's file name".into())
+            let file = record.values.get(&Var::ImageFile).ok_or_else(|| {
+                Error::Internal("the plan finished without the image's file name".into())
             })?;
             report.result(
                 "Done. The disk image can be found in ",
@@ -354,7 +355,7 @@ fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
             );
         }
         (Finish::Generations { json }, _) => {
-            let listing = outcome
+            let listing = record
                 .values
                 .get(&Var::Generations)
                 .map_or("", String::as_str);
@@ -366,8 +367,8 @@ fn finish(plan: &Plan, outcome: &Outcome, report: &Report) -> Result<()> {
             });
         }
         (_, None) => {
-            return Err(Error::Output(
-                "internal: the plan finished without a system path".into(),
+            return Err(Error::Internal(
+                "the plan finished without a system path".into(),
             ));
         }
     }

@@ -4,6 +4,7 @@
 //! shell completions. They only say what the user typed; what it means is decided in
 //! `request.rs`.
 
+pub use crate::action::Action;
 use clap::{ArgAction, Args, Parser, ValueEnum, ValueHint};
 
 /// Reconfigure a NixOS machine, here or over SSH.
@@ -55,56 +56,6 @@ pub fn after_help(program: &str) -> String {
          {program} switch --flake .#my-nixos --plan\n\n\
          The manual page {program}(8) describes every option, the environment and the exit statuses."
     )
-}
-
-/// The actions of nixos-rebuild-ng, in its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Build, make it the boot default and activate it now.
-    Switch,
-    /// Build and make it the boot default, without activating it now.
-    Boot,
-    /// Build and activate it now, without making it the boot default.
-    Test,
-    /// Build it and leave a `result` link in the current directory.
-    Build,
-    /// Show what would be built or fetched, without building.
-    #[value(alias = "dry-run")]
-    DryBuild,
-    /// Build and copy it, then show what activating it would change.
-    DryActivate,
-    /// Open the configuration in an editor.
-    Edit,
-    /// Open `nix repl` with the configuration loaded.
-    Repl,
-    /// Build a QEMU virtual machine running the configuration and print how to start it.
-    BuildVm,
-    /// Like build-vm, booting through the boot loader.
-    BuildVmWithBootloader,
-    /// Build a disk image of the configuration (see --image-variant).
-    BuildImage,
-    /// List the generations of the system profile (as JSON with --json).
-    ListGenerations,
-}
-
-impl Action {
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Switch => "switch",
-            Action::Boot => "boot",
-            Action::Test => "test",
-            Action::Build => "build",
-            Action::DryBuild => "dry-build",
-            Action::DryActivate => "dry-activate",
-            Action::Edit => "edit",
-            Action::Repl => "repl",
-            Action::BuildVm => "build-vm",
-            Action::BuildVmWithBootloader => "build-vm-with-bootloader",
-            Action::BuildImage => "build-image",
-            Action::ListGenerations => "list-generations",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -318,8 +269,8 @@ pub struct LegacyArgs {
     pub no_ssh_tty: bool,
 }
 
-/// Options passed on to Nix.
-#[derive(Debug, Args, Default)]
+/// Options passed on to Nix (what each Nix command gets of them: `nix.rs`).
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[command(next_help_heading = "Nix options")]
 pub struct NixArgs {
     /// More verbose Nix output; repeat for more.
@@ -366,6 +317,7 @@ pub struct NixArgs {
         value_hint = ValueHint::Other,
         action = ArgAction::Append
     )]
+    #[serde(rename = "options", serialize_with = "crate::nix::serialize_pairs")]
     pub option: Vec<String>,
 
     /// Remote builders for Nix to use, as in nix.conf's builders setting.
@@ -436,6 +388,7 @@ pub struct NixArgs {
         value_hint = ValueHint::Other,
         action = ArgAction::Append
     )]
+    #[serde(serialize_with = "crate::nix::serialize_pairs")]
     pub override_input: Vec<String>,
 
     /// Do not show build output; for flakes also leaves no result link.

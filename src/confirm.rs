@@ -18,14 +18,12 @@
 //! end first (see `watchdog.rs`).
 
 use crate::error::{Error, Result, exit};
-use crate::exec::{Executor, Outcome, StepRecord};
+use crate::exec::{Executor, Record, StepRecord};
 use crate::host::{Host, SshHost};
 use crate::interrupt;
 use crate::plan::{Confirm, StepKind, Var};
 use crate::render::{Site, Values, render};
-use crate::request::Elevation;
 use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -41,9 +39,9 @@ pub fn settle(
     exec: &mut Executor,
     confirm: &Confirm,
     result: Result<()>,
-    outcome: &mut Outcome,
+    record: &mut Record,
 ) -> Result<()> {
-    let armed = outcome
+    let armed = record
         .steps
         .iter()
         .any(|s| s.kind == StepKind::ArmWatchdog && s.failed.is_none());
@@ -73,7 +71,7 @@ pub fn settle(
             | Error::Command {
                 status: exit::SSH, ..
             }),
-        ) if outcome
+        ) if record
             .steps
             .last()
             .is_some_and(|s| s.kind == StepKind::Activate) =>
@@ -99,7 +97,7 @@ pub fn settle(
         )),
     }
     // The system deployed, when it is a store path (not a generation's link).
-    let new_system = outcome
+    let new_system = record
         .values
         .get(&Var::System)
         .filter(|s| {
@@ -118,7 +116,7 @@ pub fn settle(
         new_system.as_deref(),
         reached,
     );
-    outcome.steps.push(StepRecord {
+    record.steps.push(StepRecord {
         kind: StepKind::Confirm,
         host: host.dest.clone(),
         duration: started.elapsed(),
@@ -149,12 +147,6 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         "on {} (new connection): {:?}",
         host.dest, inv.argv
     ));
-    let password = match &session.elevation {
-        Elevation::Sudo {
-            ask_password: true, ..
-        } => exec.password.clone(),
-        _ => None,
-    };
     let start = Instant::now();
     let deadline = start + Duration::from_secs(confirm.timeout);
     let give_up = deadline + GRACE;
@@ -165,22 +157,9 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         let mut cmd = exec
             .transport
             .fresh_command(host, &inv, left.clamp(1, 10))?;
-        cmd.stdin(if password.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
-        if let (Some(pw), Some(mut stdin)) = (&password, child.stdin.take()) {
-            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
-        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // A signal to rb alone stops this attempt too.
-        interrupt::set_child(child.id());
+        let child = exec.start(&mut cmd, &session, false, "ssh".into())?;
         let out = child.wait_with_output();
         interrupt::set_child(0);
         let out = out.map_err(|source| Error::Spawn {
@@ -265,11 +244,7 @@ fn verdict(
     let (v, unreachable) = match reached {
         Reached::Verdict(v, unreachable) => (v, unreachable),
         Reached::Failed { status, stderr } => {
-            let said = stderr
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let said = crate::error::one_line(&stderr);
             return Err(Error::Unconfirmed {
                 why: format!(
                     "{}the confirming session on {h} failed (exit status {status}{})",

@@ -1,7 +1,11 @@
-//! rb's errors and the exit status each one maps to.
+//! rb's errors: for each, its kind (the variant), its message, its hints and the exit status
+//! it maps to.
 //!
-//! The exit statuses are part of rb's interface (deploy scripts branch on them), so they live
-//! here as named constants and are documented in README.md.
+//! The message says what went wrong, in one line; hints (`hint: …` lines after it, a `hints`
+//! array in the `--json` document) say what to do about it. How an error is shown is up to the
+//! caller (`app.rs`). The exit statuses are part of rb's interface (deploy scripts branch on
+//! them), so they live here as named constants and are documented in README.md ("Exit
+//! statuses") and the man page (`man/sections/exit-status.roff`).
 
 use thiserror::Error;
 
@@ -23,6 +27,8 @@ pub mod exit {
     pub const UNCONFIRMED: i32 = 11;
     /// A command rb needs is not on a host's PATH (a shell's "command not found").
     pub const NOT_FOUND: i32 = 127;
+    /// A bug in rb: something it relies on did not hold (sysexits' EX_SOFTWARE).
+    pub const INTERNAL: i32 = 70;
 }
 
 #[derive(Debug, Error)]
@@ -61,6 +67,10 @@ pub enum Error {
     #[error("{0}")]
     Output(String),
 
+    /// A bug in rb: something it relies on did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// A host could not be reached or refused us; ssh's own status (255).
     #[error("cannot connect to {host}: {why}")]
     Unreachable { host: String, why: String },
@@ -75,10 +85,7 @@ pub enum Error {
     },
 
     /// Nix's commands are missing from the PATH a host gives SSH sessions.
-    #[error(
-        "{commands} not found on {host}'s PATH; rb needs Nix's commands in the PATH of \
-         non-interactive SSH sessions there"
-    )]
+    #[error("{commands} not found on {host}'s PATH")]
     NotOnPath { host: String, commands: String },
 
     /// sudo on a host refused to run rb's commands.
@@ -88,15 +95,13 @@ pub enum Error {
         tool: &'static str,
         host: String,
         why: String,
+        /// What would let it through.
+        hint: Option<String>,
     },
 
     /// The destination's Nix refused the copy: the connecting user is not trusted and the
     /// closure is not signed by a key it trusts. Nix's own status.
-    #[error(
-        "the destination refused the closure: its paths lack a signature by a key it trusts; \
-         deploy as root (root@HOST), add the user to nix.settings.trusted-users there, or sign \
-         the closure (nix store sign)"
-    )]
+    #[error("the destination refused the closure: its paths lack a signature by a key it trusts")]
     Untrusted { status: i32 },
 
     /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP); exit 128 + the signal.
@@ -114,11 +119,11 @@ pub enum Error {
     },
 
     /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
-    #[error("{why}; {check}")]
+    #[error("{why}")]
     Unconfirmed {
         /// What rb knows.
         why: String,
-        /// What to look at on the target.
+        /// What to look at on the target (a hint).
         check: String,
     },
 }
@@ -131,6 +136,7 @@ impl Error {
             Error::Interrupted(sig) => 128 + sig,
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => exit::SSH,
             Error::NotOnPath { .. } => exit::NOT_FOUND,
+            Error::Internal(_) => exit::INTERNAL,
             Error::RolledBack { .. } => exit::ROLLED_BACK,
             Error::Unconfirmed { .. } => exit::UNCONFIRMED,
             Error::Failed(_)
@@ -140,6 +146,33 @@ impl Error {
             | Error::Elevation { .. } => exit::FAILURE,
         }
     }
+
+    /// What to do about it, one line each.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Error::NotOnPath { .. } => vec![
+                "rb needs Nix's commands in the PATH of non-interactive SSH sessions there".into(),
+            ],
+            Error::Elevation { hint, .. } => hint.iter().cloned().collect(),
+            Error::Untrusted { .. } => vec![
+                "deploy as root (root@HOST), add the user to nix.settings.trusted-users there, \
+                 or sign the closure (nix store sign)"
+                    .into(),
+            ],
+            Error::Unconfirmed { check, .. } => vec![check.clone()],
+            Error::Internal(_) => vec!["this is a bug in rb; please report it".into()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A command's stderr as part of a one-line message: its non-blank lines joined by `; `.
+pub fn one_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,10 +1,12 @@
 //! Runs a plan: each session as one process on its host, values flowing from captured output
-//! into later sessions. The only module (with `transport.rs`) that starts processes.
+//! into later sessions, recorded step by step. The plan's sessions start here, through
+//! `transport.rs`; its confirmation (magic rollback) runs afterwards from `app.rs`.
 
 use crate::error::{Error, Result};
+use crate::generations;
 use crate::host::Host;
 use crate::interrupt;
-use crate::plan::{Capture, Pick, Plan, Session, StepKind, Var};
+use crate::plan::{Capture, Output, Pick, Plan, Session, StepKind, Var};
 use crate::render::{MARKER, PGID_MARKER, Site, Values, render};
 use crate::report::Report;
 use crate::transport::Transport;
@@ -25,7 +27,7 @@ pub struct StepRecord {
 }
 
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Record {
     pub values: Values,
     pub steps: Vec<StepRecord>,
 }
@@ -43,21 +45,13 @@ pub struct Executor<'a, 'r> {
 }
 
 impl Executor<'_, '_> {
-    pub fn execute(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
-        let result = self.run_sessions(plan, outcome);
-        match &plan.confirm {
-            // Magic rollback: whatever happened, say what the target's watchdog did.
-            Some(confirm) => crate::confirm::settle(self, confirm, result, outcome),
-            None => result,
-        }
-    }
-
     /// The plan's sessions in order. The hosts are connected to while the sessions that need
     /// none (the local evaluation and build) run, and before the first that needs one.
-    fn run_sessions(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<()> {
-        outcome.values.extend(plan.inputs.iter().cloned());
+    /// (A plan's confirmation is not among them: `confirm::settle` runs it afterwards.)
+    pub fn run_sessions(&mut self, plan: &Plan, record: &mut Record) -> Result<()> {
+        record.values.extend(plan.inputs.iter().cloned());
         let mut connecting = Some(self.transport.connect_in_background(&plan.connect)?);
-        let result = self.run_sessions_connecting(plan, outcome, &mut connecting);
+        let result = self.run_sessions_connecting(plan, record, &mut connecting);
         // Wait for every connection, so that each master that opened is closed at the end.
         let connected = match connecting.take() {
             Some(c) => self.transport.finish_connecting(c),
@@ -74,26 +68,26 @@ impl Executor<'_, '_> {
     fn run_sessions_connecting(
         &mut self,
         plan: &Plan,
-        outcome: &mut Outcome,
+        record: &mut Record,
         connecting: &mut Option<crate::transport::Connecting>,
     ) -> Result<()> {
         for session in &plan.sessions {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
-            let needs_hosts =
-                !session.host.is_local() || session.steps.iter().any(|s| s.kind == StepKind::Copy);
+            let needs_hosts = !session.host.is_local()
+                || session.steps.iter().any(|s| s.output == Output::CopyLog);
             if let Some(c) = connecting.take_if(|c| needs_hosts || c.failed()) {
                 self.transport
                     .finish_connecting(c)
                     .map_err(or_interrupted)?;
             }
-            let mut result = self.run_session(session, outcome);
+            let mut result = self.run_session(session, record);
             let mut fallback = &session.fallback;
             // A failed command (not an interruption, a lost connection or a signature
             // refusal) has the session's fallback run instead, and so on down the chain.
             while let (Err(Error::Command { .. }), Some(instead)) = (&result, fallback) {
-                result = self.run_session(instead, outcome);
+                result = self.run_session(instead, record);
                 fallback = &instead.fallback;
             }
             result.map_err(|e| self.explain(plan, session, e))?;
@@ -113,7 +107,7 @@ impl Executor<'_, '_> {
         }
         let hosts = match &session.host {
             Host::Ssh(h) if *status == 127 => vec![h.clone()],
-            _ if session.steps.iter().any(|s| s.kind == StepKind::Copy) => plan.connect.clone(),
+            _ if session.steps.iter().any(|s| s.output == Output::CopyLog) => plan.connect.clone(),
             _ => return err,
         };
         for host in hosts {
@@ -136,33 +130,18 @@ impl Executor<'_, '_> {
         err
     }
 
-    fn run_session(&mut self, session: &Session, outcome: &mut Outcome) -> Result<()> {
+    fn run_session(&mut self, session: &Session, record: &mut Record) -> Result<()> {
         let site = if session.host.is_local() {
             Site::Local(self.local_env)
         } else {
             Site::Remote
         };
-        let inv = render(session, &outcome.values, &site, &self.report.program)?;
+        let inv = render(session, &record.values, &site, &self.report.program)?;
         self.report
             .debug(&format!("on {}: {:?}", session.host, inv.argv));
         let mut cmd = self.transport.command(&session.host, &inv)?;
-        let wants_password = matches!(
-            &session.elevation,
-            crate::request::Elevation::Sudo {
-                ask_password: true,
-                ..
-            }
-        );
-        let password = self.password.as_ref().filter(|_| wants_password);
         // An editor or `nix repl` gets the terminal: stdin, stdout and Ctrl-C.
-        let interactive = session.steps.iter().any(|s| s.kind.interactive());
-        cmd.stdin(if interactive {
-            Stdio::inherit()
-        } else if password.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        let interactive = session.steps.iter().any(|s| s.output == Output::Terminal);
         let captures = session.steps.iter().any(|s| s.capture.is_some());
         if interactive && !self.stdout_reserved {
             cmd.stdout(Stdio::inherit());
@@ -181,7 +160,7 @@ impl Executor<'_, '_> {
             ));
         }
         // A copy's stderr is read on its way through, for messages rb can explain better.
-        let copies = session.steps.iter().any(|s| s.kind == StepKind::Copy);
+        let copies = session.steps.iter().any(|s| s.output == Output::CopyLog);
         if copies {
             cmd.stderr(Stdio::piped());
             // `nix copy` stopped by SIGTERM leaves its temporary directory behind; in rb's
@@ -190,25 +169,17 @@ impl Executor<'_, '_> {
                 cmd.env("TMPDIR", dir);
             }
         }
-        let program = inv.argv.first().cloned().unwrap_or_default();
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            program: if session.host.is_local() {
-                program
-            } else {
-                "ssh".into()
-            },
-            source,
-        })?;
-        interrupt::set_child(child.id());
+        let program = if session.host.is_local() {
+            inv.argv.first().cloned().unwrap_or_default()
+        } else {
+            "ssh".into()
+        };
+        let mut child = self.start(&mut cmd, session, interactive, program)?;
         let stderr_tail = child
             .stderr
             .take()
             .map(|err| std::thread::spawn(move || tee(err)));
         let interactive_guard = interactive.then(interrupt::Interactive::start);
-        if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
-            // A closed pipe here means the remote side ended early; its status says why.
-            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
-        }
 
         let host = session.host.to_string();
         let mut lines: Vec<Vec<String>> = vec![Vec::new(); session.steps.len()];
@@ -220,7 +191,7 @@ impl Executor<'_, '_> {
             if let Some(prev) = current.take() {
                 let kind = session.steps[prev].kind;
                 report.step_finished(kind, &host, started.elapsed(), None);
-                outcome.steps.push(StepRecord {
+                record.steps.push(StepRecord {
                     kind,
                     host: host.clone(),
                     duration: started.elapsed(),
@@ -302,8 +273,8 @@ impl Executor<'_, '_> {
             && code != 255
             && code != 127
             && (current.is_none()
-                || session.steps[current.unwrap_or(0)].kind == StepKind::CheckElevation)
-            && !matches!(session.elevation, crate::request::Elevation::None);
+                || session.steps[current.unwrap_or(0)].output == Output::ElevationCheck)
+            && !session.elevation.is_none();
         let last = current.unwrap_or(0);
         self.report.step_finished(
             session.steps[last].kind,
@@ -311,40 +282,23 @@ impl Executor<'_, '_> {
             started.elapsed(),
             (code != 0).then_some(code),
         );
-        outcome.steps.push(StepRecord {
+        record.steps.push(StepRecord {
             kind: session.steps[last].kind,
             host: host.clone(),
             duration: started.elapsed(),
             failed: (code != 0).then_some(code),
         });
         if refused {
-            return Err(Error::Elevation {
-                tool: match session.elevation {
-                    crate::request::Elevation::Run0 { .. } => "run0",
-                    _ => "sudo",
-                },
-                host,
-                why: match &session.elevation {
-                    crate::request::Elevation::Sudo {
-                        ask_password: true, ..
-                    } => "the password was not accepted".into(),
-                    crate::request::Elevation::Sudo { .. } => {
-                        "it wants a password; pass --ask-sudo-password (-S) to give it one, \
-                         or allow the user to run commands without one (NOPASSWD)"
-                            .into()
-                    }
-                    _ => format!(
-                        "run0 did not run the commands (exit status {code}); check that \
-                         polkit lets the user run them without a password"
-                    ),
-                },
-            });
+            return Err(session.elevation.refusal(host, code));
         }
         if code == 255 && !session.host.is_local() {
             return Err(Error::ConnectionLost {
                 host,
                 what: session.steps[last].kind.what().into(),
-                consequence: consequence(session, current).into(),
+                // Lost before the first step started: nothing happened there yet.
+                consequence: current
+                    .and_then(|n| session.steps[n].if_lost.clone())
+                    .unwrap_or_default(),
             });
         }
         if code != 0 && copies && lacks_signature(&stderr_tail) {
@@ -361,7 +315,7 @@ impl Executor<'_, '_> {
         }
         for (step, out) in session.steps.iter().zip(&lines) {
             if let Some(capture) = &step.capture {
-                apply_capture(capture, out, &mut outcome.values)?;
+                apply_capture(capture, out, &mut record.values)?;
             }
         }
         Ok(())
@@ -369,10 +323,42 @@ impl Executor<'_, '_> {
 }
 
 impl Executor<'_, '_> {
+    /// Starts `cmd`, the process of `session`, as the one child a signal to rb stops too. Its
+    /// stdin is the terminal (`terminal`), else the password when the session's elevation
+    /// sends one (written here), else nothing.
+    pub fn start(
+        &self,
+        cmd: &mut std::process::Command,
+        session: &Session,
+        terminal: bool,
+        program: String,
+    ) -> Result<std::process::Child> {
+        let password = self
+            .password
+            .as_ref()
+            .filter(|_| !terminal && session.elevation.sends_password());
+        cmd.stdin(if terminal {
+            Stdio::inherit()
+        } else if password.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .map_err(|source| Error::Spawn { program, source })?;
+        interrupt::set_child(child.id());
+        if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
+            // A closed pipe here means the remote side ended early; its status says why.
+            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
+        }
+        Ok(child)
+    }
+
     /// After an interruption: stop what the session started on its host. Elevated sessions
     /// are left alone (activation runs under systemd-run and must not be cut half way).
     fn stop_remote(&mut self, session: &Session, pgid: Option<&str>) {
-        let (crate::host::Host::Ssh(_), Some(pgid), crate::request::Elevation::None) =
+        let (crate::host::Host::Ssh(_), Some(pgid), crate::elevation::Elevation::None) =
             (&session.host, pgid, &session.elevation)
         else {
             return;
@@ -407,26 +393,6 @@ fn or_interrupted(e: Error) -> Error {
     match interrupt::signal() {
         Some(sig) => Error::Interrupted(sig),
         None => e,
-    }
-}
-
-/// What a connection lost during `current` means for the host.
-fn consequence(session: &Session, current: Option<usize>) -> &'static str {
-    let Some(n) = current else {
-        return "";
-    };
-    let profile_set = session.steps[..n]
-        .iter()
-        .any(|s| s.kind == StepKind::SetProfile);
-    match session.steps[n].kind {
-        StepKind::Activate if profile_set => {
-            "; the profile there is already the new generation, whose activation may not have finished"
-        }
-        StepKind::Activate => "; the activation there may not have finished",
-        StepKind::SetProfile => {
-            "; the profile there is either where it was or at the new generation"
-        }
-        _ => "",
     }
 }
 
@@ -494,21 +460,14 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
             let n = lines
                 .iter()
                 .rev()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_suffix("-link")?
-                        .rsplit('-')
-                        .next()?
-                        .parse::<u64>()
-                        .ok()
-                })
+                .find_map(|l| generations::link_number(l.trim()))
                 .ok_or_else(|| Error::Output(format!("unexpected profile link {lines:?}")))?;
             values.insert(Var::Generation, n.to_string());
         }
         Capture::Generation { profile, pick } => {
             let n = pick_generation(lines, profile, *pick)?;
             values.insert(Var::Generation, n.to_string());
-            values.insert(Var::System, format!("{profile}-{n}-link"));
+            values.insert(Var::System, generations::link(profile, n));
         }
         Capture::ImageVariants { variant } => {
             let file = image_file(&lines.join("\n"), variant.as_deref())?;

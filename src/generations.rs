@@ -1,5 +1,5 @@
 //! `list-generations`: the script that lists a profile's generations on a host, the parser of
-//! what it prints, and the table/JSON rendering (spec §13.7).
+//! what it prints, and the table/JSON rendering.
 //!
 //! The listing is one process on the host (one SSH round trip for `--target-host`), needs no
 //! root (it only reads the profile's links and runs each generation's `nixos-version`), and
@@ -16,40 +16,25 @@ use serde::Serialize;
 /// is the time of a later `nix store optimise` (hard-linking changes the ctime) or of the
 /// copy into this store, not the build time (nixpkgs#560972); the birth time the bash tool
 /// used is missing on some file systems.
-pub const LIST_SCRIPT: &str = r#"profile=$1
-dir=${profile%/*}
-base=${profile##*/}
-current=$(readlink "$profile") || current=
-current=${current##*/}
-fact() { printf '%s ' "$1"; printf '%s' "$2" | tr '\n\t' '  '; printf '\n'; }
-for link in "$dir/$base"-*-link; do
-  [ -L "$link" ] || continue
-  name=${link##*/}
-  n=${name#"$base"-}
-  n=${n%-link}
-  case $n in '' | *[!0-9]*) continue ;; esac
-  fact generation "$n"
-  fact date "$(stat -c %Y "$link")"
-  [ "$name" = "$current" ] && fact current yes
-  if v=$(cat "$link/nixos-version" 2>/dev/null); then fact nixos-version "$v"; fi
-  kernel=
-  for m in "$link"/kernel-modules/lib/modules/*; do
-    [ -e "$m" ] && kernel=${m##*/} && break
-  done
-  if [ -z "$kernel" ] && k=$(readlink -f "$link/kernel" 2>/dev/null); then
-    for m in "${k%/*}"/lib/modules/*; do
-      [ -e "$m" ] && kernel=${m##*/} && break
-    done
-  fi
-  [ -n "$kernel" ] && fact kernel "$kernel"
-  if r=$("$link/sw/bin/nixos-version" --configuration-revision 2>/dev/null); then
-    fact revision "$r"
-  fi
-  for s in "$link"/specialisation/*; do
-    [ -d "$s" ] && fact specialisation "${s##*/}"
-  done
-done
-exit 0"#;
+pub fn list_script() -> String {
+    format!(
+        "{LINK_FUNCTION}{}",
+        include_str!("scripts/list-generations.sh")
+    )
+}
+
+/// The shell function `rb_generation_of LINK` (scripts that go back to a generation).
+pub const LINK_FUNCTION: &str = include_str!("scripts/generation-link.sh");
+
+/// The generation number N of a profile's link `<profile>-N-link` (a path or its name).
+pub fn link_number(link: &str) -> Option<u64> {
+    link.strip_suffix("-link")?.rsplit('-').next()?.parse().ok()
+}
+
+/// The link of generation `n` of `profile`.
+pub fn link(profile: &str, n: u64) -> String {
+    format!("{profile}-{n}-link")
+}
 
 /// One generation, with nixos-rebuild's JSON keys in its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,7 +52,7 @@ pub struct Generation {
 
 const UNKNOWN: &str = "Unknown";
 
-/// Parses [`LIST_SCRIPT`]'s output; newest generation first.
+/// Parses [`list_script`]'s output; newest generation first.
 pub fn parse(text: &str) -> Result<Vec<Generation>> {
     let bad = |line: &str| {
         Error::Output(format!(
@@ -179,6 +164,25 @@ pub fn table(gens: &[Generation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// rb and the scripts read a link's number alike.
+    #[test]
+    fn generation_links_give_their_number() {
+        let links = [
+            "/nix/var/nix/profiles/system-12-link",
+            "a-b-3-link",
+            "system",
+        ];
+        assert_eq!(links.map(link_number), [Some(12), Some(3), None]);
+        assert_eq!(link("/p/system", 4), "/p/system-4-link");
+        let script = format!("{LINK_FUNCTION}\nfor l; do rb_generation_of \"$l\"; done");
+        let out = std::process::Command::new("dash")
+            .args(["-c", &script, "sh"])
+            .args(&links[..2])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "12\n3\n");
+    }
 
     const LISTING: &str = "generation 1\ndate 0\nnixos-version 26.05.1\nkernel 6.1.0-rb\n\
         revision rev-1\nspecialisation web\n\

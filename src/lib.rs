@@ -3,15 +3,21 @@
 //! Layers, in the order a run goes through them:
 //! `cli` (what was typed) → `request` (what it means) → `planner`/`plan` (what will run
 //! where) → `exec`/`render`/`transport`/`ssh` (running it) → `report` (what is printed).
-//! Magic rollback (`--confirm-timeout`) is `watchdog` (the script armed on the target, and its
-//! place in the plan) and `confirm` (confirming over a new connection, and the verdict).
+//! Concepts every layer asks rather than decides again: `action` (what an action does),
+//! `elevation` (sudo, run0), `error` (kinds, hints, exit statuses), `systemd` (commands under
+//! systemd-run); the shell run on hosts is in `src/scripts/`. Magic rollback
+//! (`--confirm-timeout`) is `watchdog` (the script armed on the target, and its place in the
+//! plan) and `confirm` (confirming over a new connection, and the verdict), run by `app` after
+//! the plan's sessions.
 //! The binary is `main.rs`; this library exists so that tests and tools (man page and
 //! completion generation) can use the same definitions.
 
+pub mod action;
 pub mod app;
 pub mod cli;
 pub mod closure_diff;
 pub mod confirm;
+pub mod elevation;
 pub mod error;
 pub mod exec;
 pub mod flake;
@@ -22,11 +28,13 @@ pub mod nix;
 pub mod password;
 pub mod plan;
 pub mod planner;
+pub mod process;
 pub mod progress;
 pub mod render;
 pub mod report;
 pub mod request;
 pub mod shell;
 pub mod ssh;
+pub mod systemd;
 pub mod transport;
 pub mod watchdog;

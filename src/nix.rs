@@ -35,79 +35,21 @@ pub enum NixCommand {
     FileEval,
 }
 
-/// The Nix options the user passed, grouped as nixos-rebuild-ng groups them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct NixFlags {
-    pub verbose: u8,
-    pub quiet: u8,
-    pub max_jobs: Option<String>,
-    pub cores: Option<String>,
-    pub log_format: Option<String>,
-    pub keep_going: bool,
-    pub keep_failed: bool,
-    pub fallback: bool,
-    pub repair: bool,
-    pub options: Vec<(String, String)>,
-    pub builders: Option<String>,
-    pub include: Vec<String>,
-    pub print_build_logs: bool,
-    pub show_trace: bool,
-    pub offline: bool,
-    pub no_net: bool,
-    pub accept_flake_config: bool,
-    pub refresh: bool,
-    pub impure: bool,
-    pub recreate_lock_file: bool,
-    pub no_update_lock_file: bool,
-    pub no_write_lock_file: bool,
-    pub no_registries: bool,
-    pub commit_lock_file: bool,
-    pub update_input: Vec<String>,
-    pub override_input: Vec<(String, String)>,
-    pub no_build_output: bool,
-    pub use_substitutes: bool,
+/// Options given as NAME VALUE pairs (`--option`, `--override-input`), which clap keeps flat.
+fn pairs(flat: &[String]) -> impl Iterator<Item = (&String, &String)> {
+    flat.chunks_exact(2).map(|c| (&c[0], &c[1]))
 }
 
-fn pairs(flat: &[String]) -> Vec<(String, String)> {
-    flat.chunks(2)
-        .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
-        .collect()
+/// For the request in `--plan --json`: pairs as `[NAME, VALUE]`.
+pub(crate) fn serialize_pairs<S: serde::Serializer>(
+    flat: &[String],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(pairs(flat).map(|(a, b)| [a, b]))
 }
 
-impl NixFlags {
-    pub fn from_args(a: &NixArgs) -> Self {
-        NixFlags {
-            verbose: a.verbose,
-            quiet: a.quiet,
-            max_jobs: a.max_jobs.clone(),
-            cores: a.cores.clone(),
-            log_format: a.log_format.clone(),
-            keep_going: a.keep_going,
-            keep_failed: a.keep_failed,
-            fallback: a.fallback,
-            repair: a.repair,
-            options: pairs(&a.option),
-            builders: a.builders.clone(),
-            include: a.include.clone(),
-            print_build_logs: a.print_build_logs,
-            show_trace: a.show_trace,
-            offline: a.offline,
-            no_net: a.no_net,
-            accept_flake_config: a.accept_flake_config,
-            refresh: a.refresh,
-            impure: a.impure,
-            recreate_lock_file: a.recreate_lock_file,
-            no_update_lock_file: a.no_update_lock_file,
-            no_write_lock_file: a.no_write_lock_file,
-            no_registries: a.no_registries,
-            commit_lock_file: a.commit_lock_file,
-            update_input: a.update_input.clone(),
-            override_input: pairs(&a.override_input),
-            no_build_output: a.no_build_output,
-            use_substitutes: a.use_substitutes,
-        }
-    }
-
+/// The Nix options the user passed (`cli::NixArgs`), grouped as nixos-rebuild-ng groups them.
+impl NixArgs {
     /// The options for one Nix command, in nixos-rebuild-ng's canonical order.
     pub fn for_command(&self, cmd: NixCommand) -> Vec<String> {
         use NixCommand::*;
@@ -173,7 +115,7 @@ impl NixFlags {
         if self.repair && !copy {
             out.push("--repair".into());
         }
-        for (name, value) in &self.options {
+        for (name, value) in pairs(&self.option) {
             out.extend(["--option".into(), name.clone(), value.clone()]);
         }
     }
@@ -219,7 +161,7 @@ impl NixFlags {
         for input in &self.update_input {
             out.extend(["--update-input".into(), input.clone()]);
         }
-        for (input, flake) in &self.override_input {
+        for (input, flake) in pairs(&self.override_input) {
             out.extend(["--override-input".into(), input.clone(), flake.clone()]);
         }
         out
@@ -263,13 +205,8 @@ impl NixCaps {
 
     /// Asks `nix --version`; falls back to the floor when Nix cannot be asked.
     pub fn detect() -> Self {
-        duct::cmd!("nix", "--version")
-            .stdout_capture()
-            .stderr_null()
-            .unchecked()
-            .run()
-            .ok()
-            .and_then(|o| Self::parse(&String::from_utf8_lossy(&o.stdout)))
+        crate::process::stdout_of(&["nix", "--version"])
+            .and_then(|out| Self::parse(&out))
             .unwrap_or_else(Self::floor)
     }
 
@@ -300,8 +237,8 @@ impl NixCaps {
 mod tests {
     use super::*;
 
-    fn flags() -> NixFlags {
-        NixFlags {
+    fn flags() -> NixArgs {
+        NixArgs {
             verbose: 3,
             quiet: 2,
             include: vec!["a".into(), "b".into()],
@@ -310,7 +247,7 @@ mod tests {
             keep_failed: true,
             use_substitutes: true,
             impure: true,
-            options: vec![("narinfo-cache-negative-ttl".into(), "1200".into())],
+            option: vec!["narinfo-cache-negative-ttl".into(), "1200".into()],
             ..Default::default()
         }
     }

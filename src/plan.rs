@@ -6,8 +6,8 @@
 //! earlier steps' captured output. `--plan` prints this value; the executor runs it.
 
 use crate::cli::Action;
+use crate::elevation::Elevation;
 use crate::host::{Host, SshHost};
-use crate::request::Elevation;
 use crate::shell;
 use serde::Serialize;
 use std::fmt;
@@ -68,6 +68,35 @@ pub struct Step {
     /// What this step's stdout yields.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<Capture>,
+    /// What its output and failure mean, for the executor, which knows no step kinds.
+    #[serde(skip_serializing_if = "Output::is_log")]
+    pub output: Output,
+    /// What a connection lost during the step leaves on the host, said after the error (e.g.
+    /// that the profile may already be the new generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub if_lost: Option<String>,
+}
+
+/// How the executor runs a step and reads what it does, chosen by the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Output {
+    /// Its commands' output is progress, on rb's stderr.
+    Log,
+    /// It takes over the terminal: stdin, stdout and Ctrl-C belong to its command (an
+    /// editor, `nix repl`).
+    Terminal,
+    /// A copy between hosts: it needs the connections open; its stderr is read on the way for
+    /// Nix's refusal of unsigned paths, and a failure may be a host without Nix.
+    CopyLog,
+    /// The elevation tool's first say: a failure here is its refusal.
+    ElevationCheck,
+}
+
+impl Output {
+    pub fn is_log(&self) -> bool {
+        *self == Output::Log
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -146,11 +175,6 @@ impl StepKind {
             StepKind::Confirm => "confirm",
         }
     }
-
-    /// Steps that take over the terminal: stdin, stdout and Ctrl-C belong to their command.
-    pub fn interactive(self) -> bool {
-        matches!(self, StepKind::Edit | StepKind::Repl)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,6 +238,48 @@ pub enum Env {
     Inherit(Vec<(String, String)>),
     /// Only these variables (`env -i`).
     Clean(Vec<EnvVar>),
+}
+
+impl Env {
+    /// The words that give a command this environment: `env -i` first for a clean one, then
+    /// each variable as `set` (a value) or `keep` (kept where the command starts; None: not
+    /// passed on) writes it. `shell`: read by a shell, which takes the host's environment
+    /// plus assignments as they are; for argv (no shell), `env` first for those too.
+    pub fn prefix(
+        &self,
+        shell: bool,
+        set: &dyn Fn(&str, &str) -> String,
+        keep: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
+        match self {
+            Env::Inherit(vars) if vars.is_empty() => Vec::new(),
+            Env::Inherit(vars) => (!shell)
+                .then(|| "env".to_string())
+                .into_iter()
+                .chain(vars.iter().map(|(k, v)| set(k, v)))
+                .collect(),
+            Env::Clean(vars) => ["env".to_string(), "-i".to_string()]
+                .into_iter()
+                .chain(vars.iter().filter_map(|var| match var {
+                    EnvVar::Set(k, v) => Some(set(k, v)),
+                    EnvVar::Keep(k) => keep(k),
+                }))
+                .collect(),
+        }
+    }
+
+    /// The names of its variables, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Env::Inherit(vars) => vars.iter().map(|(k, _)| k.as_str()).collect(),
+            Env::Clean(vars) => vars
+                .iter()
+                .map(|v| match v {
+                    EnvVar::Set(k, _) | EnvVar::Keep(k) => k.as_str(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -352,20 +418,7 @@ impl fmt::Display for Plan {
         }
         let mut n = 0;
         for (i, session) in self.sessions.iter().enumerate() {
-            let elevation = match &session.elevation {
-                Elevation::None => String::new(),
-                Elevation::Sudo { ask_password, .. } => {
-                    format!(
-                        " as root via sudo{}",
-                        if *ask_password {
-                            " (password asked once)"
-                        } else {
-                            ""
-                        }
-                    )
-                }
-                Elevation::Run0 { .. } => " as root via run0".into(),
-            };
+            let elevation = session.elevation.label();
             writeln!(f, "session {} on {}{elevation}:", i + 1, session.host)?;
             n = session.fmt_steps(f, n)?;
             let mut fallback = &session.fallback;
@@ -377,11 +430,8 @@ impl fmt::Display for Plan {
         }
         if let Some(confirm) = &self.confirm {
             let session = &confirm.session;
-            let elevation = match &session.elevation {
-                Elevation::None => String::new(),
-                Elevation::Sudo { .. } => " as root via sudo".into(),
-                Elevation::Run0 { .. } => " as root via run0".into(),
-            };
+            // The password is asked once, before the first session.
+            let elevation = session.elevation.without_password().label();
             writeln!(
                 f,
                 "session {} on {}{elevation}, over a NEW SSH connection, within {}s of the \
@@ -453,22 +503,12 @@ impl Command {
         if let Some(unit) = &self.systemd_run {
             words.push(format!("[systemd-run --unit={unit} where available]"));
         }
-        match &self.env {
-            Env::Inherit(vars) => {
-                for (k, v) in vars {
-                    words.push(format!("{k}={}", shell::quote(v)));
-                }
-            }
-            Env::Clean(vars) => {
-                words.push("env -i".into());
-                for var in vars {
-                    words.push(match var {
-                        EnvVar::Set(k, v) => format!("{k}={}", shell::quote(v)),
-                        EnvVar::Keep(k) => format!("{k}=${k}"),
-                    });
-                }
-            }
-        }
+        words.extend(
+            self.env
+                .prefix(true, &|k, v| format!("{k}={}", shell::quote(v)), &|k| {
+                    Some(format!("{k}=${k}"))
+                }),
+        );
         words.extend(self.argv.iter().map(Word::display));
         match &self.undo {
             Some(Undo::RestoreProfile { .. }) => {

@@ -7,9 +7,10 @@
 //! step starts; commands' own stdout goes to stderr unless the step captures it.
 
 use crate::error::{Error, Result};
-use crate::plan::{Capture, Command, Env, EnvVar, Session, Undo, Var, Word};
-use crate::request::Elevation;
+use crate::generations;
+use crate::plan::{Capture, Command, Env, Session, Undo, Var, Word};
 use crate::shell::{join, quote};
+use crate::systemd;
 use crate::watchdog;
 use std::collections::BTreeMap;
 
@@ -46,7 +47,7 @@ pub fn render(
     site: &Site,
     program: &str,
 ) -> Result<Invocation> {
-    let elevate = elevation_prefix(&session.elevation, site);
+    let elevate = session.elevation.argv_prefix(matches!(site, Site::Remote));
     if let Some(direct) = direct(session, site)? {
         let mut argv = elevate;
         let env = match (&direct.env, argv.is_empty()) {
@@ -54,7 +55,9 @@ pub fn render(
             (Env::Inherit(vars), true) if matches!(site, Site::Local(_)) => vars.clone(),
             _ => {
                 if let Site::Local(local) = site {
-                    argv.extend(env_prefix(&direct.env, local));
+                    argv.extend(direct.env.prefix(false, &|k, v| format!("{k}={v}"), &|k| {
+                        local.get(k).map(|v| format!("{k}={v}"))
+                    }));
                 }
                 Vec::new()
             }
@@ -79,19 +82,6 @@ pub fn render(
     })
 }
 
-/// Whether the session's stdin starts with a password for sudo. sudo does not read it when it
-/// needs none (NOPASSWD, a cached timestamp), so the script must drop it before anything else
-/// can read it.
-fn sends_password(session: &Session) -> bool {
-    matches!(
-        session.elevation,
-        Elevation::Sudo {
-            ask_password: true,
-            ..
-        }
-    )
-}
-
 /// The single command of a session that needs no shell, if that is what it is.
 fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> {
     // Remote sessions always run as a script: it reports its process group (see PGID_MARKER).
@@ -107,31 +97,9 @@ fn direct<'s>(session: &'s Session, site: &Site) -> Result<Option<&'s Command>> 
     let plain = cmd.systemd_run.is_none()
         && cmd.on_failure.is_none()
         && cmd.undo.is_none()
-        && !sends_password(session)
+        && !session.elevation.sends_password()
         && !watchdog::is_watchdog(cmd);
     Ok(plain.then_some(cmd))
-}
-
-fn elevation_prefix(elevation: &Elevation, site: &Site) -> Vec<String> {
-    match elevation {
-        Elevation::None => Vec::new(),
-        Elevation::Sudo {
-            ask_password,
-            options,
-        } => {
-            let mut argv = vec!["sudo".to_string()];
-            if *ask_password {
-                // The password comes on stdin; an empty prompt keeps it out of the output.
-                argv.extend(["--prompt=".into(), "--stdin".into()]);
-            } else if matches!(site, Site::Remote) {
-                // Nobody can answer a prompt over SSH: fail at once instead of hanging.
-                argv.push("--non-interactive".into());
-            }
-            argv.extend(options.iter().cloned());
-            argv
-        }
-        Elevation::Run0 { .. } => vec!["run0".to_string(), "--".to_string()],
-    }
 }
 
 fn substitute(words: &[Word], values: &Values) -> Result<Vec<String>> {
@@ -141,38 +109,10 @@ fn substitute(words: &[Word], values: &Values) -> Result<Vec<String>> {
 fn value_of(word: &Word, values: &Values) -> Result<String> {
     match word {
         Word::Lit(s) => Ok(s.clone()),
-        Word::Var { var, suffix } => {
-            values
-                .get(var)
-                .map(|v| format!("{v}{suffix}"))
-                .ok_or_else(|| {
-                    Error::Output(format!("internal: ${} used before it is known", var.name()))
-                })
-        }
-    }
-}
-
-/// `env -i K=V …` words for a clean environment, as argv (for direct commands).
-fn env_prefix(env: &Env, local: &BTreeMap<String, String>) -> Vec<String> {
-    match env {
-        Env::Inherit(vars) if vars.is_empty() => Vec::new(),
-        Env::Inherit(vars) => std::iter::once("env".to_string())
-            .chain(vars.iter().map(|(k, v)| format!("{k}={v}")))
-            .collect(),
-        Env::Clean(vars) => {
-            let mut words = vec!["env".to_string(), "-i".to_string()];
-            for var in vars {
-                match var {
-                    EnvVar::Set(k, v) => words.push(format!("{k}={v}")),
-                    EnvVar::Keep(k) => {
-                        if let Some(v) = local.get(k) {
-                            words.push(format!("{k}={v}"));
-                        }
-                    }
-                }
-            }
-            words
-        }
+        Word::Var { var, suffix } => values
+            .get(var)
+            .map(|v| format!("{v}{suffix}"))
+            .ok_or_else(|| Error::Internal(format!("${} used before it is known", var.name()))),
     }
 }
 
@@ -205,6 +145,36 @@ fn shell_message(msg: &str, values: &Values, produced: &BTreeMap<Var, String>) -
     }
 }
 
+/// The shell function that puts a profile back (`scripts/restore-profile.sh`).
+const RESTORE_PROFILE_FUNCTION: &str = "rb_restore_profile";
+
+/// The shell functions the session's commands use, each once, before they do.
+fn definitions(session: &Session, program: &str) -> Vec<String> {
+    let commands = || session.steps.iter().flat_map(|s| &s.commands);
+    let watchdog = commands().any(watchdog::is_watchdog);
+    let restores = commands().any(|c| matches!(c.undo, Some(Undo::RestoreProfile { .. })));
+    let systemd_run = commands().any(|c| c.systemd_run.is_some());
+    let mut defs = Vec::new();
+    if watchdog || restores {
+        defs.push(generations::LINK_FUNCTION.trim_end().to_string());
+    }
+    // The watchdog starts systemd-run itself.
+    if watchdog || systemd_run {
+        defs.push(systemd::DEFINITION.trim_end().to_string());
+    }
+    if watchdog {
+        defs.push(watchdog::functions(program).trim_end().to_string());
+    }
+    if restores {
+        defs.push(
+            include_str!("scripts/restore-profile.sh")
+                .trim_end()
+                .to_string(),
+        );
+    }
+    defs
+}
+
 /// The session as one POSIX shell script.
 fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Result<String> {
     let mut lines = Vec::new();
@@ -212,7 +182,7 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
     let mut produced: BTreeMap<Var, String> = BTreeMap::new();
     // Shell that undoes what earlier commands changed, most recent first.
     let mut undo: Vec<String> = Vec::new();
-    if sends_password(session) {
+    if session.elevation.sends_password() {
         // sudo has read its password, or did not want it: nothing after it may read the rest.
         lines.push("exec </dev/null".to_string());
     }
@@ -222,71 +192,38 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             "read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '{PGID_MARKER}%s\\n' \"$5\""
         ));
     }
-    if session
-        .steps
-        .iter()
-        .flat_map(|s| &s.commands)
-        .any(watchdog::is_watchdog)
-    {
-        lines.push(watchdog::functions(program));
-    }
+    lines.extend(definitions(session, program));
     for (n, step) in session.steps.iter().enumerate() {
         lines.push(format!("printf '{MARKER}%s\\n' {n}"));
         for cmd in &step.commands {
             let mut line = String::new();
-            let mut prefix: Vec<String> = Vec::new();
-            match &cmd.env {
-                Env::Inherit(vars) => {
-                    prefix.extend(vars.iter().map(|(k, v)| format!("{k}={}", quote(v))));
-                }
-                Env::Clean(vars) => {
-                    prefix.push("env -i".into());
-                    for var in vars {
-                        match (var, site) {
-                            (EnvVar::Set(k, v), _) => prefix.push(format!("{k}={}", quote(v))),
-                            (EnvVar::Keep(k), Site::Local(env)) => {
-                                if let Some(v) = env.get(k) {
-                                    prefix.push(format!("{k}={}", quote(v)));
-                                }
-                            }
-                            (EnvVar::Keep(k), Site::Remote) => {
-                                prefix.push(format!("${{{k}+{k}=\"${k}\"}}"))
-                            }
-                        }
-                    }
-                }
-            }
+            let mut prefix = cmd
+                .env
+                .prefix(true, &|k, v| format!("{k}={}", quote(v)), &|k| match site {
+                    Site::Local(env) => env.get(k).map(|v| format!("{k}={}", quote(v))),
+                    Site::Remote => Some(format!("${{{k}+{k}=\"${k}\"}}")),
+                });
             if let Some(unit) = &cmd.systemd_run {
                 // systemd-run passes on only the variables named with -E; PATH is its own.
                 let passed: Vec<&str> = match &cmd.env {
-                    Env::Clean(vars) => vars
-                        .iter()
-                        .map(|v| match v {
-                            EnvVar::Set(k, _) | EnvVar::Keep(k) => k.as_str(),
-                        })
+                    Env::Clean(_) => cmd
+                        .env
+                        .names()
+                        .into_iter()
                         .filter(|k| *k != "PATH")
                         .collect(),
                     Env::Inherit(_) => Vec::new(),
                 };
-                let mut run = vec!["systemd-run".to_string()];
-                for k in passed {
-                    run.extend(["-E".to_string(), k.to_string()]);
-                }
-                run.extend(
-                    [
-                        "--collect",
-                        "--no-ask-password",
-                        "--pipe",
-                        "--quiet",
-                        "--service-type=exec",
-                    ]
-                    .map(String::from),
-                );
-                run.push(format!("--unit={unit}"));
                 lines.push(format!(
                     "if [ -d /run/systemd/system ]; then set -- {}; else set --; fi",
-                    join(&run)
+                    join(&systemd::activation_prefix(unit, &passed))
                 ));
+                // The command line goes to the unit through the function (see systemd.rs).
+                prefix.insert(0, systemd::FUNCTION.into());
+                if matches!(cmd.env, Env::Inherit(_)) {
+                    // Assignments cannot come after the function's name: env sets them.
+                    prefix.insert(1, "env".into());
+                }
                 prefix.push("\"$@\"".into());
             }
             line.push_str(&prefix.join(" "));
@@ -335,15 +272,8 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
                 // Remember where the profile pointed before this command changes it.
                 let p = quote(profile);
                 lines.push(format!("rb_prev=$(readlink {p} 2>/dev/null) || rb_prev="));
-                // The failed activation may already have made the new generation the boot
-                // loader's default: the restored generation's `boot` makes it the default
-                // again, so that profile and boot menu agree.
                 undo.push(format!(
-                    "if [ -n \"$rb_prev\" ]; then n=${{rb_prev%-link}}; n=${{n##*-}}; \
-                     nix-env -p {p} --switch-generation \"$n\" >&2 && \
-                     env -i ${{PATH+PATH=\"$PATH\"}} NIXOS_INSTALL_BOOTLOADER=0 \
-                     {p}/bin/switch-to-configuration boot >&2; else rm -f {p}; fi; \
-                     printf '%s\\n' {} >&2",
+                    "{RESTORE_PROFILE_FUNCTION} {p} \"$rb_prev\" {}",
                     quote(&format!(
                         "{program}: the profile {profile} is back where it was before this run, \
                          and so is the boot loader's default"
@@ -379,8 +309,10 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elevation::Elevation;
     use crate::host::Host;
-    use crate::plan::{Step, StepKind};
+    use crate::plan::EnvVar;
+    use crate::plan::{Output, Step, StepKind};
 
     fn session(steps: Vec<Step>, elevation: Elevation) -> Session {
         Session {
@@ -397,6 +329,8 @@ mod tests {
             message: None,
             commands,
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         }
     }
 
@@ -490,15 +424,17 @@ mod tests {
         let inv = render(&s, &values(), &Site::Remote, "rb").unwrap();
         assert!(inv.markers);
         assert_eq!(inv.argv[..4], ["sudo", "--prompt=", "--stdin", "/bin/sh"]);
+        // `{}` stands for the definition of rb_systemd_run (systemd.rs), once.
         assert_eq!(
-            inv.argv[5],
+            inv.argv[5].replacen(systemd::DEFINITION.trim_end(), "{}", 1),
             "exec </dev/null\n\
              read -r rb_stat < /proc/$$/stat && set -- $rb_stat && printf '@rb-pgid %s\\n' \"$5\"\n\
+             {}\n\
              printf '@rb-step %s\\n' 0\n\
              test -f /nix/store/abc-sys/nixos-version >&2 || { s=$?; printf '%s\\n' 'rb: error: missing /nix/store/abc-sys' >&2; exit $s; }\n\
              printf '@rb-step %s\\n' 1\n\
-             if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1; else set --; fi\n\
-             env -i ${PATH+PATH=\"$PATH\"} NIXOS_INSTALL_BOOTLOADER=0 \"$@\" /nix/store/abc-sys/bin/switch-to-configuration switch >&2 || exit"
+             if [ -d /run/systemd/system ]; then set -- systemd-run -E NIXOS_INSTALL_BOOTLOADER --collect --no-ask-password --pipe --quiet --service-type=exec --unit=u1 --; else set --; fi\n\
+             rb_systemd_run env -i ${PATH+PATH=\"$PATH\"} NIXOS_INSTALL_BOOTLOADER=0 \"$@\" /nix/store/abc-sys/bin/switch-to-configuration switch >&2 || exit"
         );
     }
 
@@ -525,15 +461,25 @@ mod tests {
         // After the process-group marker every remote script starts with.
         let (first, rest) = script.split_once('\n').unwrap();
         assert!(first.contains("@rb-pgid"), "{script}");
-        assert!(rest.starts_with(&watchdog::functions("rb")), "{script}");
+        // Then the functions the commands use: generation numbers, systemd-run, the
+        // watchdog's and the profile's undo, each once.
+        let defs = definitions(&s, "rb");
+        assert_eq!(defs.len(), 4);
+        assert_eq!(defs[2], watchdog::functions("rb").trim_end());
+        assert!(rest.starts_with(&defs.join("\n")), "{script}");
+        // (The watchdog's own script, quoted inside its functions, has its copy of the first.)
+        for (f, n) in [
+            ("rb_generation_of() {", 2),
+            ("rb_systemd_run() {", 1),
+            ("rb_restore_profile() {", 1),
+        ] {
+            assert_eq!(script.matches(f).count(), n, "{f}");
+        }
         let tail: Vec<&str> = script.lines().rev().take(7).collect();
         assert_eq!(
             tail[0],
-            "stc switch >&2 || { s=$?; if [ -n \"$rb_prev\" ]; then n=${rb_prev%-link}; \
-             n=${n##*-}; nix-env -p /p --switch-generation \"$n\" >&2 && env -i ${PATH+PATH=\"$PATH\"} \
-             NIXOS_INSTALL_BOOTLOADER=0 /p/bin/switch-to-configuration boot >&2; else rm -f /p; fi; \
-             printf '%s\\n' 'rb: the profile /p is back where it was before this run, and so is \
-             the boot loader'\\''s default' >&2; \
+            "stc switch >&2 || { s=$?; rb_restore_profile /p \"$rb_prev\" 'rb: the profile /p \
+             is back where it was before this run, and so is the boot loader'\\''s default'; \
              rb_watchdog roll-back-now /run/rb/x >&2; exit $s; }"
         );
         assert_eq!(

@@ -80,6 +80,11 @@ impl Report {
         say(format!("{}: error: {msg}", self.program));
     }
 
+    /// What to do about the error just said.
+    pub fn hint(&self, msg: &str) {
+        say(format!("hint: {msg}"));
+    }
+
     pub fn debug(&self, msg: &str) {
         if self.debug {
             say(format!("{}: debug: {msg}", self.program));

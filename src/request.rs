@@ -1,15 +1,15 @@
 //! The resolved request: what the command line means.
 //!
 //! `resolve` turns the parsed [`Cli`] into a [`Request`]: flags normalised (deprecated aliases,
-//! `dry-run`), conflicts refused with nixos-rebuild-ng's messages (spec §1.3), what to build
+//! `dry-run`), conflicts refused with nixos-rebuild-ng's messages, what to build
 //! decided (flake, classic, file, store path, rollback), hosts parsed, elevation chosen.
 //! Everything it needs from the outside world comes in through [`Context`], so it is pure.
 
-use crate::cli::{Action, Cli, ElevateMethod};
+use crate::cli::{Action, Cli, ElevateMethod, NixArgs};
+use crate::elevation::Elevation;
 use crate::error::{Error, Result};
 use crate::flake::{self, FlakeRef};
 use crate::host::{Host, SshHost};
-use crate::nix::NixFlags;
 use crate::shell;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,20 +48,6 @@ pub enum Source {
     Rollback { generation: Option<u64> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "method", rename_all = "lowercase")]
-pub enum Elevation {
-    None,
-    Sudo {
-        ask_password: bool,
-        /// `NIX_SUDOOPTS`, split like a shell would.
-        options: Vec<String>,
-    },
-    Run0 {
-        ask_password: bool,
-    },
-}
-
 /// A system profile: `system`, or `system-profiles/<name>` for `--profile-name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Profile {
@@ -96,7 +82,7 @@ pub struct Request {
     pub profile: Profile,
     pub specialisation: Option<String>,
     pub install_bootloader: bool,
-    pub nix: NixFlags,
+    pub nix: NixArgs,
     /// Wrap activation in `systemd-run` where the target runs systemd
     /// (off with `NIXOS_REBUILD_NO_SYSTEMD_RUN`).
     pub systemd_run: bool,
@@ -133,21 +119,6 @@ fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
 
-/// Actions that build a system and may run on other hosts (spec §1.3 item 11).
-fn takes_build_host(action: Action) -> bool {
-    use Action::*;
-    matches!(
-        action,
-        Switch | Boot | Test | Build | DryBuild | DryActivate | BuildVm | BuildVmWithBootloader
-    )
-}
-
-/// nixos-rebuild-ng refuses `--target-host` with `list-generations`; rb lists the target's
-/// generations (one SSH session, no root needed).
-fn takes_target_host(action: Action) -> bool {
-    takes_build_host(action) || action == Action::ListGenerations
-}
-
 pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let action = cli
         .action
@@ -156,7 +127,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let act = &cli.activation;
     let mut warnings = Vec::new();
 
-    // Deprecated spellings (spec §1.3 items 4-8), with nixos-rebuild-ng's warnings.
+    // Deprecated spellings, with nixos-rebuild-ng's warnings.
     let legacy = &cli.legacy;
     if legacy.install_grub {
         warnings.push("--install-grub is deprecated, use --install-bootloader instead".into());
@@ -174,30 +145,18 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         warnings.push("--no-build-nix is deprecated, we do not build nix anymore".into());
     }
     let mut diff = act.diff;
-    if diff
-        && matches!(
-            action,
-            Action::DryBuild
-                | Action::Edit
-                | Action::ListGenerations
-                | Action::Repl
-                // What would the current system be compared with: a VM or an image?
-                | Action::BuildVm
-                | Action::BuildVmWithBootloader
-                | Action::BuildImage
-        )
-    {
+    if diff && !action.diffs() {
         warnings.push(format!("--diff is a no-op with '{}'", action.name()));
         diff = false;
     }
 
-    // Conflicts (spec §1.3 items 10-14).
+    // Conflicts.
     let file_mode = src.file.is_some() || src.attr.is_some();
     if action == Action::Edit && file_mode {
         return Err(usage("--file and --attr are not supported with 'edit'"));
     }
-    if (cli.hosts.target_host.is_some() && !takes_target_host(action))
-        || (cli.hosts.build_host.is_some() && !takes_build_host(action))
+    if (cli.hosts.target_host.is_some() && !action.takes_target_host())
+        || (cli.hosts.build_host.is_some() && !action.takes_build_host())
     {
         return Err(usage(format!(
             "--target-host/--build-host is not supported with '{}'",
@@ -217,10 +176,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
                 "--store-path cannot be used with --flake, --file, or --attr",
             ));
         }
-        if !matches!(
-            action,
-            Action::Switch | Action::Boot | Action::Test | Action::DryActivate
-        ) {
+        if !action.takes_store_path() {
             return Err(usage(format!(
                 "--store-path cannot be used with '{}'",
                 action.name()
@@ -233,7 +189,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         }
     }
     if let Some(s) = &act.specialisation {
-        if !matches!(action, Action::Switch | Action::Test) {
+        if !action.takes_specialisation() {
             return Err(usage(
                 "'--specialisation' can only be used with 'switch' and 'test'",
             ));
@@ -250,19 +206,14 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
                  the generation is already built",
             ));
         }
-        if !matches!(action, Action::Switch | Action::Boot | Action::Test) {
+        if !action.takes_generation() {
             return Err(usage(format!(
                 "--generation can only be used with 'switch', 'boot' and 'test', not '{}'",
                 action.name()
             )));
         }
     }
-    if act.rollback
-        && !matches!(
-            action,
-            Action::Switch | Action::Boot | Action::Test | Action::Build
-        )
-    {
+    if act.rollback && !action.takes_rollback() {
         return Err(usage(format!(
             "--rollback can only be used with 'switch', 'boot', 'test' and 'build', not '{}'",
             action.name()
@@ -280,7 +231,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let build_host = parse_host("--build-host", &cli.hosts.build_host, ctx, &mut notes)?;
 
     if act.confirm_timeout.is_some() {
-        if !matches!(action, Action::Switch | Action::Boot | Action::Test) {
+        if !action.takes_confirm_timeout() {
             return Err(usage(format!(
                 "--confirm-timeout can only be used with 'switch', 'boot' and 'test', not '{}'",
                 action.name()
@@ -320,7 +271,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         },
         specialisation: act.specialisation.clone(),
         install_bootloader: act.install_bootloader || legacy.install_grub,
-        nix: NixFlags::from_args(&cli.nix),
+        nix: cli.nix.clone(),
         systemd_run: ctx
             .env
             .get("NIXOS_REBUILD_NO_SYSTEMD_RUN")
@@ -441,7 +392,7 @@ fn has_nixos_system_path(cli: &Cli, ctx: &Context) -> bool {
             .is_some_and(|p| p.split(':').any(entry))
 }
 
-/// What to build (spec §4.1): store path, rollback, file mode, explicit flake, detected
+/// What to build: store path, rollback, file mode, explicit flake, detected
 /// `/etc/nixos/flake.nix`, else `<nixpkgs/nixos>`.
 fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
     let src = &cli.source;

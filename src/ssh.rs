@@ -56,11 +56,7 @@ impl Opening {
             source,
         })?;
         if !status.success() {
-            let why = why
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = crate::error::one_line(&why);
             return Err(Error::Unreachable {
                 host: self.dest,
                 why: if why.is_empty() {

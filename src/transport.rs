@@ -43,7 +43,7 @@ impl Transport {
         }
         self.ssh
             .as_mut()
-            .ok_or_else(|| Error::Output("internal: no ssh".into()))
+            .ok_or_else(|| Error::Internal("no ssh".into()))
     }
 
     pub fn connect(&mut self, host: &SshHost) -> Result<()> {
@@ -83,11 +83,9 @@ impl Transport {
     pub fn finish_connecting(&mut self, connecting: Connecting) -> Result<()> {
         let mut first = Ok(());
         for thread in connecting.threads {
-            let result = thread.join().unwrap_or_else(|_| {
-                Err(Error::Output(
-                    "internal: a connection thread panicked".into(),
-                ))
-            });
+            let result = thread
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("a connection thread panicked".into())));
             match result {
                 Ok(dest) => self.ssh()?.opened(dest),
                 Err(e) if first.is_ok() => first = Err(e),
@@ -109,7 +107,7 @@ impl Transport {
                 let (program, args) = inv
                     .argv
                     .split_first()
-                    .ok_or_else(|| Error::Output("internal: empty command".into()))?;
+                    .ok_or_else(|| Error::Internal("empty command".into()))?;
                 let mut cmd = Command::new(program);
                 cmd.args(args).envs(inv.env.iter().cloned());
                 Ok(cmd)

@@ -2,9 +2,9 @@
 //! itself `nixos-rebuild` in usage errors, warnings, errors and help, with the same exit
 //! statuses. Nothing here contacts a host: `--plan` stops before running anything.
 
+use assert_cmd::Command;
 use rb::error::exit;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 struct Run {
     status: i32,
@@ -25,15 +25,15 @@ fn link(name: &str) -> Linked {
     Linked { dir, program }
 }
 
-fn run(program: &Path, cwd: &Path, args: &[&str]) -> Run {
-    let out = Command::new(program)
+fn run(mut rb: Command, cwd: &Path, args: &[&str]) -> Run {
+    let out = rb
         .args(args)
         .current_dir(cwd)
         .env_remove("NIX_SSHOPTS")
         .env_remove("NIX_SUDOOPTS")
         .env_remove("NIXOS_REBUILD_SSH_DEFAULT_OPTS")
         .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("running rb {args:?}: {e}"));
     Run {
         status: out.status.code().expect("exited, not killed"),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -43,12 +43,16 @@ fn run(program: &Path, cwd: &Path, args: &[&str]) -> Run {
 
 impl Linked {
     fn run(&self, args: &[&str]) -> Run {
-        run(&self.program, self.dir.path(), args)
+        run(Command::new(&self.program), self.dir.path(), args)
     }
 
     /// The same arguments through the binary under its own name.
     fn run_as_rb(&self, args: &[&str]) -> Run {
-        run(Path::new(env!("CARGO_BIN_EXE_rb")), self.dir.path(), args)
+        run(
+            Command::cargo_bin("rb").expect("the rb binary"),
+            self.dir.path(),
+            args,
+        )
     }
 }
 

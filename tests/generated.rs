@@ -180,7 +180,13 @@ fn the_man_page_documents_every_action_option_and_exit_status() {
         );
     }
     use rb::error::exit;
-    for status in [exit::SUCCESS, exit::FAILURE, exit::USAGE, exit::SSH] {
+    for status in [
+        exit::SUCCESS,
+        exit::FAILURE,
+        exit::USAGE,
+        exit::SSH,
+        exit::INTERNAL,
+    ] {
         assert!(
             page.contains(&format!(".TP\n.B {status}\n")),
             "exit {status}"
@@ -500,6 +506,7 @@ mod man {
             ("NOT_FOUND", exit::NOT_FOUND),
             ("ROLLED_BACK", exit::ROLLED_BACK),
             ("UNCONFIRMED", exit::UNCONFIRMED),
+            ("INTERNAL", exit::INTERNAL),
         ] {
             text = text.replace(&format!("@{name}@"), &value.to_string());
         }

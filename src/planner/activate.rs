@@ -13,6 +13,8 @@ pub(super) fn check_elevation(req: &Request) -> Session {
             message: None,
             commands: vec![Command::lit(&["true"])],
             capture: None,
+            output: Output::ElevationCheck,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -21,14 +23,13 @@ pub(super) fn check_elevation(req: &Request) -> Session {
 /// `--rollback`: find the generation to go back to on the target.
 pub(super) fn find_generation(req: &Request) -> Session {
     let profile = req.profile.path();
-    let pick = match (&req.source, req.action) {
-        (
-            Source::Rollback {
-                generation: Some(n),
-            },
-            _,
-        ) => Pick::Number(*n),
-        (_, Action::Switch | Action::Boot) => Pick::OlderThanCurrent,
+    // `--generation N`; else the generation that a switch or boot would have left the
+    // profile at.
+    let pick = match &req.source {
+        Source::Rollback {
+            generation: Some(n),
+        } => Pick::Number(*n),
+        _ if req.action.sets_profile() => Pick::OlderThanCurrent,
         _ => Pick::NewestOther,
     };
     Session {
@@ -44,6 +45,8 @@ pub(super) fn find_generation(req: &Request) -> Session {
                 "--list-generations",
             ])],
             capture: Some(Capture::Generation { profile, pick }),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -61,7 +64,7 @@ to continue. Please open an issue if this is the case.";
 /// checks first (nothing changes when they fail), then the profile, then activation.
 pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     let profile = req.profile.path();
-    let sets_profile = matches!(req.action, Action::Switch | Action::Boot);
+    let sets_profile = req.action.sets_profile();
     let rollback = matches!(req.source, Source::Rollback { .. });
     let mut steps = Vec::new();
     let step = |kind, commands| Step {
@@ -69,6 +72,8 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         message: None,
         commands,
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     };
 
     let stc_dir = match &req.specialisation {
@@ -140,15 +145,14 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             // Which generation the profile is at now, for the report.
             commands: vec![set, Command::lit(&["readlink", &profile])],
             capture: Some(Capture::ProfileLink),
+            output: Output::Log,
+            if_lost: Some(
+                "; the profile there is either where it was or at the new generation".into(),
+            ),
         });
     }
 
-    let stc_action = match req.action {
-        Action::Switch => "switch",
-        Action::Boot => "boot",
-        Action::Test => "test",
-        _ => "dry-activate",
-    };
+    let stc_action = req.action.stc_action().unwrap_or("dry-activate");
     // Exactly the environment nixos-rebuild-ng gives switch-to-configuration.
     let env = Env::Clean(vec![
         EnvVar::Keep("PATH".into()),
@@ -173,11 +177,19 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             env,
             systemd_run: req
                 .systemd_run
-                .then(|| format!("nixos-rebuild-switch-to-configuration-{}", run.run_id)),
+                .then(|| crate::watchdog::activation_unit(run.run_id)),
             on_failure: None,
             undo: None,
         }],
         capture: None,
+        output: Output::Log,
+        if_lost: Some(if sets_profile {
+            "; the profile there is already the new generation, whose activation may not have \
+             finished"
+                .into()
+        } else {
+            "; the activation there may not have finished".into()
+        }),
     });
 
     Session {
@@ -188,22 +200,9 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     }
 }
 
-/// `--diff` (spec §13.6), run where the new system will run: against that host's
+/// `--diff`, run where the new system will run: against that host's
 /// `/run/current-system` (nixos-rebuild-ng compares the local one), never failing the run.
-pub(super) const DIFF_SCRIPT: &str = r#"new=$(readlink -f "$1") || new=$1
-if [ ! -e /run/current-system ]; then
-  echo "$0: missing '/run/current-system' on $(uname -n), skipping the configuration diff"
-  exit 0
-fi
-current=$(readlink -f /run/current-system)
-printf '<<< %s\n>>> %s\n' "$current" "$new"
-if [ "$current" = "$new" ]; then
-  echo "No changes."
-  exit 0
-fi
-nix --extra-experimental-features 'nix-command flakes' store diff-closures "$current" "$new" ||
-  echo "$0: warning: could not compare the closures of the current and the new configuration"
-exit 0"#;
+pub(super) const DIFF_SCRIPT: &str = include_str!("../scripts/diff.sh");
 
 pub(super) fn diff_step(run: &RunEnv) -> Step {
     Step {
@@ -217,5 +216,7 @@ pub(super) fn diff_step(run: &RunEnv) -> Step {
             Word::var(Var::System, ""),
         ])],
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     }
 }

@@ -21,7 +21,7 @@ pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
 pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
     let attr = &attribute(req);
     let dry = req.action == Action::DryBuild;
-    let link = leaves_result_link(req.action);
+    let link = req.action.leaves_result_link();
     let (argv, capture) = match &req.source {
         Source::Flake(flake) => {
             // `--json` works on every Nix from 2.8 on, unlike `--print-out-paths`.
@@ -64,6 +64,8 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
             message: Some(BUILD_MESSAGE.into()),
             commands: vec![Command::lit(&argv)],
             capture: (!dry).then_some(capture),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     })
@@ -118,6 +120,8 @@ pub(super) fn build_remotely(
                 message: Some(BUILD_MESSAGE.into()),
                 commands: vec![Command::lit(&evaluate)],
                 capture: Some(Capture::PathLine(Var::Drv)),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },
@@ -130,6 +134,8 @@ pub(super) fn build_remotely(
                 message: Some(format!("building on {}...", builder.dest)),
                 commands: vec![Command::new(realise)],
                 capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },
@@ -168,6 +174,8 @@ pub(super) fn image_variants(req: &Request) -> Session {
             capture: Some(Capture::ImageVariants {
                 variant: req.image_variant.clone(),
             }),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -190,6 +198,8 @@ pub(super) fn check_specialisation(s: &str) -> Step {
             .on_failure(format!("specialisation not found: {s}")),
         ],
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     }
 }
 

@@ -80,6 +80,7 @@ fn copy_session(on: &Host, command: Command, message: Option<String>) -> Session
     let mut session = local(StepKind::Copy, command);
     session.host = on.clone();
     session.steps[0].message = message;
+    session.steps[0].output = Output::CopyLog;
     session
 }
 

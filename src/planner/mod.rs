@@ -16,14 +16,16 @@ use copy::*;
 use tools::*;
 
 use crate::cli::Action;
+use crate::elevation::Elevation;
 use crate::error::{Error, Result};
-use crate::generations::LIST_SCRIPT;
+use crate::generations::list_script;
 use crate::host::Host;
 use crate::nix::{FEATURES, NixCaps, NixCommand};
 use crate::plan::{
-    Capture, Command, Env, EnvVar, Finish, Pick, Plan, Session, Step, StepKind, Undo, Var, Word,
+    Capture, Command, Env, EnvVar, Finish, Output, Pick, Plan, Session, Step, StepKind, Undo, Var,
+    Word,
 };
-use crate::request::{Elevation, Request, Source, Upgrade};
+use crate::request::{Request, Source, Upgrade};
 
 /// What the planner needs from this run besides the request.
 pub struct RunEnv<'a> {
@@ -88,14 +90,9 @@ fn deploy(
     sessions: &mut Vec<Session>,
     inputs: &mut Vec<(Var, String)>,
 ) -> Result<Finish> {
-    let activates = matches!(
-        req.action,
-        Action::Switch | Action::Boot | Action::Test | Action::DryActivate
-    );
+    let activates = req.action.activates();
     // A wrong password is found out before anything is built.
-    if let Elevation::Sudo {
-        ask_password: true, ..
-    } = &req.elevation
+    if req.elevation.sends_password()
         && (activates || matches!(req.source, Source::Rollback { .. }))
     {
         sessions.push(check_elevation(req));
@@ -218,7 +215,9 @@ fn merge_sessions(sessions: Vec<Session>) -> Vec<Session> {
 /// refused here with a clear message rather than half done.
 fn refuse_unavailable(req: &Request) -> Result<()> {
     // polkit-stdin-agent would be needed on the target to hand run0 a password.
-    let missing = matches!(req.elevation, Elevation::Run0 { ask_password: true })
+    let missing = req
+        .elevation
+        .wants_unavailable_password()
         .then_some("--ask-sudo-password with run0");
     match missing {
         Some(what) => Err(Error::NotYetAvailable(what)),
@@ -236,6 +235,8 @@ fn local(kind: StepKind, command: Command) -> Session {
             message: None,
             commands: vec![command],
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -249,14 +250,6 @@ fn attribute(req: &Request) -> String {
         (Action::BuildImage, Some(variant)) => format!("config.system.build.images.{variant}"),
         _ => "config.system.build.toplevel".into(),
     }
-}
-
-/// Actions that leave `./result` in the current directory (spec §5.6).
-fn leaves_result_link(action: Action) -> bool {
-    matches!(
-        action,
-        Action::Build | Action::BuildVm | Action::BuildVmWithBootloader | Action::BuildImage
-    )
 }
 
 fn nix_new_style(subcommand: &str) -> Vec<String> {

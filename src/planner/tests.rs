@@ -46,6 +46,8 @@ fn build_session(command: Command, capture: Option<Capture>) -> Session {
             message: Some(BUILD_MESSAGE.into()),
             commands: vec![command],
             capture,
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -71,6 +73,16 @@ fn stc(suffix: &str, action: &str, bootloader: &str) -> Step {
             undo: None,
         }],
         capture: None,
+        output: Output::Log,
+        if_lost: Some(
+            if matches!(action, "switch" | "boot") {
+                "; the profile there is already the new generation, whose activation may not \
+                 have finished"
+            } else {
+                "; the activation there may not have finished"
+            }
+            .into(),
+        ),
     }
 }
 
@@ -80,6 +92,8 @@ fn simple(kind: StepKind, command: Command) -> Step {
         message: None,
         commands: vec![command],
         capture: None,
+        output: Output::Log,
+        if_lost: None,
     }
 }
 
@@ -111,6 +125,8 @@ fn set_profile(profile: &str) -> Step {
         message: None,
         commands: vec![set, cmd(&["readlink", profile])],
         capture: Some(Capture::ProfileLink),
+        output: Output::Log,
+        if_lost: Some("; the profile there is either where it was or at the new generation".into()),
     }
 }
 
@@ -147,6 +163,7 @@ fn copy_here_to(dest: &str, what: Var, extra: &[&str]) -> Session {
         c.env = env.clone();
         let mut step = simple(StepKind::Copy, c);
         step.message = message;
+        step.output = Output::CopyLog;
         Session {
             host: Host::Local,
             elevation: Elevation::None,
@@ -349,6 +366,8 @@ fn rollback_switch_finds_then_switches_generation() {
                 profile: SYSTEM.into(),
                 pick: Pick::OlderThanCurrent,
             }),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     };
@@ -383,6 +402,8 @@ fn rollback_switch_finds_then_switches_generation() {
                                 cmd(&["readlink", SYSTEM]),
                             ],
                             capture: Some(Capture::ProfileLink),
+                            output: Output::Log,
+                            if_lost: Some("; the profile there is either where it was or at the new generation".into()),
                         },
                         stc("", "switch", "0"),
                     ],
@@ -489,6 +510,8 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
                         message: None,
                         commands: vec![cmd(&["rb-watchdog", "confirm", "/run/rb/r1"])],
                         capture: Some(Capture::Verdict),
+                        output: Output::Log,
+                        if_lost: None,
                     }],
                     fallback: None,
                 },
@@ -567,6 +590,8 @@ fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
                             &inst,
                         ])],
                         capture: Some(Capture::PathLine(Var::Drv)),
+                        output: Output::Log,
+                        if_lost: None,
                     }],
                     fallback: None,
                 },
@@ -584,6 +609,8 @@ fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
                                 Word::var(Var::Drv, ""),
                             ])],
                             capture: Some(Capture::PathLine(Var::System)),
+                            output: Output::Log,
+                            if_lost: None,
                         },
                         stc("", "test", "0"),
                     ],
@@ -613,7 +640,10 @@ fn target_host_with_a_sudo_password() {
                 Session {
                     host: Host::Ssh(host.clone()),
                     elevation: sudo.clone(),
-                    steps: vec![simple(StepKind::CheckElevation, cmd(&["true"]))],
+                    steps: vec![Step {
+                        output: Output::ElevationCheck,
+                        ..simple(StepKind::CheckElevation, cmd(&["true"]))
+                    }],
                     fallback: None,
                 },
                 build_session(
@@ -675,9 +705,11 @@ fn list_step(profile: &str, name: &str) -> Step {
         message: None,
         commands: vec![
             cmd(&["test", "-e", profile]).on_failure(format!("no profile '{name}' found")),
-            cmd(&["sh", "-c", LIST_SCRIPT, "sh", profile]),
+            cmd(&["sh", "-c", &list_script(), "sh", profile]),
         ],
         capture: Some(Capture::Generations),
+        output: Output::Log,
+        if_lost: None,
     }
 }
 
@@ -725,6 +757,8 @@ fn interactive(kind: StepKind, command: Command) -> Session {
             message: None,
             commands: vec![command],
             capture: None,
+            output: Output::Terminal,
+            if_lost: None,
         },
     )
 }
@@ -773,6 +807,8 @@ fn edit_a_classic_configuration_finds_the_file_then_opens_it() {
             .on_failure("cannot find NixOS config file"),
         ],
         capture: Some(Capture::PathLine(Var::ConfigFile)),
+        output: Output::Log,
+        if_lost: None,
     };
     assert_eq!(
         plan_of("edit --no-flake -I nixos-config=/x"),
@@ -910,6 +946,8 @@ fn image_eval(argv: &[&str], variant: Option<&str>) -> Session {
             capture: Some(Capture::ImageVariants {
                 variant: variant.map(String::from),
             }),
+            output: Output::Log,
+            if_lost: None,
         },
     )
 }
@@ -1010,6 +1048,8 @@ fn upgrade_session(elevation: Elevation, all: &str) -> Session {
                 cmd(&["sh", "-c", UPGRADE_SCRIPT, "rb", all]),
             ],
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         },
     )
 }

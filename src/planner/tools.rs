@@ -7,32 +7,14 @@ pub(super) const UPGRADE_NEEDS_ROOT: &str = "if you pass the '--upgrade' or '--u
 also pass '--sudo', '--run0', or run the command as root (e.g., with sudo)";
 
 /// `--upgrade` (`$1` = 0) / `--upgrade-all` (`$1` = 1): root's channels, as nixos-rebuild-ng
-/// updates them (spec §12.1): `nixos` and the ones holding `.update-on-nixos-rebuild`, or all;
+/// updates them: `nixos` and the ones holding `.update-on-nixos-rebuild`, or all;
 /// a channel that fails to update is a warning.
-pub(super) const UPGRADE_SCRIPT: &str = r#"all=$1
-updated=
-for dir in /nix/var/nix/profiles/per-user/root/channels/*/; do
-  [ -d "$dir" ] || continue
-  name=${dir%/}
-  name=${name##*/}
-  if [ "$all" = 1 ] || [ "$name" = nixos ] || [ -e "$dir.update-on-nixos-rebuild" ]; then
-    updated=1
-    nix-channel --update "$name" || echo "$0: warning: could not update the channel '$name'"
-  fi
-done
-[ -n "$updated" ] || echo "$0: warning: '--upgrade' flag passed but no channels to update"
-exit 0"#;
+pub(super) const UPGRADE_SCRIPT: &str = include_str!("../scripts/upgrade-channels.sh");
 
 /// Updates root's channels on this machine (where `<nixpkgs>` is read), as root: rb's own
 /// user when that is root, else through `--sudo` (which may prompt here).
 pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
-    let elevation = match &req.elevation {
-        Elevation::Sudo { options, .. } => Elevation::Sudo {
-            ask_password: false,
-            options: options.clone(),
-        },
-        other => other.clone(),
-    };
+    let elevation = req.elevation.without_password();
     let all = if req.upgrade == Upgrade::All {
         "1"
     } else {
@@ -49,26 +31,20 @@ pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
                 Command::lit(&["sh", "-c", UPGRADE_SCRIPT, run.program, all]),
             ],
             capture: None,
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }
 }
 
-/// The configuration file of a classic system (spec §13.1): `$NIXOS_CONFIG`, else
+/// The configuration file of a classic system: `$NIXOS_CONFIG`, else
 /// `<nixos-config>`, else `/etc/nixos`; a directory means its `default.nix`. Printed
 /// absolute; fails when it does not exist.
-pub(super) const FIND_CONFIG_SCRIPT: &str = r#"file=${NIXOS_CONFIG-}
-if [ -z "$file" ]; then
-  file=$(nix-instantiate --find-file nixos-config "$@" 2>/dev/null) || file=
-fi
-[ -n "$file" ] || file=/etc/nixos
-if [ -d "$file" ]; then file=${file%/}/default.nix; fi
-[ -e "$file" ] || exit 1
-case $file in /*) ;; *) file=$PWD/$file ;; esac
-printf '%s\n' "$file""#;
+pub(super) const FIND_CONFIG_SCRIPT: &str = include_str!("../scripts/find-config.sh");
 
 /// `$EDITOR` split into words as `nix edit` and the bash tool do (`EDITOR="code -w"`).
-pub(super) const EDITOR_SCRIPT: &str = r#"set -f; exec ${EDITOR:-nano} "$1""#;
+pub(super) const EDITOR_SCRIPT: &str = include_str!("../scripts/editor.sh");
 
 /// `edit`: `nix edit` of a flake's configuration; otherwise `$EDITOR` on the file found.
 pub(super) fn edit(req: &Request) -> Vec<Session> {
@@ -80,6 +56,8 @@ pub(super) fn edit(req: &Request) -> Vec<Session> {
             message: None,
             commands: vec![command],
             capture: None,
+            output: Output::Terminal,
+            if_lost: None,
         }],
         fallback: None,
     };
@@ -103,6 +81,8 @@ pub(super) fn edit(req: &Request) -> Vec<Session> {
                 message: None,
                 commands: vec![Command::lit(&find).on_failure("cannot find NixOS config file")],
                 capture: Some(Capture::PathLine(Var::ConfigFile)),
+                output: Output::Log,
+                if_lost: None,
             }],
             fallback: None,
         },
@@ -215,15 +195,9 @@ pub(super) fn repl_file_attr_expr(file: &str, attr: &str, cwd: &str) -> String {
 /// Runs `nix repl … FILE` on an expression written to a temporary file (Nix before 2.19 has no
 /// `--expr`): `$1` is the expression, the rest the `nix repl` command. Ctrl-C belongs to the
 /// repl; the file is removed when it ends.
-pub(super) const REPL_FILE_SCRIPT: &str = r#"expr=$1
-shift
-tmp=$(mktemp "${TMPDIR:-/tmp}/rb-repl.XXXXXX") || exit
-trap 'rm -f "$tmp"' EXIT
-trap : INT QUIT
-printf '%s\n' "$expr" >"$tmp" || exit
-"$@" "$tmp""#;
+pub(super) const REPL_FILE_SCRIPT: &str = include_str!("../scripts/repl-file.sh");
 
-/// `repl` (spec §13.2): `nix repl` with the configuration in scope.
+/// `repl`: `nix repl` with the configuration in scope.
 pub(super) fn repl(req: &Request, caps: &NixCaps, run: &RunEnv) -> Session {
     let mut nix = nix_new_style("repl");
     let flags = req.nix.for_command(NixCommand::FileEval);
@@ -277,6 +251,8 @@ pub(super) fn repl(req: &Request, caps: &NixCaps, run: &RunEnv) -> Session {
             message: None,
             commands: vec![Command::lit(&argv)],
             capture: None,
+            output: Output::Terminal,
+            if_lost: None,
         }],
         fallback: None,
     }
@@ -295,9 +271,11 @@ pub(super) fn list_generations(req: &Request) -> Session {
             commands: vec![
                 Command::lit(&["test", "-e", &profile])
                     .on_failure(format!("no profile '{name}' found")),
-                Command::lit(&["sh", "-c", LIST_SCRIPT, "sh", &profile]),
+                Command::lit(&["sh", "-c", &list_script(), "sh", &profile]),
             ],
             capture: Some(Capture::Generations),
+            output: Output::Log,
+            if_lost: None,
         }],
         fallback: None,
     }

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # What `--diff` compares, run on the target, where both closures are: the running system's
 # and the new one's store paths, and their closure sizes. rb reads it (src/closure_diff.rs).
 #   sh -c "$(cat package-diff.sh)" PROGRAM NEW-SYSTEM

@@ -229,10 +229,10 @@ fn bad_input_changes_nothing_and_says_one_thing() {
     let dash = |opt: &str, v: &str| {
         format!("{opt} '{v}' starts with '-', which ssh would read as an option")
     };
-    let no_nix = format!(
-        "nix-store and nix-env not found on {NONIX}'s PATH; rb needs Nix's commands in the \
-         PATH of non-interactive SSH sessions there"
-    );
+    let no_nix = format!("nix-store and nix-env not found on {NONIX}'s PATH");
+    // What to do about it, on a line of its own.
+    const NO_NIX_HINT: &str =
+        "\nhint: rb needs Nix's commands in the PATH of non-interactive SSH sessions there\n";
     let missing = |v: &str| format!("a value is required for '{v}' but none was supplied");
 
     let rows = vec![
@@ -284,7 +284,7 @@ fn bad_input_changes_nothing_and_says_one_thing() {
             2,
             "2 values required for '--option <NAME> <VALUE>' but 1 was provided",
         ),
-        // Conflicts (spec §1.3).
+        // Conflicts.
         row(&["edit", "-f", "x.nix"], 2, not_with_edit),
         row(&["edit", "-A", "x"], 2, not_with_edit),
         row(
@@ -411,13 +411,15 @@ fn bad_input_changes_nothing_and_says_one_thing() {
             127,
             s(&no_nix),
         )
-        .builds_here(),
-        row(&["switch", "--rollback", "--target-host", NONIX], 127, s(&no_nix)),
+        .builds_here()
+        .also(NO_NIX_HINT),
+        row(&["switch", "--rollback", "--target-host", NONIX], 127, s(&no_nix)).also(NO_NIX_HINT),
         row(
             &["build", "--flake", &flake_nonix, "--build-host", NONIX],
             127,
             s(&no_nix),
-        ),
+        )
+        .also(NO_NIX_HINT),
     ];
     for r in &rows {
         check(&f, &spy_path, &ssh_log, r);

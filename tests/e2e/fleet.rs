@@ -23,6 +23,38 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer};
 
+/// The fleet's hosts are mount and UTS namespaces made by root: without them, every test says
+/// so in one line instead of failing on the first namespace error.
+fn require_root_and_namespaces() {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        let uid = fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
+        if uid != 0 {
+            return Err(format!("running as uid {uid}"));
+        }
+        match Command::new("unshare")
+            .args(["-m", "-u", "true"])
+            .stderr(Stdio::piped())
+            .output()
+        {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', "; ")),
+            Err(e) => Err(format!("unshare: {e}")),
+        }
+    });
+    if let Err(why) = checked {
+        panic!(
+            "the end-to-end tests need root and namespaces (unshare -m -u), which this run \
+             lacks ({why}): run them as root, e.g. `sudo tests/run`"
+        );
+    }
+}
+
 /// The fleet script, the single source of truth for fleets.
 pub const FLEET_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet/fleet");
 /// The rb binary under test.
@@ -285,6 +317,7 @@ impl Fleet {
     #[track_caller]
     pub fn up(hosts: &[&str]) -> Fleet {
         assert!(!hosts.is_empty(), "a fleet needs at least a workstation");
+        require_root_and_namespaces();
         let tempdir = tempfile::Builder::new()
             .prefix("rb-fleet-")
             .tempdir()

@@ -167,6 +167,7 @@ fn a_run_that_fails_before_anything_runs_still_reports() {
     let d = doc(&r.stdout);
     assert_eq!(d["success"], false);
     assert_eq!(d["error"]["status"], 255);
+    assert_eq!(d["error"]["hints"], serde_json::json!([]), "{d}");
     assert!(
         d["error"]["message"]
             .as_str()

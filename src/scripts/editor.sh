@@ -1,0 +1,2 @@
+# shellcheck shell=sh
+set -f; exec ${EDITOR:-nano} "$1"
