@@ -136,11 +136,11 @@ fn context(
             .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
         etc_nixos_system: std::path::Path::new("/etc/nixos/system.nix").exists(),
         system_nix_in_cwd: std::path::Path::new("system.nix").exists(),
-        hostname: Box::new(move |host| match host {
+        hostname: Box::new(move |host, checks| match host {
             Host::Local => Ok(local_hostname()),
             Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
             Host::Ssh(h) => match transport.borrow_mut().as_mut() {
-                Some(t) => t.hostname(h),
+                Some(t) => t.hostname(h, checks),
                 None => Err(Error::Internal("no transport".into())),
             },
         }),

@@ -88,6 +88,15 @@ pub enum Error {
     #[error("{commands} not found on {host}'s PATH")]
     NotOnPath { host: String, commands: String },
 
+    /// A host that rb can reach but cannot deploy to as connected (README, "What rb
+    /// guarantees when things go wrong").
+    #[error("{host} cannot be deployed to: {why}")]
+    Unsuitable {
+        host: String,
+        why: String,
+        hint: Option<String>,
+    },
+
     /// sudo on a host refused to run rb's commands.
     #[error("{tool} on {host} refused: {why}")]
     Elevation {
@@ -143,7 +152,8 @@ impl Error {
             | Error::NotYetAvailable(_)
             | Error::Spawn { .. }
             | Error::Output(_)
-            | Error::Elevation { .. } => exit::FAILURE,
+            | Error::Elevation { .. }
+            | Error::Unsuitable { .. } => exit::FAILURE,
         }
     }
 
@@ -153,7 +163,9 @@ impl Error {
             Error::NotOnPath { .. } => vec![
                 "rb needs Nix's commands in the PATH of non-interactive SSH sessions there".into(),
             ],
-            Error::Elevation { hint, .. } => hint.iter().cloned().collect(),
+            Error::Elevation { hint, .. } | Error::Unsuitable { hint, .. } => {
+                hint.iter().cloned().collect()
+            }
             Error::Untrusted { .. } => vec![
                 "deploy as root (root@HOST), add the user to nix.settings.trusted-users there, \
                  or sign the closure (nix store sign)"

@@ -107,7 +107,9 @@ impl Executor<'_, '_> {
         }
         let hosts = match &session.host {
             Host::Ssh(h) if *status == 127 => vec![h.clone()],
-            _ if session.steps.iter().any(|s| s.output == Output::CopyLog) => plan.connect.clone(),
+            _ if session.steps.iter().any(|s| s.output == Output::CopyLog) => {
+                plan.connect.iter().map(|c| c.host.clone()).collect()
+            }
             _ => return err,
         };
         for host in hosts {

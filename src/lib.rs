@@ -28,6 +28,7 @@ pub mod nix;
 pub mod password;
 pub mod plan;
 pub mod planner;
+pub mod probe;
 pub mod process;
 pub mod progress;
 pub mod render;

@@ -15,11 +15,20 @@ use std::fmt;
 /// Version of the `--plan --json` document; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// A host to connect to, and what its first session checks there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Connect {
+    #[serde(flatten)]
+    pub host: SshHost,
+    pub checks: crate::probe::Checks,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub action: Action,
-    /// Remote hosts connected to before anything runs, so that an unreachable one fails fast.
-    pub connect: Vec<SshHost>,
+    /// Remote hosts connected to before anything runs, so that an unreachable one (or one
+    /// that cannot do its part, `probe.rs`) fails fast.
+    pub connect: Vec<Connect>,
     /// Values known before anything runs (e.g. `--store-path`).
     pub inputs: Vec<(Var, String)>,
     pub sessions: Vec<Session>,
@@ -406,11 +415,17 @@ pub enum Finish {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plan for '{}':", self.action.name())?;
-        for host in &self.connect {
+        for c in &self.connect {
+            let root = match &c.checks.root {
+                None => String::new(),
+                Some(e) => format!(", root{}", e.label().replace(" as root", "")),
+            };
             writeln!(
                 f,
-                "  connect to {} (one SSH connection for the run, opened while building)",
-                host.dest
+                "  connect to {} (one SSH connection for the run, opened while building; \
+                 checks {}{root})",
+                c.host.dest,
+                c.checks.commands.join(", ")
             )?;
         }
         for (var, value) in &self.inputs {

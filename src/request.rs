@@ -14,8 +14,9 @@ use crate::shell;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Asks a host for its host name (for the local one, this machine's).
-pub type HostnameOf = dyn Fn(&Host) -> Result<String>;
+/// Asks a host for its host name (for the local one, this machine's), checking what it must
+/// offer for the run in the same round trip (`probe.rs`).
+pub type HostnameOf = dyn Fn(&Host, &crate::probe::Checks) -> Result<String>;
 
 /// What rb knows about its surroundings when it starts.
 pub struct Context {
@@ -249,7 +250,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     let source = if action == Action::ListGenerations {
         Source::Classic
     } else {
-        source(cli, ctx, &target_host)?
+        source(cli, ctx, &target_host, &elevation)?
     };
 
     let upgrade = if src.upgrade_all {
@@ -394,7 +395,7 @@ fn has_nixos_system_path(cli: &Cli, ctx: &Context) -> bool {
 
 /// What to build: store path, rollback, file mode, explicit flake, detected
 /// `/etc/nixos/flake.nix`, else `<nixpkgs/nixos>`.
-fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
+fn source(cli: &Cli, ctx: &Context, target: &Host, elevation: &Elevation) -> Result<Source> {
     let src = &cli.source;
     if let Some(path) = &src.store_path {
         return Ok(Source::StorePath { path: path.clone() });
@@ -439,7 +440,8 @@ fn source(cli: &Cli, ctx: &Context, target: &Host) -> Result<Source> {
     let partial = flake::parse(&flake).map_err(usage)?;
     // The default name is the host name of the machine being deployed.
     let hostname = if partial.name.is_none() {
-        (ctx.hostname)(target)?
+        let checks = crate::probe::Checks::target(cli.action.unwrap_or(Action::Build), elevation);
+        (ctx.hostname)(target, &checks)?
     } else {
         String::new()
     };
@@ -462,7 +464,7 @@ pub mod tests {
             etc_nixos_flake: None,
             etc_nixos_system: false,
             system_nix_in_cwd: false,
-            hostname: Box::new(|h| {
+            hostname: Box::new(|h, _| {
                 Ok(match h {
                     Host::Local => "workstation".into(),
                     Host::Ssh(s) => format!("{}-name", s.hostname),
@@ -796,7 +798,7 @@ pub mod tests {
     fn list_generations_takes_a_target_and_looks_up_no_host_name() {
         let mut c = ctx(&[]);
         c.etc_nixos_flake = Some("/etc/nixos".into());
-        c.hostname = Box::new(|_| panic!("no host name lookup for list-generations"));
+        c.hostname = Box::new(|_, _| panic!("no host name lookup for list-generations"));
         let r = req_in("list-generations --target-host deploy@aq -p web --json", &c).unwrap();
         assert_eq!(
             r.target_host,

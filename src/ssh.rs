@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::SshHost;
+use crate::probe::{Checks, Facts};
 use crate::shell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -25,48 +26,58 @@ pub struct Ssh {
     connected: BTreeSet<String>,
     /// Connections begun, for their log files' names.
     openings: usize,
+    /// What each connected host's probe found, by destination.
+    facts: BTreeMap<String, Facts>,
 }
 
-/// Opening one master connection: the ssh process, and where it says why it failed.
+/// Opening one master connection: the ssh process, which runs the probe (`probe.rs`) in its
+/// first session, and where it says why it failed.
 pub struct Opening {
     dest: String,
     cmd: Command,
     log: Option<std::path::PathBuf>,
+    checks: Checks,
+}
+
+/// A connection that opened, and what its probe found.
+pub struct Probed {
+    pub dest: String,
+    /// The host's facts, or why the run cannot go on there.
+    pub facts: Result<Facts>,
 }
 
 impl Opening {
-    /// Connects (blocking until authenticated) and returns the destination connected to.
-    pub fn run(mut self) -> Result<String> {
-        let (status, why) = match &self.log {
-            Some(log) => {
-                let status = self.cmd.status();
-                (status, std::fs::read_to_string(log).unwrap_or_default())
-            }
-            None => {
-                let out = self.cmd.output();
-                let why = out
-                    .as_ref()
-                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                    .unwrap_or_default();
-                (out.map(|o| o.status), why)
-            }
-        };
-        let status = status.map_err(|source| Error::Spawn {
+    /// Connects (blocking until the probe ran). `Err` only when no connection was made.
+    pub fn run(mut self) -> Result<Probed> {
+        let out = self.cmd.output().map_err(|source| Error::Spawn {
             program: "ssh".into(),
             source,
         })?;
-        if !status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // ssh's own failures are 255; anything else is the remote command's status.
+        if out.status.code() == Some(255) || out.status.code().is_none() {
+            let why = match &self.log {
+                Some(log) => std::fs::read_to_string(log).unwrap_or_default(),
+                None => String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
             let why = crate::error::one_line(&why);
             return Err(Error::Unreachable {
                 host: self.dest,
                 why: if why.is_empty() {
-                    format!("ssh exited with status {}", status.code().unwrap_or(255))
+                    format!(
+                        "ssh exited with status {}",
+                        out.status.code().unwrap_or(255)
+                    )
                 } else {
                     why
                 },
             });
         }
-        Ok(self.dest)
+        let facts = crate::probe::verdict(&self.checks, &self.dest, &stdout);
+        Ok(Probed {
+            dest: self.dest,
+            facts,
+        })
     }
 }
 
@@ -87,6 +98,7 @@ impl Ssh {
                 dir: None,
                 connected: BTreeSet::new(),
                 openings: 0,
+                facts: BTreeMap::new(),
             });
         }
         let base = env
@@ -122,6 +134,7 @@ impl Ssh {
             dir: Some(dir),
             connected: BTreeSet::new(),
             openings: 0,
+            facts: BTreeMap::new(),
         })
     }
 
@@ -167,13 +180,9 @@ impl Ssh {
 
     /// Opens the master connection to `host` (once): authentication happens here, and a
     /// refused key or an unreachable host fails here.
-    pub fn connect(&mut self, host: &SshHost) -> Result<()> {
-        match self.opening(host) {
-            Some(opening) => {
-                let dest = opening.run()?;
-                self.opened(dest);
-                Ok(())
-            }
+    pub fn connect(&mut self, host: &SshHost, checks: &Checks) -> Result<()> {
+        match self.opening(host, checks) {
+            Some(opening) => self.opened(opening.run()?),
             None => Ok(()),
         }
     }
@@ -181,7 +190,7 @@ impl Ssh {
     /// What opening the master connection to `host` takes, to run now or on another thread
     /// ([`Opening::run`]); None when it is open already. Every connection of the run is
     /// opened here: the one place to learn about a host in the same round trip.
-    pub fn opening(&mut self, host: &SshHost) -> Option<Opening> {
+    pub fn opening(&mut self, host: &SshHost, checks: &Checks) -> Option<Opening> {
         if self.connected.contains(&host.dest) {
             return None;
         }
@@ -189,23 +198,33 @@ impl Ssh {
         cmd.args(self.base_args())
             .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdout(Stdio::piped());
         self.openings += 1;
         let log = match &self.dir {
             Some(dir) => {
-                // Our master, in the background once connected; -E keeps its messages (and
-                // its open stderr, which would hold our pipe open) away from ours.
+                // Our master: it runs the probe, then stays in the background for the run
+                // (ControlPersist). -E keeps its messages (and its open stderr, which would
+                // hold our pipe open) away from ours.
                 let log = dir.path().join(format!("connect-{}.log", self.openings));
-                cmd.args(["-f", "-N", "-E"])
-                    .arg(&log)
-                    .arg(&host.dest)
-                    .stderr(Stdio::null());
+                cmd.arg("-E").arg(&log).stderr(Stdio::null());
+                if checks.is_empty() {
+                    // Nothing to learn: no session at all (-N), backgrounded once connected.
+                    // Its stdout stays with the backgrounded master: not our pipe.
+                    cmd.args(["-f", "-N"]).arg(&host.dest).stdout(Stdio::null());
+                } else {
+                    cmd.arg(&host.dest)
+                        .arg("--")
+                        .arg(shell::join(&checks.words()));
+                }
                 Some(log)
             }
             None => {
                 // The user's own connection options (NIXOS_REBUILD_SSH_DEFAULT_OPTS): no
-                // master of ours to open or to close, so only check that the host answers.
-                cmd.arg(&host.dest).arg("true").stderr(Stdio::piped());
+                // master of ours to open or to close, so only ask the probe.
+                cmd.arg(&host.dest)
+                    .arg("--")
+                    .arg(shell::join(&checks.words()))
+                    .stderr(Stdio::piped());
                 None
             }
         };
@@ -213,12 +232,25 @@ impl Ssh {
             dest: host.dest.clone(),
             cmd,
             log,
+            checks: checks.clone(),
         })
     }
 
-    /// Records a connection [`Opening::run`] opened, so that [`Ssh::close`] closes it.
-    pub fn opened(&mut self, dest: String) {
-        self.connected.insert(dest);
+    /// Records a connection [`Opening::run`] opened, so that [`Ssh::close`] closes it
+    /// whatever its probe found; then that verdict.
+    pub fn opened(&mut self, probed: Probed) -> Result<()> {
+        self.connected.insert(probed.dest.clone());
+        let facts = probed.facts?;
+        self.facts.insert(probed.dest, facts);
+        Ok(())
+    }
+
+    /// The host name a connected host's probe reported.
+    pub fn hostname_of(&self, host: &SshHost) -> Option<&str> {
+        self.facts
+            .get(&host.dest)
+            .map(|f| f.hostname.as_str())
+            .filter(|h| !h.is_empty())
     }
 
     /// The `ssh` process running `words` on `host` through its master.

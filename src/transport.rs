@@ -3,6 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::host::{Host, SshHost};
+use crate::plan::Connect;
+use crate::probe::Checks;
 use crate::render::Invocation;
 use crate::ssh::Ssh;
 use std::collections::BTreeMap;
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Connections being opened while local work runs.
 pub struct Connecting {
-    threads: Vec<std::thread::JoinHandle<Result<String>>>,
+    threads: Vec<std::thread::JoinHandle<Result<crate::ssh::Probed>>>,
     failed: Arc<AtomicBool>,
 }
 
@@ -46,28 +48,28 @@ impl Transport {
             .ok_or_else(|| Error::Internal("no ssh".into()))
     }
 
-    pub fn connect(&mut self, host: &SshHost) -> Result<()> {
-        self.ssh()?.connect(host)
+    pub fn connect(&mut self, host: &SshHost, checks: &Checks) -> Result<()> {
+        self.ssh()?.connect(host, checks)
     }
 
     /// Begins opening the master connection to each of `hosts`, each on a thread of its own,
     /// so that the round trips of connecting overlap the evaluation and build (README,
     /// "Copies"). A host that cannot be reached stops the local child rb is waiting for.
-    pub fn connect_in_background(&mut self, hosts: &[SshHost]) -> Result<Connecting> {
+    pub fn connect_in_background(&mut self, hosts: &[Connect]) -> Result<Connecting> {
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if hosts.is_empty() {
             return Ok(Connecting { threads, failed });
         }
         let ssh = self.ssh()?;
-        for host in hosts {
-            let Some(opening) = ssh.opening(host) else {
+        for c in hosts {
+            let Some(opening) = ssh.opening(&c.host, &c.checks) else {
                 continue;
             };
             let failed = failed.clone();
             threads.push(std::thread::spawn(move || {
                 let result = opening.run();
-                if result.is_err() {
+                if !matches!(&result, Ok(p) if p.facts.is_ok()) {
                     failed.store(true, Ordering::SeqCst);
                     crate::interrupt::stop_child();
                 }
@@ -86,10 +88,9 @@ impl Transport {
             let result = thread
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("a connection thread panicked".into())));
-            match result {
-                Ok(dest) => self.ssh()?.opened(dest),
-                Err(e) if first.is_ok() => first = Err(e),
-                Err(_) => {}
+            let verdict = result.and_then(|probed| self.ssh()?.opened(probed));
+            if let (Err(e), true) = (verdict, first.is_ok()) {
+                first = Err(e);
             }
         }
         first
@@ -114,7 +115,7 @@ impl Transport {
             }
             Host::Ssh(h) => {
                 let ssh = self.ssh()?;
-                ssh.connect(h)?;
+                ssh.connect(h, &Checks::default())?;
                 let mut cmd = ssh.command(h, &inv.argv);
                 cmd.envs(inv.env.iter().cloned());
                 Ok(cmd)
@@ -134,10 +135,15 @@ impl Transport {
         Ok(cmd)
     }
 
-    /// The host name a machine reports, for the default configuration name.
-    pub fn hostname(&mut self, host: &SshHost) -> Result<String> {
+    /// The host name a machine reports, for the default configuration name: from the probe
+    /// of the connection this opens (with `checks`, what the host must offer later), so
+    /// learning it costs no session of its own.
+    pub fn hostname(&mut self, host: &SshHost, checks: &Checks) -> Result<String> {
         let ssh = self.ssh()?;
-        ssh.connect(host)?;
+        ssh.connect(host, checks)?;
+        if let Some(name) = ssh.hostname_of(host) {
+            return Ok(name.to_string());
+        }
         ssh.query(host, &["uname".to_string(), "-n".to_string()])
             .map(|s| s.trim().to_string())
     }

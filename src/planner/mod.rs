@@ -166,21 +166,36 @@ fn deploy(
 /// on, and the target when a closure is copied there (by a local process, or by the builder
 /// with a relay through here as its fallback). A host named but not needed (the target of a
 /// dry-build, the builder of a rollback) is not bothered.
-fn hosts_to_connect(req: &Request, sessions: &[Session]) -> Vec<crate::host::SshHost> {
+fn hosts_to_connect(req: &Request, sessions: &[Session]) -> Vec<crate::plan::Connect> {
+    use crate::probe::Checks;
     let copies = sessions
         .iter()
         .flat_map(|s| &s.steps)
         .any(|s| s.kind == StepKind::Copy);
-    let mut hosts = Vec::new();
+    let mut hosts: Vec<crate::plan::Connect> = Vec::new();
     let used = sessions
         .iter()
         .map(|s| &s.host)
         .chain(copies.then_some(&req.target_host));
     for host in used {
-        if let Host::Ssh(h) = host
-            && !hosts.contains(h)
-        {
-            hosts.push(h.clone());
+        let Host::Ssh(h) = host else { continue };
+        // What the host must offer: a target gets the system (and may need root), a build
+        // host builds; listing generations only reads.
+        let mut checks = match (req.action, &req.build_host) {
+            (Action::ListGenerations, _) => Checks::default(),
+            _ if host == &req.target_host => Checks::target(req.action, &req.elevation),
+            (_, Host::Ssh(b)) if b == h => Checks::builder(),
+            _ => Checks::default(),
+        };
+        if host == &req.target_host && req.build_host == req.target_host {
+            checks.merge(&Checks::builder());
+        }
+        match hosts.iter_mut().find(|c| &c.host == h) {
+            Some(c) => c.checks.merge(&checks),
+            None => hosts.push(crate::plan::Connect {
+                host: h.clone(),
+                checks,
+            }),
         }
     }
     hosts

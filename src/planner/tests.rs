@@ -1,6 +1,7 @@
 //! Whole plans, compared for each scenario.
 
 use super::*;
+use crate::plan::Connect;
 use crate::request::tests::{ctx, req, req_in};
 
 const RUN: RunEnv = RunEnv {
@@ -478,7 +479,7 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
         plan_of("switch --flake /cfg#h --target-host root@aq --sudo --confirm-timeout 30"),
         Plan {
             action: Action::Switch,
-            connect: vec![aq],
+            connect: vec![connect_to(&aq, true, Some(sudo.clone()))],
             inputs: vec![],
             sessions: vec![
                 build_session(
@@ -572,7 +573,7 @@ fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
         plan_of("test --flake /cfg#h --build-host root@t --target-host root@t"),
         Plan {
             action: Action::Test,
-            connect: vec![host.clone()],
+            connect: vec![connect_to(&host, true, Some(Elevation::None))],
             inputs: vec![],
             sessions: vec![
                 Session {
@@ -634,7 +635,7 @@ fn target_host_with_a_sudo_password() {
         plan_of("switch --flake /cfg#h --target-host deploy@t -S -s"),
         Plan {
             action: Action::Switch,
-            connect: vec![host.clone()],
+            connect: vec![connect_to(&host, true, Some(sudo.clone()))],
             inputs: vec![],
             sessions: vec![
                 Session {
@@ -683,6 +684,24 @@ fn unavailable_options_are_refused() {
             plan(&req(args).unwrap(), &NixCaps::floor(), &RUN).is_ok(),
             "{args}"
         );
+    }
+}
+
+/// A host to connect to with what its probe checks: `target` (commands, and root with
+/// `root`), else a build host's.
+fn connect_to(host: &crate::host::SshHost, target: bool, root: Option<Elevation>) -> Connect {
+    use crate::probe::Checks;
+    let mut checks = match target {
+        true => Checks {
+            commands: vec!["nix-store".into(), "nix-env".into()],
+            root: None,
+        },
+        false => Checks::builder(),
+    };
+    checks.root = root;
+    Connect {
+        host: host.clone(),
+        checks,
     }
 }
 
@@ -735,7 +754,10 @@ fn list_generations_is_one_unelevated_session_on_the_target() {
         plan_of("list-generations --json -p web --target-host deploy@aq --sudo"),
         Plan {
             action: Action::ListGenerations,
-            connect: vec![ssh("deploy@aq")],
+            connect: vec![Connect {
+                host: ssh("deploy@aq"),
+                checks: Default::default(),
+            }],
             inputs: vec![],
             sessions: vec![one_step(
                 Host::Ssh(ssh("deploy@aq")),
@@ -1110,7 +1132,7 @@ fn store_path_to_a_target_is_copied_then_activated_there() {
         plan_of(&format!("switch --store-path {path} --target-host root@aq")),
         Plan {
             action: Action::Switch,
-            connect: vec![ssh("root@aq")],
+            connect: vec![connect_to(&ssh("root@aq"), true, Some(Elevation::None))],
             inputs: vec![(Var::System, path.into())],
             sessions: vec![
                 copy_here_to("root@aq", Var::System, &[]),
@@ -1132,23 +1154,28 @@ fn only_the_hosts_a_run_needs_are_connected_to() {
     let t = ssh("root@t");
     let b = ssh("b");
     let connect = |args: &str| plan_of(args).connect;
+    let root = Some(Elevation::None);
     assert_eq!(
         connect("dry-build --flake /cfg#h --target-host root@t"),
         vec![]
     );
     assert_eq!(
         connect("switch --rollback --build-host b --target-host root@t"),
-        vec![t.clone()]
+        vec![connect_to(&t, true, root.clone())]
     );
     assert_eq!(
         connect("test --store-path /nix/store/x-sys --build-host b --target-host root@t"),
-        vec![t.clone()]
+        vec![connect_to(&t, true, root.clone())]
     );
+    // build: the target only receives the system, so needs no root.
     assert_eq!(
         connect("build --flake /cfg#h --build-host b --target-host root@t"),
-        vec![b.clone(), t.clone()]
+        vec![connect_to(&b, false, None), connect_to(&t, true, None)]
     );
-    assert_eq!(connect("switch --flake /cfg#h --build-host b"), vec![b]);
+    assert_eq!(
+        connect("switch --flake /cfg#h --build-host b"),
+        vec![connect_to(&b, false, None)]
+    );
 }
 
 /// The copy chain of each host form: a plain host streams with a fallback, a scheme the user

@@ -417,7 +417,7 @@ fn bad_input_changes_nothing_and_says_one_thing() {
         row(
             &["build", "--flake", &flake_nonix, "--build-host", NONIX],
             127,
-            s(&no_nix),
+            format!("nix-store not found on {NONIX}'s PATH"),
         )
         .also(NO_NIX_HINT),
     ];

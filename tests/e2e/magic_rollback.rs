@@ -92,10 +92,10 @@ fn a_confirmed_switch_is_kept_and_costs_one_more_connection() {
             .contains("confirmed over a new SSH connection: root@aquamarine keeps the new configuration (generation 2)"),
         "{r:?}"
     );
-    // The first, plain switch: one connection, two sessions (copy, activation). This one: the
-    // same plus exactly one connection with one session, the confirmation.
-    assert_eq!(delta(Sessions::default(), plain), (1, 2));
-    assert_eq!(delta(before, f.sessions(T)), (2, 3));
+    // The first, plain switch: one connection, three sessions (probe, copy, activation). This
+    // one: the same plus exactly one connection with one session, the confirmation.
+    assert_eq!(delta(Sessions::default(), plain), (1, 3));
+    assert_eq!(delta(before, f.sessions(T)), (2, 4));
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
     let acts = f.activations(T);
     assert_eq!(acts.len(), 2, "no rollback activation: {acts:?}");
@@ -362,8 +362,8 @@ fn the_confirmation_is_elevated_with_the_same_password() {
             .contains("keeps the new configuration (generation 1)"),
         "{r:?}"
     );
-    // Password check, copy, activation on the master; the confirmation on its own.
-    assert_eq!(delta(Sessions::default(), f.sessions(T)), (2, 4));
+    // Probe, password check, copy, activation on the master; the confirmation on its own.
+    assert_eq!(delta(Sessions::default(), f.sessions(T)), (2, 5));
     assert!(!r.stderr.contains(DEPLOYPW_PASSWORD));
 }
 
@@ -387,9 +387,10 @@ fn kill_masters(runtime_dir: &std::path::Path) -> usize {
     let masters: Vec<u32> = crate::state::processes()
         .into_iter()
         .filter(|p| {
-            // The master: the one ssh rb backgrounds (`-f -N`) with its control path.
-            p.cmdline.starts_with("ssh ")
-                && p.cmdline.contains(" -f -N ")
+            // The master: the ssh that opened the connection (running rb's probe) and
+            // stays in the background; it then names itself `ssh: CONTROL-PATH [mux]`.
+            p.cmdline.starts_with("ssh: ")
+                && p.cmdline.ends_with("[mux]")
                 && p.cmdline.contains(&rt)
         })
         .map(|p| p.pid)

@@ -101,8 +101,9 @@ fn target_host_builds_here_copies_and_activates_there_in_two_sessions() {
     assert!(built_on(&f, WS, T) && !built_on(&f, T, T));
     assert!(f.generations(WS, SYSTEM_PROFILE).is_empty());
     assert!(f.activations(WS).is_empty());
-    // One connection; one session for the copy, one for profile + activation.
-    assert_eq!(f.sessions(T), sessions(1, 2));
+    // One connection: its first session, the probe (src/probe.rs), during the build; one for
+    // the copy, one for profile + activation.
+    assert_eq!(f.sessions(T), sessions(1, 3));
 }
 
 #[test]
@@ -138,8 +139,8 @@ fn build_host_only_builds_there_and_activates_here() {
     assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
     assert_eq!(f.activations(WS).len(), 1);
     assert!(f.activations(B).is_empty());
-    // Derivation in, realise, result out: three sessions on one connection.
-    assert_eq!(f.sessions(B), sessions(1, 3));
+    // Probe, derivation in, realise, result out: four sessions on one connection.
+    assert_eq!(f.sessions(B), sessions(1, 4));
 }
 
 #[test]
@@ -159,7 +160,7 @@ fn build_and_target_hosts_copy_directly_between_them() {
     assert!(!r.stderr.contains("relaying"), "{r:?}");
     // The target saw rb's connection and the builder's own.
     assert_eq!(f.sessions(T).connections, 2);
-    assert_eq!(f.sessions(B), sessions(1, 3));
+    assert_eq!(f.sessions(B), sessions(1, 4));
 }
 
 #[test]
@@ -178,8 +179,8 @@ fn the_same_build_and_target_host_needs_no_copy() {
     r.assert_success();
     assert!(built_on(&f, T, T) && !built_on(&f, WS, T));
     assert_eq!(f.activations(T)[0].action, "test");
-    // Derivation in; realise and activate in one session.
-    assert_eq!(f.sessions(T), sessions(1, 2));
+    // Probe; derivation in; realise and activate in one session.
+    assert_eq!(f.sessions(T), sessions(1, 3));
 }
 
 #[test]
@@ -218,7 +219,8 @@ fn sudo_without_password_elevates_only_the_target_steps() {
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
-    assert_eq!(f.sessions(T), sessions(1, 2));
+    // Probe (it checked that sudo needs no password), copy, activation.
+    assert_eq!(f.sessions(T), sessions(1, 3));
 }
 
 #[test]
@@ -227,8 +229,8 @@ fn sudo_password_is_asked_once_and_checked_before_building() {
     let r = switch_with_password(&f, "deploypw", DEPLOYPW_PASSWORD);
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
-    // Password check, copy, activation.
-    assert_eq!(f.sessions(T), sessions(1, 3));
+    // Probe, password check, copy, activation.
+    assert_eq!(f.sessions(T), sessions(1, 4));
     assert!(!r.stdout.contains(DEPLOYPW_PASSWORD) && !r.stderr.contains(DEPLOYPW_PASSWORD));
 
     let g = Fleet::up(&[WS, T]);
@@ -239,13 +241,65 @@ fn sudo_password_is_asked_once_and_checked_before_building() {
     assert!(g.activations(T).is_empty());
 }
 
+/// The store path the target's configuration would build to, without building it.
+fn toplevel_path(f: &Fleet) -> String {
+    let installable = format!(
+        "{}#nixosConfigurations.{T}.config.system.build.toplevel.outPath",
+        f.config_dir().display()
+    );
+    f.run(
+        WS,
+        RunCall {
+            argv: &["nix", "eval", "--raw", &installable],
+            ..Default::default()
+        },
+    )
+    .assert_success()
+    .stdout
+    .clone()
+}
+
+/// What the connection's first session learns (src/probe.rs) stops the build: a sudo that
+/// wants a password nobody gave, a user who is not root with no elevation given.
 #[test]
 fn sudo_that_wants_a_password_fails_at_once_with_a_hint() {
     let f = Fleet::up(&[WS, T]);
+    f.knob(T, "buildSeconds", "60");
+    let toplevel = toplevel_path(&f);
     let r = switch_to(&f, &format!("deploypw@{T}"), &["--sudo"]);
     r.assert_status(1);
-    assert!(r.stderr.contains("--ask-sudo-password"), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: sudo on deploypw@{T} refused: it wants a password"
+        )),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint: pass --ask-sudo-password"), "{r:?}");
+    assert!(!f.has_path(WS, &toplevel), "the build was stopped: {r:?}");
     assert!(f.activations(T).is_empty());
+    assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
+
+    for action in ["switch", "boot"] {
+        let r = f.rb(&[
+            action,
+            "--flake",
+            &f.flake(T),
+            "--target-host",
+            &format!("deploy@{T}"),
+        ]);
+        r.assert_status(1);
+        assert!(
+            r.stderr.contains(&format!(
+                "rb: error: deploy@{T} cannot be deployed to: rb connects as uid"
+            )) && r.stderr.contains("not root"),
+            "{action}: {r:?}"
+        );
+        assert!(
+            r.stderr.contains(&format!("or deploy as root@{T}")),
+            "{r:?}"
+        );
+        assert!(!f.has_path(WS, &toplevel), "the build was stopped: {r:?}");
+    }
     assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
 }
 
@@ -254,21 +308,7 @@ fn sudo_that_wants_a_password_fails_at_once_with_a_hint() {
 fn unreachable_hosts_and_refused_keys_stop_the_build() {
     let f = Fleet::up(&[WS, T]);
     f.knob(T, "buildSeconds", "60");
-    let installable = format!(
-        "{}#nixosConfigurations.{T}.config.system.build.toplevel.outPath",
-        f.config_dir().display()
-    );
-    let toplevel = f
-        .run(
-            WS,
-            RunCall {
-                argv: &["nix", "eval", "--raw", &installable],
-                ..Default::default()
-            },
-        )
-        .assert_success()
-        .stdout
-        .clone();
+    let toplevel = toplevel_path(&f);
     for target in ["root@no-such-host.invalid", "ghost@aquamarine"] {
         let started = std::time::Instant::now();
         let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", target]);
@@ -327,7 +367,8 @@ fn no_master_connection_or_directory_is_left_behind() {
     assert!(left.is_empty(), "control directory left: {left:?}");
     let masters = f.sh(
         WS,
-        &format!("pgrep -fa 'ControlPath={}/r[b]' || true", tmp.display()),
+        // Also `ssh: CONTROL-PATH [mux]`, as a master names itself in the background.
+        &format!("pgrep -fa 'ssh.*{}/r[b]' || true", tmp.display()),
     );
     assert_eq!(masters.stdout.trim(), "", "master left running");
 
@@ -498,7 +539,7 @@ fn run0_elevates_the_target_steps() {
         "{calls}"
     );
     assert!(!calls.starts_with("uid=0 "), "{calls}");
-    assert_eq!(f.sessions(T), sessions(1, 2));
+    assert_eq!(f.sessions(T), sessions(1, 3));
 }
 
 #[test]
@@ -602,7 +643,7 @@ fn ssh_default_opts_replace_the_master_connection() {
     let left = f.sh(
         WS,
         &format!(
-            "for p in $(pgrep -f 'ssh.* {T}$'); do \
+            "for p in $(pgrep -x ssh); do \
              [ \"$(readlink /proc/$p/cwd)\" = {} ] && ps -o pid=,args= -p $p; done; true",
             f.workdir().display()
         ),
@@ -690,7 +731,7 @@ fn the_guides_build_host_localhost_is_this_machine() {
         r.stderr.contains("--build-host localhost is this machine"),
         "{r:?}"
     );
-    assert_eq!(f.sessions(T), sessions(1, 2));
+    assert_eq!(f.sessions(T), sessions(1, 3));
 
     // --plan says where each step runs: nothing on a host called localhost.
     let plan = switch_to(&f, &host, &["--build-host", "localhost", "--plan"]);

@@ -299,8 +299,8 @@ fn a_connection_lost_during_activation_the_unit_finishes_and_rb_confirms() {
     let masters: Vec<u32> = crate::state::processes()
         .into_iter()
         .filter(|p| {
-            p.cmdline.starts_with("ssh ")
-                && p.cmdline.contains(" -f -N ")
+            p.cmdline.starts_with("ssh: ")
+                && p.cmdline.ends_with("[mux]")
                 && p.cmdline.contains(&*rt.to_string_lossy())
         })
         .map(|p| p.pid)

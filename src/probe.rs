@@ -1,0 +1,261 @@
+//! What rb learns about a remote host in the session that opens its connection
+//! (`scripts/probe.sh`), and what it refuses because of it before anything is built: Nix
+//! missing from the PATH of SSH sessions, an account that cannot run commands, a user who is
+//! not root with no elevation given, a sudo that wants a password nobody gave, no run0.
+//! Connections open while the evaluation and build run, so a refusal stops the build as an
+//! unreachable host does (README, "What rb guarantees when things go wrong").
+
+use crate::action::Action;
+use crate::elevation::Elevation;
+use crate::error::{Error, Result};
+use serde::Serialize;
+
+const SCRIPT: &str = include_str!("scripts/probe.sh");
+
+/// What a host must offer for its part of the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Checks {
+    /// Commands the PATH of its SSH sessions must have.
+    pub commands: Vec<String>,
+    /// Set when steps there need root: how rb elevates them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<Elevation>,
+}
+
+impl Checks {
+    /// A target host: it receives the system (`nix-store`), sets the profile (`nix-env`),
+    /// and, for the actions that change it, needs root.
+    pub fn target(action: Action, elevation: &Elevation) -> Checks {
+        Checks {
+            commands: vec!["nix-store".into(), "nix-env".into()],
+            root: (action.activates() || action.sets_profile()).then(|| elevation.clone()),
+        }
+    }
+
+    /// A build host: it realises the derivation, unelevated.
+    pub fn builder() -> Checks {
+        Checks {
+            commands: vec!["nix-store".into()],
+            root: None,
+        }
+    }
+
+    /// Both parts, for a host that builds and is the target.
+    pub fn merge(&mut self, other: &Checks) {
+        for c in &other.commands {
+            if !self.commands.contains(c) {
+                self.commands.push(c.clone());
+            }
+        }
+        if self.root.is_none() {
+            self.root = other.root.clone();
+        }
+    }
+
+    /// Whether there is nothing to check (the connection then opens without a session).
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty() && self.root.is_none()
+    }
+
+    /// The remote command: the script and its checks.
+    pub fn words(&self) -> Vec<String> {
+        let mut words = vec![
+            "sh".to_string(),
+            "-c".into(),
+            SCRIPT.into(),
+            "rb-probe".into(),
+        ];
+        if !self.commands.is_empty() {
+            words.push(format!("nix={}", self.commands.join(",")));
+        }
+        match &self.root {
+            Some(Elevation::Sudo {
+                ask_password: false,
+                ..
+            }) => words.push("sudo".into()),
+            Some(Elevation::Run0 { .. }) => words.push("run0".into()),
+            _ => {}
+        }
+        words
+    }
+}
+
+/// What the probe said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub uid: Option<u32>,
+    pub hostname: String,
+    pub missing: Vec<String>,
+    /// Whether sudo runs commands without a password (when asked).
+    pub sudo_ok: Option<bool>,
+    pub run0_found: Option<bool>,
+}
+
+/// Reads the probe's output; None when it did not run (the account's shell refused).
+pub fn parse(stdout: &str) -> Option<Facts> {
+    let mut lines = stdout.lines();
+    lines.find(|l| *l == "rb-probe 1")?;
+    let mut facts = Facts::default();
+    for line in lines {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "uid" => facts.uid = value.parse().ok(),
+            "hostname" => facts.hostname = value.to_string(),
+            "missing" => facts.missing.push(value.to_string()),
+            "sudo" => facts.sudo_ok = Some(value == "ok"),
+            "run0" => facts.run0_found = Some(value == "ok"),
+            _ => {}
+        }
+    }
+    Some(facts)
+}
+
+/// What `checks` make of the probe's output on `host` (`dest`, e.g. `deploy@aquamarine`).
+pub fn verdict(checks: &Checks, dest: &str, stdout: &str) -> Result<Facts> {
+    if checks.is_empty() {
+        return Ok(Facts::default());
+    }
+    let Some(facts) = parse(stdout) else {
+        let said = stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("it printed nothing");
+        return Err(Error::Unsuitable {
+            host: dest.to_string(),
+            why: format!("the account cannot run commands ({said})"),
+            hint: Some(
+                "give the user a shell that runs commands (not nologin), or connect as \
+                 another user"
+                    .into(),
+            ),
+        });
+    };
+    if !facts.missing.is_empty() {
+        return Err(Error::NotOnPath {
+            host: dest.to_string(),
+            commands: facts.missing.join(" and "),
+        });
+    }
+    if facts.uid == Some(0) {
+        return Ok(facts);
+    }
+    let uid = facts.uid.map_or("?".to_string(), |u| u.to_string());
+    match &checks.root {
+        Some(Elevation::None) => Err(Error::Unsuitable {
+            host: dest.to_string(),
+            why: format!(
+                "rb connects as uid {uid}, not root, and setting the profile and activating \
+                 need root"
+            ),
+            hint: Some(format!(
+                "pass --sudo (or --elevate run0) to elevate those steps, or deploy as \
+                 root@{}",
+                dest.rsplit('@').next().unwrap_or(dest)
+            )),
+        }),
+        Some(e @ Elevation::Sudo { .. }) if facts.sudo_ok == Some(false) => {
+            Err(e.refusal(dest.to_string(), 1))
+        }
+        Some(Elevation::Run0 { .. }) if facts.run0_found == Some(false) => Err(Error::Elevation {
+            tool: "run0",
+            host: dest.to_string(),
+            why: "there is no run0 on the PATH of its SSH sessions (systemd 256 and newer have it)"
+                .into(),
+            hint: Some("elevate with --sudo there".into()),
+        }),
+        _ => Ok(facts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = "rb-probe 1\nuid 1000\nhostname aquamarine\n";
+
+    fn sudo(ask_password: bool) -> Elevation {
+        Elevation::Sudo {
+            ask_password,
+            options: vec![],
+        }
+    }
+
+    #[test]
+    fn what_each_host_is_asked() {
+        let t = Checks::target(Action::Switch, &sudo(false));
+        let w = t.words();
+        assert_eq!(w[..2], ["sh", "-c"]);
+        assert_eq!(w[3..], ["rb-probe", "nix=nix-store,nix-env", "sudo"]);
+        // A password is checked with the password, in its own step; run0 is looked for.
+        assert_eq!(Checks::target(Action::Boot, &sudo(true)).words().len(), 5);
+        let run0 = Checks::target(
+            Action::Test,
+            &Elevation::Run0 {
+                ask_password: false,
+            },
+        );
+        assert_eq!(run0.words().last().unwrap(), "run0");
+        // A build with a target copies there and needs no root.
+        assert_eq!(Checks::target(Action::Build, &Elevation::None).root, None);
+        let mut both = Checks::builder();
+        both.merge(&t);
+        assert_eq!(both.commands, ["nix-store", "nix-env"]);
+        assert_eq!(both.root, Some(sudo(false)));
+    }
+
+    #[test]
+    fn refusals_before_the_build() {
+        let none = Checks::target(Action::Switch, &Elevation::None);
+        let e = verdict(&none, "deploy@aq", OK).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "deploy@aq cannot be deployed to: rb connects as uid 1000, not root, and setting \
+             the profile and activating need root"
+        );
+        assert!(e.hints()[0].contains("--sudo") && e.hints()[0].contains("root@aq"));
+        assert_eq!(e.exit_status(), 1);
+        // As root, nothing to elevate.
+        let root = "rb-probe 1\nuid 0\nhostname aq\n";
+        assert_eq!(verdict(&none, "root@aq", root).unwrap().hostname, "aq");
+
+        let s = Checks::target(Action::Switch, &sudo(false));
+        let e = verdict(&s, "deploy@aq", &format!("{OK}sudo password\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sudo on deploy@aq refused: it wants a password"
+        );
+        assert!(verdict(&s, "deploy@aq", &format!("{OK}sudo ok\n")).is_ok());
+
+        let r = Checks::target(
+            Action::Switch,
+            &Elevation::Run0 {
+                ask_password: false,
+            },
+        );
+        let e = verdict(&r, "deploy@aq", &format!("{OK}run0 missing\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("run0 on deploy@aq refused: there is no run0")
+        );
+
+        let e = verdict(
+            &s,
+            "root@aq",
+            "rb-probe 1\nuid 0\nmissing nix-store\nmissing nix-env\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nix-store and nix-env not found on root@aq's PATH"
+        );
+        assert_eq!(e.exit_status(), 127);
+
+        let e = verdict(&s, "svc@aq", "This account is currently not available.\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "svc@aq cannot be deployed to: the account cannot run commands (This account is \
+             currently not available.)"
+        );
+    }
+}
