@@ -32,7 +32,12 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
                 argv.insert(0, "build".into());
                 argv.insert(0, "nom".into());
             }
-            argv.extend([flake.installable(attr), "--json".into()]);
+            argv.push(flake.installable(attr));
+            // A dry run builds nothing to read back; without `--json` Nix says in its own
+            // words what would be built and fetched, instead of a JSON line on stderr.
+            if !dry {
+                argv.push("--json".into());
+            }
             if !link || req.nix.no_build_output {
                 argv.push("--no-link".into());
             }

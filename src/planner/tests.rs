@@ -240,7 +240,12 @@ fn dry_build_captures_nothing_and_links_nothing() {
             action: Action::DryBuild,
             inputs: vec![],
             sessions: vec![build_session(
-                nix_build("config.system.build.toplevel", &["--no-link", "--dry-run"]),
+                {
+                    let mut c =
+                        nix_build("config.system.build.toplevel", &["--no-link", "--dry-run"]);
+                    c.argv.retain(|w| w != &Word::lit("--json"));
+                    c
+                },
                 None
             )],
             confirm: None,

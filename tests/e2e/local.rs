@@ -155,6 +155,8 @@ fn dry_build_builds_nothing_and_prints_nothing() {
     r.assert_success();
     assert_eq!(r.stdout, "");
     assert!(r.stderr.contains("will be built"), "{r:?}");
+    // Nix's own words, not its JSON.
+    assert!(!r.stderr.contains("\"drvPath\""), "{r:?}");
     assert!(!f.workdir().join("result").exists());
     assert!(f.activations(WS).is_empty());
 }
