@@ -292,6 +292,10 @@ fn result_document(
             "ran": activated.is_some(),
             "status": activated.map(|s| s.failed.unwrap_or(0)),
         })),
+        "diff": record
+            .values
+            .get(&Var::Diff)
+            .and_then(|d| crate::closure_diff::parse(d)),
         "steps": record.steps.iter().map(|s| json!({
             "step": s.kind,
             "host": s.host,

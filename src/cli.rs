@@ -153,6 +153,11 @@ pub struct ActivationArgs {
     pub install_bootloader: bool,
 
     /// Show what changes between the current system and the new one before activating.
+    ///
+    /// A package-level diff, on stderr, of the target's running system (/run/current-system)
+    /// against the new one, made where both closures are: packages upgraded, downgraded,
+    /// added and removed, with their versions, and how the closure's paths and size change.
+    /// With --json, the document's `diff` member holds the same.
     #[arg(long)]
     pub diff: bool,
 

@@ -320,6 +320,23 @@ size /nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-aq-26.05.2 2097152
     }
 
     #[test]
+    fn without_sizes_the_packages_are_still_shown() {
+        let no_sizes: String = OUTPUT
+            .lines()
+            .filter(|l| !l.starts_with("size "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let d = parse(&no_sizes).unwrap();
+        assert_eq!(d.current.as_ref().unwrap().bytes, None);
+        assert_eq!(d.new.bytes, None);
+        assert_eq!(d.changes, parse(OUTPUT).unwrap().changes);
+        assert_eq!(d.lines().last().unwrap(), "Closure: 6 -> 7 paths");
+        // A size Nix did not give as a number is no size either.
+        let odd = parse(&format!("{no_sizes}size {} n/a\n", d.new.path)).unwrap();
+        assert_eq!(odd.new.bytes, None);
+    }
+
+    #[test]
     fn names_and_versions() {
         assert_eq!(split_name("firefox-120.0.1"), ("firefox", Some("120.0.1")));
         assert_eq!(

@@ -2,6 +2,7 @@
 //! into later sessions, recorded step by step. The plan's sessions start here, through
 //! `transport.rs`; its confirmation (magic rollback) runs afterwards from `app.rs`.
 
+use crate::closure_diff;
 use crate::error::{Error, Result};
 use crate::generations;
 use crate::host::Host;
@@ -189,8 +190,16 @@ impl Executor<'_, '_> {
         let mut remote_pgid: Option<String> = None;
         let mut started = Instant::now();
         let report = self.report;
-        let mut start = |n: usize, current: &mut Option<usize>, started: &mut Instant| {
+        let mut start = |n: usize,
+                         current: &mut Option<usize>,
+                         started: &mut Instant,
+                         lines: &[Vec<String>]| {
             if let Some(prev) = current.take() {
+                if let Some(capture) = session.steps[prev].capture.as_ref()
+                    && capture.at_step_end()
+                {
+                    step_end_capture(capture, &lines[prev], &mut record.values, report);
+                }
                 let kind = session.steps[prev].kind;
                 report.step_finished(kind, &host, started.elapsed(), None);
                 record.steps.push(StepRecord {
@@ -208,7 +217,7 @@ impl Executor<'_, '_> {
             *started = Instant::now();
         };
         if !inv.markers {
-            start(0, &mut current, &mut started);
+            start(0, &mut current, &mut started, &lines);
         }
         if let Some(stdout) = child.stdout.take() {
             let mut reader = BufReader::new(stdout);
@@ -232,7 +241,9 @@ impl Executor<'_, '_> {
                     .strip_prefix(MARKER)
                     .and_then(|n| n.parse::<usize>().ok())
                 {
-                    Some(n) if n < session.steps.len() => start(n, &mut current, &mut started),
+                    Some(n) if n < session.steps.len() => {
+                        start(n, &mut current, &mut started, &lines)
+                    }
                     _ => match current {
                         Some(n) => lines[n].push(line),
                         None => self.report.passthrough(&line),
@@ -278,6 +289,11 @@ impl Executor<'_, '_> {
                 || session.steps[current.unwrap_or(0)].output == Output::ElevationCheck)
             && !session.elevation.is_none();
         let last = current.unwrap_or(0);
+        if let (0, Some(capture)) = (code, session.steps[last].capture.as_ref())
+            && capture.at_step_end()
+        {
+            step_end_capture(capture, &lines[last], &mut record.values, self.report);
+        }
         self.report.step_finished(
             session.steps[last].kind,
             &host,
@@ -316,7 +332,7 @@ impl Executor<'_, '_> {
             });
         }
         for (step, out) in session.steps.iter().zip(&lines) {
-            if let Some(capture) = &step.capture {
+            if let Some(capture) = step.capture.as_ref().filter(|c| !c.at_step_end()) {
                 apply_capture(capture, out, &mut record.values)?;
             }
         }
@@ -424,6 +440,22 @@ fn lacks_signature(stderr: &str) -> bool {
         || stderr.contains("lacks a signature by a trusted key")
 }
 
+/// A capture read as its step ends (`Capture::at_step_end`): kept, and shown on stderr.
+fn step_end_capture(capture: &Capture, lines: &[String], values: &mut Values, report: &Report) {
+    if let Capture::PackageDiff = capture {
+        let text = lines.join("\n");
+        match closure_diff::parse(&text) {
+            Some(diff) => {
+                for line in diff.lines() {
+                    report.info(&line);
+                }
+            }
+            None => report.warn("could not compare the current and the new configuration"),
+        }
+        values.insert(Var::Diff, text);
+    }
+}
+
 fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Result<()> {
     match capture {
         Capture::BuildJson => {
@@ -480,6 +512,8 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
         }
         // Read by confirm.rs, which runs that session itself.
         Capture::Verdict => {}
+        // Read as its step ends (`step_end_capture`).
+        Capture::PackageDiff => {}
     }
     Ok(())
 }

@@ -102,6 +102,14 @@ pub enum Output {
     ElevationCheck,
 }
 
+impl Capture {
+    /// Read when its step ends, not when its session does: what it shows comes before
+    /// the later steps' output, and stays known when one of them fails.
+    pub fn at_step_end(&self) -> bool {
+        matches!(self, Capture::PackageDiff)
+    }
+}
+
 impl Output {
     pub fn is_log(&self) -> bool {
         *self == Output::Log
@@ -316,6 +324,8 @@ pub enum Var {
     Generations,
     /// `edit`: the configuration file to open.
     ConfigFile,
+    /// `--diff`: `package-diff.sh`'s output, read by `closure_diff.rs`.
+    Diff,
 }
 
 impl Var {
@@ -327,6 +337,7 @@ impl Var {
             Var::ImageFile => "image-file",
             Var::Generations => "generations",
             Var::ConfigFile => "config-file",
+            Var::Diff => "diff",
         }
     }
 }
@@ -379,6 +390,9 @@ pub enum Capture {
     ImageVariants { variant: Option<String> },
     /// The generations listing (see `generations.rs`), kept whole as `$generations`.
     Generations,
+    /// `package-diff.sh`: the closures `--diff` compares, kept whole as `$diff` and shown
+    /// (`ClosureDiff::lines()`, on stderr) as soon as the step ends, before the next one runs.
+    PackageDiff,
     /// `rb-watchdog confirm`: the watchdog's verdict (`@rb-watchdog key=value` lines), read by
     /// `confirm.rs`; no value.
     Verdict,
@@ -502,6 +516,9 @@ impl Session {
                         }
                         Capture::Generations => "$generations".to_string(),
                         Capture::Verdict => "the watchdog's verdict".to_string(),
+                        Capture::PackageDiff => {
+                            "$diff (the package diff, shown when the step ends)".to_string()
+                        }
                     };
                     writeln!(f, "{}→ {yields}", " ".repeat(28))?;
                 }

@@ -200,9 +200,11 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     }
 }
 
-/// `--diff`, run where the new system will run: against that host's
+/// `--diff`, run where the new system will run, where both closures are: against that host's
 /// `/run/current-system` (nixos-rebuild-ng compares the local one), never failing the run.
-pub(super) const DIFF_SCRIPT: &str = include_str!("../scripts/diff.sh");
+/// Its output is the closures' paths and sizes; rb makes the package diff of them
+/// (`closure_diff.rs`).
+pub(super) const DIFF_SCRIPT: &str = include_str!("../scripts/package-diff.sh");
 
 pub(super) fn diff_step(run: &RunEnv) -> Step {
     Step {
@@ -215,7 +217,7 @@ pub(super) fn diff_step(run: &RunEnv) -> Step {
             Word::lit(run.program),
             Word::var(Var::System, ""),
         ])],
-        capture: None,
+        capture: Some(Capture::PackageDiff),
         output: Output::Log,
         if_lost: None,
     }

@@ -1121,12 +1121,32 @@ fn diff_runs_on_the_target_in_the_activation_session() {
             StepKind::Activate
         ]
     );
-    assert_eq!(activation.steps[1], diff_step(&RUN));
+    // The package diff script, on the new system, its output kept as the package diff.
+    let diff = Step {
+        kind: StepKind::Diff,
+        message: None,
+        commands: vec![Command::new(vec![
+            Word::lit("sh"),
+            Word::lit("-c"),
+            Word::lit(include_str!("../scripts/package-diff.sh")),
+            Word::lit("rb"),
+            Word::var(Var::System, ""),
+        ])],
+        capture: Some(Capture::PackageDiff),
+        output: Output::Log,
+        if_lost: None,
+    };
+    assert_eq!(activation.steps[1], diff);
+    assert!(
+        p.to_string()
+            .contains("→ $diff (the package diff, shown when the step ends)"),
+        "{p}"
+    );
     // build has no activation: the diff is a session of its own on the target.
     let p = plan_of("build --flake /cfg#h --diff --target-host root@aq");
     assert_eq!(
         p.sessions.last().unwrap(),
-        &one_step(Host::Ssh(ssh("root@aq")), Elevation::None, diff_step(&RUN))
+        &one_step(Host::Ssh(ssh("root@aq")), Elevation::None, diff)
     );
 }
 

@@ -277,7 +277,8 @@ fn ssh_copies_land_in_the_target_store_and_are_counted() {
         "aquamarine",
         &format!("nix-store --verify-path {top} && nix-store -qR {top} | wc -l"),
     );
-    assert_eq!(r.assert_success().stdout.trim(), "3");
+    // The toplevel, its specialisation, the kernel and the default package (hello-2.12).
+    assert_eq!(r.assert_success().stdout.trim(), "4");
     assert_eq!(
         fleet.sessions("aquamarine"),
         crate::fleet::Sessions {

@@ -655,35 +655,72 @@ fn diff_compares_with_the_targets_running_system_in_the_same_session() {
     let f = Fleet::up(&[WS, AQ]);
     let target = format!("root@{AQ}");
     let flake = f.flake(AQ);
-    let deploy = |diff: bool| {
+    let deploy = |diff: bool, json_doc: bool| {
         let mut args = vec!["switch", "--flake", &flake, "--target-host", &target];
         if diff {
             args.push("--diff");
+        }
+        if json_doc {
+            args.push("--json");
         }
         let before = f.sessions(AQ).sessions;
         let r = f.rb(&args);
         r.assert_success();
         (r, f.sessions(AQ).sessions - before)
     };
-    // Nothing running yet: a note, and the deploy goes on.
-    let (r, _) = deploy(true);
+    // The lines rb shows from the first one starting with `<<< `.
+    let shown = |r: &crate::fleet::RunResult| -> Vec<String> {
+        r.stderr
+            .lines()
+            .skip_while(|l| !l.starts_with("<<< "))
+            .take_while(|l| !l.starts_with("rb: "))
+            .map(String::from)
+            .collect()
+    };
+    // Nothing running yet: one line, and the deploy goes on.
+    f.knob(AQ, "packages", r#"{"hello": "2.12", "nano": "7.2"}"#);
+    let (r, _) = deploy(true, false);
+    let first = f.current_system(AQ).unwrap();
     assert!(
-        r.stderr.contains(
-            "missing '/run/current-system' on aquamarine, skipping the configuration diff"
+        stderr_has_line(
+            &r,
+            &format!("nothing to compare with: the target runs no NixOS system yet (new: {first})")
         ),
         "{r:?}"
     );
-    let first = f.current_system(AQ).unwrap();
+    assert!(!r.stderr.contains("<<< "), "{r:?}");
 
-    f.knob(AQ, "kernelVersion", r#""6.2.0-rb""#);
-    let (r, with_diff) = deploy(true);
+    // One package upgraded, one added, one removed: exactly those, and the closure.
+    f.knob(AQ, "packages", r#"{"hello": "2.12.1", "firefox": "121.0"}"#);
+    let (r, with_diff) = deploy(true, false);
     let second = f.current_system(AQ).unwrap();
     assert_ne!(first, second);
-    assert!(stderr_has_line(&r, &format!("<<< {first}")), "{r:?}");
-    assert!(stderr_has_line(&r, &format!(">>> {second}")), "{r:?}");
-    assert!(
-        r.stderr.lines().any(|l| l.contains("linux: 6.1.0 → 6.2.0")),
+    let lines = shown(&r);
+    assert_eq!(
+        lines[..8],
+        [
+            format!("<<< {first}"),
+            format!(">>> {second}"),
+            "Version changes:".into(),
+            "[U] hello 2.12 -> 2.12.1".into(),
+            "Added packages:".into(),
+            "[A] firefox 121.0".into(),
+            "Removed packages:".into(),
+            "[R] nano 7.2".into(),
+        ],
         "{r:?}"
+    );
+    // Both closures have as many paths (one package gone, one new) and a size.
+    let closure = &lines[8];
+    let paths = closure
+        .strip_prefix("Closure: ")
+        .and_then(|c| c.split_once(" -> "))
+        .map(|(a, rest)| (a.to_string(), rest.split(' ').next().unwrap().to_string()));
+    let (a, b) = paths.unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(a, b, "{closure}");
+    assert!(
+        closure.contains(" paths, ") && closure.ends_with(')'),
+        "{closure}"
     );
     // The diff is shown before activation, on stderr only.
     let diff_at = r.stderr.find("<<< ").unwrap();
@@ -692,8 +729,29 @@ fn diff_compares_with_the_targets_running_system_in_the_same_session() {
 
     // No extra round trip: the same sessions as without --diff (copy, activation).
     f.knob(AQ, "rev", "2");
-    let (_, without_diff) = deploy(false);
+    let (_, without_diff) = deploy(false, false);
     assert_eq!(with_diff, without_diff);
+    let third = f.current_system(AQ).unwrap();
+
+    // --json carries the same: a downgrade this time.
+    f.knob(AQ, "packages", r#"{"hello": "2.12", "firefox": "121.0"}"#);
+    let (r, _) = deploy(true, true);
+    let fourth = f.current_system(AQ).unwrap();
+    let doc = json(&r.stdout);
+    let diff = &doc["diff"];
+    assert_eq!(diff["current"]["path"], third.as_str(), "{doc}");
+    assert_eq!(diff["new"]["path"], fourth.as_str(), "{doc}");
+    assert_eq!(diff["current"]["paths"], diff["new"]["paths"], "{doc}");
+    assert!(diff["current"]["bytes"].is_u64(), "{doc}");
+    assert!(diff["new"]["bytes"].is_u64(), "{doc}");
+    assert_eq!(
+        diff["changes"],
+        json(
+            r#"[{"kind": "downgraded", "name": "hello", "before": ["2.12.1"], "after": ["2.12"]}]"#
+        ),
+        "{doc}"
+    );
+    assert!(stderr_has_line(&r, "[D] hello 2.12.1 -> 2.12"), "{r:?}");
 
     // Compared with the same system: cheap.
     let r = f.rb(&["test", "--flake", &f.flake(WS), "--diff"]);
@@ -701,4 +759,8 @@ fn diff_compares_with_the_targets_running_system_in_the_same_session() {
     let r = f.rb(&["test", "--flake", &f.flake(WS), "--diff"]);
     r.assert_success();
     assert!(stderr_has_line(&r, "No changes."), "{r:?}");
+    // Without --diff, the document says so.
+    let r = f.rb(&["test", "--flake", &f.flake(WS), "--json"]);
+    r.assert_success();
+    assert_eq!(json(&r.stdout)["diff"], Value::Null);
 }

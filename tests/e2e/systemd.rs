@@ -395,7 +395,9 @@ fn diff_reads_the_targets_running_system() {
         "{r:?}"
     );
     assert!(
-        r.stderr.lines().any(|l| l.contains("linux: 6.1.0 → 6.2.0")),
+        r.stderr
+            .lines()
+            .any(|l| l == "[U] linux 6.1.0-rb -> 6.2.0-rb"),
         "{r:?}"
     );
 }

@@ -36,6 +36,9 @@
 #                                              systemd), switch/test stop the previous
 #                                              generation's units that are gone, restart these
 #                                              through systemctl and exit 4 if one failed
+#   packages              {str: str} {"hello": "2.12"}  store paths NAME-VERSION in the
+#                                              toplevel's closure (builtins.toFile), what
+#                                              `--diff` shows as the packages of the system
 # The top-level key "system" (e.g. "x86_64-linux") is the derivations' system.
 { knobs, name }:
 let
@@ -59,6 +62,13 @@ let
   closurePathKiB = k.closurePathKiB or 64;
   changedPaths = k.changedPaths or 0;
   units = k.units or { };
+  packages = k.packages or { hello = "2.12"; };
+  packagePaths = map
+    (p: if builtins.match "[A-Za-z][A-Za-z0-9_.+-]*" p != null
+          && builtins.match "[0-9][A-Za-z0-9_.+-]*" packages.${p} != null
+        then builtins.toFile "${p}-${packages.${p}}" "rb-fleet package ${p} ${packages.${p}}\n"
+        else throw "rb-fleet: bad package '${p}' (version ${builtins.toJSON packages.${p}}) in knobs.json")
+    (builtins.attrNames packages);
   unitSpecs = map
     (u: if builtins.match "[A-Za-z0-9_][A-Za-z0-9_.-]*" u != null
           && builtins.elem units.${u} [ "ok" "fail" ]
@@ -105,7 +115,8 @@ let
     specialisations;
 
   toplevel = mkToplevel {
-    inherit failBuild buildSeconds closure unitSpecs;
+    inherit failBuild buildSeconds unitSpecs;
+    closure = closure ++ packagePaths;
     specialisationPaths = map (s: "${s.name}=${s.toplevel}") specialisationToplevels;
   };
 
