@@ -303,6 +303,29 @@ fn sudo_that_wants_a_password_fails_at_once_with_a_hint() {
     assert!(f.generations(T, SYSTEM_PROFILE).is_empty());
 }
 
+/// An account whose shell refuses commands (here sshd runs nologin for deploy) is named with
+/// its own words, during the build, which it stops.
+#[test]
+fn an_account_that_cannot_run_commands_is_found_before_the_build_ends() {
+    let f = Fleet::up(&[WS, &format!("{T}:nologin")]);
+    f.knob(T, "buildSeconds", "60");
+    let toplevel = toplevel_path(&f);
+    let r = switch_to(&f, &format!("deploy@{T}"), &["--sudo"]);
+    r.assert_status(1);
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: deploy@{T} cannot be deployed to: the account cannot run commands \
+             (This account is currently not available.)"
+        )),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint: give the user a shell"), "{r:?}");
+    assert!(!f.has_path(WS, &toplevel), "the build was stopped: {r:?}");
+    // root's sessions on the same host still run commands.
+    f.knob(T, "buildSeconds", "0");
+    switch_to(&f, &format!("root@{T}"), &[]).assert_success();
+}
+
 /// Hosts are connected to while the build runs: one that cannot be reached stops the build.
 #[test]
 fn unreachable_hosts_and_refused_keys_stop_the_build() {
