@@ -430,16 +430,20 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plan for '{}':", self.action.name())?;
         for c in &self.connect {
-            let root = match &c.checks.root {
-                None => String::new(),
-                Some(e) => format!(", root{}", e.label().replace(" as root", "")),
+            let mut checks = c.checks.commands.clone();
+            match &c.checks.root {
+                None => {}
+                Some(e) if e.is_none() => checks.push("root as connected".into()),
+                Some(e) => checks.push(format!("root{}", e.label().replace(" as root", ""))),
+            }
+            let checks = match checks.is_empty() {
+                true => String::new(),
+                false => format!("; checks {}", checks.join(", ")),
             };
             writeln!(
                 f,
-                "  connect to {} (one SSH connection for the run, opened while building; \
-                 checks {}{root})",
+                "  connect to {} (one SSH connection for the run, opened while building{checks})",
                 c.host.dest,
-                c.checks.commands.join(", ")
             )?;
         }
         for (var, value) in &self.inputs {
