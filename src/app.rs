@@ -151,8 +151,7 @@ fn context(
 /// `NIXOS_REBUILD_USE_NOM` set (not empty or `0`), `nom` on the PATH, stderr a terminal.
 fn use_nom(env: &BTreeMap<String, String>) -> bool {
     use std::io::IsTerminal;
-    env.get("NIXOS_REBUILD_USE_NOM")
-        .is_some_and(|v| !v.is_empty() && v != "0")
+    crate::request::env_switch(env, "NIXOS_REBUILD_USE_NOM")
         && which::which("nom").is_ok()
         && std::io::stderr().is_terminal()
 }

@@ -287,10 +287,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         json: cli.output.json,
         confirm_timeout: act.confirm_timeout,
         keep_generation_on_failure: act.keep_generation_on_failure
-            || ctx
-                .env
-                .get("NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE")
-                .is_some_and(|v| !v.is_empty() && v != "0"),
+            || env_switch(&ctx.env, "NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE"),
         warnings,
         notes,
     })
@@ -379,6 +376,12 @@ fn elevation(cli: &Cli, ctx: &Context) -> Result<Elevation> {
         },
         ElevateMethod::Run0 => Elevation::Run0 { ask_password },
     })
+}
+
+/// Whether an on/off environment variable like ng's `NIXOS_REBUILD_USE_NOM` is on: set to
+/// anything but empty or `0`.
+pub fn env_switch(env: &BTreeMap<String, String>, name: &str) -> bool {
+    env.get(name).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 const ETC_NIXOS_SYSTEM: &str = "/etc/nixos/system.nix";

@@ -56,18 +56,18 @@ fn delta(before: Sessions, after: Sessions) -> (usize, usize) {
 }
 
 /// The watchdog directories (/run/rb/<run id>) on `host`.
-fn watchdog_dirs(f: &Fleet, host: &str) -> Vec<std::path::PathBuf> {
+pub fn watchdog_dirs(f: &Fleet, host: &str) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(f.host_path(host, "/run/rb"))
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }
 
-fn read(path: &std::path::Path) -> String {
+pub fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Polls `cond` every 50 ms for up to `secs` seconds.
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < until {
         if cond() {
@@ -382,7 +382,7 @@ fn deploy(f: &Fleet, action: &str, seconds: &str) -> crate::fleet::RunResult {
 
 /// Kills rb's SSH control masters (their sockets are under `runtime_dir`): the deploying
 /// connection drops, while the target still accepts new ones.
-fn kill_masters(runtime_dir: &std::path::Path) -> usize {
+pub fn kill_masters(runtime_dir: &std::path::Path) -> usize {
     let rt = runtime_dir.to_string_lossy().to_string();
     let masters: Vec<u32> = crate::state::processes()
         .into_iter()

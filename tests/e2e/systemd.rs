@@ -8,6 +8,7 @@
 //! not boot systemd.
 
 use crate::fleet::{Fleet, RunCall, SYSTEM_PROFILE};
+use crate::magic_rollback::{eventually, kill_masters, read, watchdog_dirs};
 use crate::state::{runtime_dir, spawn_rb, wait_until};
 use std::time::{Duration, Instant};
 
@@ -77,27 +78,11 @@ fn on_generation_1() -> (Fleet, String) {
     (f, r.stdout_trimmed().to_string())
 }
 
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
 fn watchdog_dir(f: &Fleet) -> std::path::PathBuf {
-    let dirs: Vec<_> = std::fs::read_dir(f.host_path(T, "/run/rb"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    let [dir] = dirs.try_into().expect("one watchdog directory");
+    let [dir] = watchdog_dirs(f, T)
+        .try_into()
+        .expect("one watchdog directory");
     dir
-}
-
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cond()
 }
 
 #[test]
@@ -296,22 +281,7 @@ fn a_connection_lost_during_activation_the_unit_finishes_and_rb_confirms() {
         f.activations(T).len() == 2
     });
     // Drop rb's connection (its control master) while switch-to-configuration sleeps.
-    let masters: Vec<u32> = crate::state::processes()
-        .into_iter()
-        .filter(|p| {
-            p.cmdline.starts_with("ssh: ")
-                && p.cmdline.ends_with("[mux]")
-                && p.cmdline.contains(&*rt.to_string_lossy())
-        })
-        .map(|p| p.pid)
-        .collect();
-    assert_eq!(masters.len(), 1, "rb's control master");
-    for pid in masters {
-        std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap();
-    }
+    assert_eq!(kill_masters(&rt), 1, "rb's control master");
     let r = run.wait(Duration::from_secs(90));
     r.assert_success();
     assert!(
@@ -513,7 +483,8 @@ fn the_watchdog_waits_for_the_activation_unit_after_the_session_is_gone() {
     // activation's unit is left.
     run.signal("KILL");
     for p in crate::state::processes() {
-        if p.cmdline.starts_with("ssh ") && p.cmdline.contains(&*rt.to_string_lossy()) {
+        // Clients and the master (which names itself `ssh: CONTROL-PATH [mux]`).
+        if p.cmdline.starts_with("ssh") && p.cmdline.contains(&*rt.to_string_lossy()) {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &p.pid.to_string()])
                 .status();
