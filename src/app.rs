@@ -7,7 +7,6 @@ use crate::exec::{Executor, Record};
 use crate::generations;
 use crate::host::Host;
 use crate::nix::NixCaps;
-use crate::password;
 use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
 use crate::report::Report;
@@ -220,13 +219,14 @@ fn run_with(
         print_plan(&plan, &req, &caps, cli.output.json, report);
         return Ok(());
     }
-    // Asked once, before anything runs, when a session will need it.
-    let needs_password = plan.sessions.iter().any(|s| s.elevation.sends_password());
-    let password = if needs_password {
-        Some(password::ask(&req.target_host.to_string())?)
-    } else {
-        None
-    };
+    // Asked once, before anything runs, when a session or a connection's probe will need it
+    // (or already, if resolution opened the target's connection).
+    let needs_password = plan.sessions.iter().any(|s| s.elevation.sends_password())
+        || plan.connect.iter().any(|c| c.checks.needs_password());
+    if needs_password {
+        transport.ensure_password(&req.target_host.to_string())?;
+    }
+    let password = transport.password().map(String::from);
     let mut executor = Executor {
         transport,
         report,

@@ -1,7 +1,9 @@
 //! What rb learns about a remote host in the session that opens its connection
 //! (`scripts/probe.sh`), and what it refuses because of it before anything is built: Nix
 //! missing from the PATH of SSH sessions, an account that cannot run commands, a user who is
-//! not root with no elevation given, a sudo that wants a password nobody gave, no run0.
+//! not root with no elevation given, a sudo that wants a password nobody gave or does not take
+//! the one given (`-S`: it comes on the session's stdin, see [`Checks::needs_password`]), no
+//! run0 or a run0 that polkit does not let through.
 //! Connections open while the evaluation and build run, so a refusal stops the build as an
 //! unreachable host does (README, "What rb guarantees when things go wrong").
 
@@ -52,6 +54,12 @@ impl Checks {
         }
     }
 
+    /// Whether the opening session's stdin must carry the sudo password (asked before the
+    /// connection opens), so that sudo tries it there.
+    pub fn needs_password(&self) -> bool {
+        self.root.as_ref().is_some_and(Elevation::sends_password)
+    }
+
     /// Whether there is nothing to check (the connection then opens without a session).
     pub fn is_empty(&self) -> bool {
         self.commands.is_empty() && self.root.is_none()
@@ -69,10 +77,14 @@ impl Checks {
             words.push(format!("nix={}", self.commands.join(",")));
         }
         match &self.root {
-            Some(Elevation::Sudo {
-                ask_password: false,
-                ..
-            }) => words.push("sudo".into()),
+            Some(Elevation::Sudo { ask_password, .. }) => words.push(
+                if *ask_password {
+                    "sudo-password"
+                } else {
+                    "sudo"
+                }
+                .into(),
+            ),
             Some(Elevation::Run0 { .. }) => words.push("run0".into()),
             _ => {}
         }
@@ -86,9 +98,18 @@ pub struct Facts {
     pub uid: Option<u32>,
     pub hostname: String,
     pub missing: Vec<String>,
-    /// Whether sudo runs commands without a password (when asked).
+    /// Whether sudo runs commands (without a password, or with the one given).
     pub sudo_ok: Option<bool>,
-    pub run0_found: Option<bool>,
+    pub run0: Option<Run0>,
+}
+
+/// What the probe found of run0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run0 {
+    Ok,
+    Missing,
+    /// There, but polkit did not let it run a command without a password.
+    Refused,
 }
 
 /// Reads the probe's output; None when it did not run (the account's shell refused).
@@ -103,7 +124,13 @@ pub fn parse(stdout: &str) -> Option<Facts> {
             "hostname" => facts.hostname = value.to_string(),
             "missing" => facts.missing.push(value.to_string()),
             "sudo" => facts.sudo_ok = Some(value == "ok"),
-            "run0" => facts.run0_found = Some(value == "ok"),
+            "run0" => {
+                facts.run0 = Some(match value {
+                    "ok" => Run0::Ok,
+                    "missing" => Run0::Missing,
+                    _ => Run0::Refused,
+                })
+            }
             _ => {}
         }
     }
@@ -157,13 +184,30 @@ pub fn verdict(checks: &Checks, dest: &str, stdout: &str) -> Result<Facts> {
         Some(e @ Elevation::Sudo { .. }) if facts.sudo_ok == Some(false) => {
             Err(e.refusal(dest.to_string(), 1))
         }
-        Some(Elevation::Run0 { .. }) if facts.run0_found == Some(false) => Err(Error::Elevation {
-            tool: "run0",
-            host: dest.to_string(),
-            why: "there is no run0 on the PATH of its SSH sessions (systemd 256 and newer have it)"
-                .into(),
-            hint: Some("elevate with --sudo there".into()),
-        }),
+        Some(Elevation::Run0 { .. }) if facts.run0 == Some(Run0::Missing) => {
+            Err(Error::Elevation {
+                tool: "run0",
+                host: dest.to_string(),
+                why: "there is no run0 on the PATH of its SSH sessions (systemd 256 and newer \
+                      have it)"
+                    .into(),
+                hint: Some("elevate with --sudo there".into()),
+            })
+        }
+        Some(Elevation::Run0 { .. }) if facts.run0 == Some(Run0::Refused) => {
+            Err(Error::Elevation {
+                tool: "run0",
+                host: dest.to_string(),
+                why: "polkit does not let the user run commands without a password, and \
+                      nobody can type one there"
+                    .into(),
+                hint: Some(
+                    "let the user manage units without a password (a polkit rule for \
+                     org.freedesktop.systemd1.manage-units), or elevate with --sudo there"
+                        .into(),
+                ),
+            })
+        }
         _ => Ok(facts),
     }
 }
@@ -187,8 +231,11 @@ mod tests {
         let w = t.words();
         assert_eq!(w[..2], ["sh", "-c"]);
         assert_eq!(w[3..], ["rb-probe", "nix=nix-store,nix-env", "sudo"]);
-        // A password is checked with the password, in its own step; run0 is looked for.
-        assert_eq!(Checks::target(Action::Boot, &sudo(true)).words().len(), 5);
+        // A password is tried there, from the session's stdin; run0 is looked for and tried.
+        let pw = Checks::target(Action::Boot, &sudo(true));
+        assert_eq!(pw.words().last().unwrap(), "sudo-password");
+        assert!(pw.needs_password() && !t.needs_password());
+        assert!(!Checks::builder().needs_password());
         let run0 = Checks::target(
             Action::Test,
             &Elevation::Run0 {
@@ -238,6 +285,18 @@ mod tests {
             e.to_string()
                 .starts_with("run0 on deploy@aq refused: there is no run0")
         );
+        let e = verdict(&r, "deploy@aq", &format!("{OK}run0 refused\n")).unwrap_err();
+        assert!(e.to_string().starts_with("run0 on deploy@aq refused: "));
+        assert!(e.hints()[0].contains("polkit"));
+        assert!(verdict(&r, "deploy@aq", &format!("{OK}run0 ok\n")).is_ok());
+
+        let p = Checks::target(Action::Switch, &sudo(true));
+        let e = verdict(&p, "deploypw@aq", &format!("{OK}sudo password\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sudo on deploypw@aq refused: the password was not accepted"
+        );
+        assert!(verdict(&p, "deploypw@aq", &format!("{OK}sudo ok\n")).is_ok());
 
         let e = verdict(
             &s,

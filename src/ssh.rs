@@ -37,6 +37,8 @@ pub struct Opening {
     cmd: Command,
     log: Option<std::path::PathBuf>,
     checks: Checks,
+    /// The sudo password, for a probe that tries it (the first line of the session's stdin).
+    password: Option<String>,
 }
 
 /// A connection that opened, and what its probe found.
@@ -49,10 +51,22 @@ pub struct Probed {
 impl Opening {
     /// Connects (blocking until the probe ran). `Err` only when no connection was made.
     pub fn run(mut self) -> Result<Probed> {
-        let out = self.cmd.output().map_err(|source| Error::Spawn {
+        let spawn = |source| Error::Spawn {
             program: "ssh".into(),
             source,
-        })?;
+        };
+        let out = match self.password.take() {
+            None => self.cmd.output().map_err(spawn)?,
+            Some(pw) => {
+                use std::io::Write;
+                let mut child = self.cmd.stdin(Stdio::piped()).spawn().map_err(spawn)?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    // A probe that fails before reading it closes the pipe: not an error.
+                    let _ = stdin.write_all(format!("{pw}\n").as_bytes());
+                }
+                child.wait_with_output().map_err(spawn)?
+            }
+        };
         let stdout = String::from_utf8_lossy(&out.stdout);
         // ssh's own failures are 255; anything else is the remote command's status.
         if out.status.code() == Some(255) || out.status.code().is_none() {
@@ -180,8 +194,13 @@ impl Ssh {
 
     /// Opens the master connection to `host` (once): authentication happens here, and a
     /// refused key or an unreachable host fails here.
-    pub fn connect(&mut self, host: &SshHost, checks: &Checks) -> Result<()> {
-        match self.opening(host, checks) {
+    pub fn connect(
+        &mut self,
+        host: &SshHost,
+        checks: &Checks,
+        password: Option<&str>,
+    ) -> Result<()> {
+        match self.opening(host, checks, password) {
             Some(opening) => self.opened(opening.run()?),
             None => Ok(()),
         }
@@ -189,8 +208,14 @@ impl Ssh {
 
     /// What opening the master connection to `host` takes, to run now or on another thread
     /// ([`Opening::run`]); None when it is open already. Every connection of the run is
-    /// opened here: the one place to learn about a host in the same round trip.
-    pub fn opening(&mut self, host: &SshHost, checks: &Checks) -> Option<Opening> {
+    /// opened here: the one place to learn about a host in the same round trip. `password`:
+    /// the sudo password, sent to a probe that checks it.
+    pub fn opening(
+        &mut self,
+        host: &SshHost,
+        checks: &Checks,
+        password: Option<&str>,
+    ) -> Option<Opening> {
         if self.connected.contains(&host.dest) {
             return None;
         }
@@ -233,6 +258,9 @@ impl Ssh {
             cmd,
             log,
             checks: checks.clone(),
+            password: password
+                .filter(|_| checks.needs_password())
+                .map(String::from),
         })
     }
 

@@ -29,6 +29,9 @@ pub struct Transport {
     env: BTreeMap<String, String>,
     /// Made on first use, so that a local run creates no SSH control directory.
     ssh: Option<Ssh>,
+    /// The sudo password (`-S`), asked once, before the first connection whose probe tries
+    /// it or the first session that needs it.
+    password: Option<String>,
 }
 
 impl Transport {
@@ -36,6 +39,7 @@ impl Transport {
         Transport {
             env: env.clone(),
             ssh: None,
+            password: None,
         }
     }
 
@@ -48,8 +52,16 @@ impl Transport {
             .ok_or_else(|| Error::Internal("no ssh".into()))
     }
 
-    pub fn connect(&mut self, host: &SshHost, checks: &Checks) -> Result<()> {
-        self.ssh()?.connect(host, checks)
+    /// Asks for the sudo password (naming `host`) unless it was asked already.
+    pub fn ensure_password(&mut self, host: &str) -> Result<()> {
+        if self.password.is_none() {
+            self.password = Some(crate::password::ask(host)?);
+        }
+        Ok(())
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
     }
 
     /// Begins opening the master connection to each of `hosts`, each on a thread of its own,
@@ -61,9 +73,10 @@ impl Transport {
         if hosts.is_empty() {
             return Ok(Connecting { threads, failed });
         }
+        let password = self.password.clone();
         let ssh = self.ssh()?;
         for c in hosts {
-            let Some(opening) = ssh.opening(&c.host, &c.checks) else {
+            let Some(opening) = ssh.opening(&c.host, &c.checks, password.as_deref()) else {
                 continue;
             };
             let failed = failed.clone();
@@ -115,7 +128,7 @@ impl Transport {
             }
             Host::Ssh(h) => {
                 let ssh = self.ssh()?;
-                ssh.connect(h, &Checks::default())?;
+                ssh.connect(h, &Checks::default(), None)?;
                 let mut cmd = ssh.command(h, &inv.argv);
                 cmd.envs(inv.env.iter().cloned());
                 Ok(cmd)
@@ -139,8 +152,12 @@ impl Transport {
     /// of the connection this opens (with `checks`, what the host must offer later), so
     /// learning it costs no session of its own.
     pub fn hostname(&mut self, host: &SshHost, checks: &Checks) -> Result<String> {
+        if checks.needs_password() {
+            self.ensure_password(&host.dest)?;
+        }
+        let password = self.password.clone();
         let ssh = self.ssh()?;
-        ssh.connect(host, checks)?;
+        ssh.connect(host, checks, password.as_deref())?;
         if let Some(name) = ssh.hostname_of(host) {
             return Ok(name.to_string());
         }

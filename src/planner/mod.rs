@@ -91,8 +91,10 @@ fn deploy(
     inputs: &mut Vec<(Var, String)>,
 ) -> Result<Finish> {
     let activates = req.action.activates();
-    // A wrong password is found out before anything is built.
+    // A wrong password is found out before anything is built: on a remote target by the
+    // probe of its connection (`probe.rs`), here by a session of its own.
     if req.elevation.sends_password()
+        && req.target_host.is_local()
         && (activates || matches!(req.source, Source::Rollback { .. }))
     {
         sessions.push(check_elevation(req));

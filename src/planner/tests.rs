@@ -642,16 +642,8 @@ fn target_host_with_a_sudo_password() {
             action: Action::Switch,
             connect: vec![connect_to(&host, true, Some(sudo.clone()))],
             inputs: vec![],
+            // The connection's probe tries the password (probe.rs): no session of its own.
             sessions: vec![
-                Session {
-                    host: Host::Ssh(host.clone()),
-                    elevation: sudo.clone(),
-                    steps: vec![Step {
-                        output: Output::ElevationCheck,
-                        ..simple(StepKind::CheckElevation, cmd(&["true"]))
-                    }],
-                    fallback: None,
-                },
                 build_session(
                     nix_build("config.system.build.toplevel", &["--no-link"]),
                     Some(Capture::BuildJson)
@@ -1099,7 +1091,19 @@ fn upgrade_updates_channels_here_before_anything_else() {
             "1"
         )
     );
+    assert_eq!(p.sessions[1].steps[0].kind, StepKind::Build);
+    assert!(p.connect[0].checks.needs_password());
+    // Here, the password is tried by a session of its own before the build.
+    let p = plan_of("switch --upgrade -S");
     assert_eq!(p.sessions[1].steps[0].kind, StepKind::CheckElevation);
+    assert_eq!(
+        p.sessions[1].elevation,
+        Elevation::Sudo {
+            ask_password: true,
+            options: vec![]
+        }
+    );
+    assert_eq!(p.sessions[2].steps[0].kind, StepKind::Build);
 }
 
 #[test]

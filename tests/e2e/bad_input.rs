@@ -405,6 +405,9 @@ fn bad_input_changes_nothing_and_says_one_thing() {
             1,
             format!("sudo on deploypw@{T} refused: the password was not accepted"),
         )
+        // Tried by the connection's probe while the build runs here (remote.rs shows that
+        // it stops a long one).
+        .builds_here()
         .stdin("wrong\n"),
         row(
             &["switch", "--flake", &flake_nonix, "--target-host", NONIX],

@@ -229,16 +229,26 @@ fn sudo_password_is_asked_once_and_checked_before_building() {
     let r = switch_with_password(&f, "deploypw", DEPLOYPW_PASSWORD);
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
-    // Probe, password check, copy, activation.
-    assert_eq!(f.sessions(T), sessions(1, 4));
+    // Probe (it tried the password), copy, activation: no session of its own for the check.
+    assert_eq!(f.sessions(T), sessions(1, 3));
     assert!(!r.stdout.contains(DEPLOYPW_PASSWORD) && !r.stderr.contains(DEPLOYPW_PASSWORD));
 
+    // A wrong one stops the build, which the probe's session runs beside.
     let g = Fleet::up(&[WS, T]);
+    g.knob(T, "buildSeconds", "60");
+    let toplevel = toplevel_path(&g);
     let r = switch_with_password(&g, "deploypw", "wrong");
     r.assert_status(1);
-    assert!(r.stderr.contains("password was not accepted"), "{r:?}");
-    assert!(!built_on(&g, WS, T), "nothing was built");
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: sudo on deploypw@{T} refused: the password was not accepted"
+        )),
+        "{r:?}"
+    );
+    assert!(!g.has_path(WS, &toplevel), "the build was stopped: {r:?}");
     assert!(g.activations(T).is_empty());
+    assert!(g.generations(T, SYSTEM_PROFILE).is_empty());
+    assert_eq!(g.sessions(T), sessions(1, 1), "only the probe ran there");
 }
 
 /// The store path the target's configuration would build to, without building it.
@@ -554,14 +564,13 @@ fn run0_elevates_the_target_steps() {
     r.assert_success();
     assert_eq!(f.activations(T)[0].uid, 0);
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
-    // One run0 call, by the deploy user, for the whole activation session.
+    // Two run0 calls, by the deploy user: the probe's try (`true`, before the build), and
+    // one for the whole activation session.
     let calls = std::fs::read_to_string(f.host_path(T, "/run/rb-fleet/run0.log")).unwrap();
-    assert_eq!(
-        calls.lines().filter(|l| l.starts_with("uid=")).count(),
-        1,
-        "{calls}"
-    );
-    assert!(!calls.starts_with("uid=0 "), "{calls}");
+    let calls: Vec<&str> = calls.lines().filter(|l| l.starts_with("uid=")).collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].ends_with(" cmd=true"), "{calls:?}");
+    assert!(calls.iter().all(|c| !c.starts_with("uid=0 ")), "{calls:?}");
     assert_eq!(f.sessions(T), sessions(1, 3));
 }
 

@@ -430,8 +430,12 @@ fn run0_that_wants_a_password_is_refused_with_rbs_message() {
     assert_ne!(r.status, 0, "{r:?}");
     if root_has_run0(&f) {
         assert!(
-            r.stderr
-                .contains("check that polkit lets the user run them without a password"),
+            r.stderr.contains(&format!(
+                "rb: error: run0 on {tgt} refused: polkit does not let the user run commands \
+                 without a password"
+            )) && r
+                .stderr
+                .contains("hint: let the user manage units without a password"),
             "{r:?}"
         );
     }
