@@ -429,6 +429,9 @@ fn run0_that_wants_a_password_is_refused_with_rbs_message() {
     ]);
     assert_ne!(r.status, 0, "{r:?}");
     if root_has_run0(&f) {
+        // Found by the connection's probe, before anything reached the target.
+        r.assert_status(1);
+        assert_eq!(f.sessions(T).sessions, 1, "only the probe ran there: {r:?}");
         assert!(
             r.stderr.contains(&format!(
                 "rb: error: run0 on {tgt} refused: polkit does not let the user run commands \
