@@ -7,11 +7,21 @@
 //! side that cannot do that (no `nix-daemon` on its PATH). What the user wrote as `ssh://host`
 //! or `ssh-ng://host` is used as written, without a fallback.
 //!
-//! Copies *from* a host stay `nix-copy-closure --from` for a plain host: `nix copy --from
-//! ssh-ng://` asks for every path on its own, so it is no faster (README, "Benchmark").
+//! Copies *from* a plain host are one SSH session of `scripts/copy-from.sh`: the host lists the
+//! closure, this machine answers with what it lacks, and the host streams exactly that
+//! (`nix-store --export` into `nix-store --import`). `nix copy --from ssh-ng://` would ask for
+//! every path on its own, so it is no faster than `nix-copy-closure --from`, which stays the
+//! fallback (README, "Copies").
 
 use super::*;
 use crate::host::SshHost;
+use crate::shell;
+
+/// This machine's half of a copy from a host (see the module's doc).
+pub(super) const COPY_FROM_SCRIPT: &str = include_str!("../scripts/copy-from.sh");
+
+/// The host's half, which `COPY_FROM_SCRIPT` runs there over ssh.
+pub(super) const EXPORT_CLOSURE_SCRIPT: &str = include_str!("../scripts/export-closure.sh");
 
 /// `nix-copy-closure --to|--from HOST PATH`: the legacy protocol, one or two round trips per
 /// store path, on every Nix.
@@ -148,16 +158,47 @@ pub(super) fn copy_to(
     )
 }
 
-/// From the build host to this machine.
+/// From the build host to this machine: for a plain host one streamed session
+/// (`COPY_FROM_SCRIPT`), with `nix-copy-closure --from` as its fallback; what the user wrote
+/// as `ssh://` or `ssh-ng://` is used as written.
 pub(super) fn copy_from(req: &Request, from: &SshHost, run: &RunEnv, caps: &NixCaps) -> Session {
-    let mut cmd = match from.scheme.as_str() {
-        "ssh-ng" if from.scheme_given => {
-            nix_copy(req, &[("--from", from.store_uri())], Var::System)
-        }
-        _ => legacy(req, "--from", from, Var::System, Nix::local(caps)),
+    let env = nix_sshopts(run);
+    let with_env = |mut c: Command| {
+        c.env = env.clone();
+        c
     };
-    cmd.env = nix_sshopts(run);
-    copy_session(&Host::Local, cmd, None)
+    let legacy = with_env(legacy(req, "--from", from, Var::System, Nix::local(caps)));
+    match (from.scheme.as_str(), from.scheme_given) {
+        ("ssh-ng", true) => copy_session(
+            &Host::Local,
+            with_env(nix_copy(req, &[("--from", from.store_uri())], Var::System)),
+            None,
+        ),
+        (_, true) => copy_session(&Host::Local, legacy, None),
+        (_, false) => {
+            let remote = shell::join(&["sh", "-c", EXPORT_CLOSURE_SCRIPT, "rb-export-closure"]);
+            let streamed = Command::new(vec![
+                Word::lit("sh"),
+                Word::lit("-c"),
+                Word::lit(COPY_FROM_SCRIPT),
+                Word::lit("rb-copy-from"),
+                Word::lit(&from.dest),
+                Word::Lit(remote),
+                Word::var(Var::System, ""),
+            ]);
+            let mut session = copy_session(&Host::Local, with_env(streamed), None);
+            session.fallback = Some(Box::new(copy_session(
+                &Host::Local,
+                legacy,
+                Some(format!(
+                    "the streamed copy from {} failed; copying with nix-copy-closure instead \
+                     (one round trip per store path)",
+                    from.dest
+                )),
+            )));
+            session
+        }
+    }
 }
 
 /// From the builder straight to the target, over the builder's own SSH access; when the

@@ -1228,6 +1228,16 @@ fn copies_stream_to_plain_hosts_and_keep_a_written_scheme() {
             })
             .collect::<Vec<_>>()
             .join(" "),
+        // A script: its name and its other literal words.
+        [Word::Lit(sh), Word::Lit(c), Word::Lit(_script), rest @ ..] if sh == "sh" && c == "-c" => {
+            rest.iter()
+                .map(|w| match w {
+                    Word::Lit(l) => l.clone(),
+                    Word::Var { var, .. } => format!("{var:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         [Word::Lit(p), ..] => p.clone(),
         _ => String::new(),
     };
@@ -1263,9 +1273,31 @@ fn copies_stream_to_plain_hosts_and_keep_a_written_scheme() {
             "local: --from ssh://b --to ssh://root@t"
         ]
     );
-    // Results come back with nix-copy-closure: `nix copy --from ssh-ng://` is no faster.
+    // Results come back in one streamed session (scripts/copy-from.sh, its remote half
+    // quoted for the host's shell), nix-copy-closure as its fallback; a written scheme is
+    // used as written.
     let back = plan_of("switch --flake /cfg#h --build-host b");
+    let remote = crate::shell::join(&[
+        "sh",
+        "-c",
+        super::copy::EXPORT_CLOSURE_SCRIPT,
+        "rb-export-closure",
+    ]);
+    assert_eq!(
+        chain(&back.sessions[3]),
+        [
+            format!("local: rb-copy-from b {remote} System"),
+            "local: nix-copy-closure".into()
+        ]
+    );
+    assert_eq!(
+        back.sessions[3].steps[0].commands[0].argv[2],
+        Word::lit(super::copy::COPY_FROM_SCRIPT)
+    );
+    let back = plan_of("switch --flake /cfg#h --build-host ssh://b");
     assert_eq!(chain(&back.sessions[3]), ["local: nix-copy-closure"]);
+    let back = plan_of("switch --flake /cfg#h --build-host ssh-ng://b");
+    assert_eq!(chain(&back.sessions[3]), ["local: --from ssh-ng://b"]);
 }
 
 /// Nix 2.8's `nix-copy-closure` hands an IPv6 host to ssh as written; 2.34's refuses it

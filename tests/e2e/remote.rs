@@ -730,6 +730,34 @@ fn a_closure_of_many_paths_costs_the_sessions_of_a_small_one() {
     assert_eq!(delta(small.1, big.1), small.1, "target");
 }
 
+/// Results come back from a build host in one streamed session (scripts/copy-from.sh), not
+/// nix-copy-closure's round trips per path: no fallback note, and 300 paths more cost no
+/// session more.
+#[test]
+fn results_come_back_from_a_build_host_in_one_streamed_session() {
+    let f = Fleet::up(&[WS, B]);
+    let back = |f: &Fleet| {
+        let r = f.rb(&["switch", "--flake", &f.flake(WS), "--build-host", B]);
+        r.assert_success();
+        assert!(!r.stderr.contains("nix-copy-closure instead"), "{r:?}");
+        assert!(f.has_path(WS, r.stdout_trimmed()), "result copied back");
+        assert!(!built_on(f, WS, WS), "nothing built here");
+        f.sessions(B)
+    };
+    let small = back(&f);
+    f.knob(WS, "closurePaths", "300");
+    f.knob(WS, "closurePathKiB", "1");
+    let big = back(&f);
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(2));
+    assert_eq!(
+        sessions(
+            big.connections - small.connections,
+            big.sessions - small.sessions
+        ),
+        small
+    );
+}
+
 /// A target whose SSH sessions have no nix-daemon cannot take a streamed copy: rb says so in
 /// one line, copies the legacy way and succeeds.
 #[test]
