@@ -84,6 +84,14 @@ impl NixArgs {
         out
     }
 
+    /// Whether rb makes Nix's builds and copies `--quiet` (README, "Progress"): unless the
+    /// user asked for Nix's own output (`-v`, `--quiet`, `-L`, `--log-format`), Nix prints
+    /// nothing per derivation or store path, and rb's phase lines say what happens. Errors,
+    /// warnings and a failed build's last log lines still show.
+    pub fn quiet_by_default(&self) -> bool {
+        self.verbose == 0 && self.quiet == 0 && !self.print_build_logs && self.log_format.is_none()
+    }
+
     fn common(&self, out: &mut Vec<String>, cmd: NixCommand) {
         let copy = matches!(cmd, NixCommand::CopyClosure | NixCommand::Copy);
         if self.verbose > 0 {

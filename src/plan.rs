@@ -146,6 +146,23 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Whether the step is a phase a user follows (README, "Progress"): build, copy,
+    /// activation and the like. The others (checks, the profile's link, arming the watchdog)
+    /// are part of the phase around them: their progress lines show only with `--verbose`,
+    /// or when they fail.
+    pub fn is_phase(self) -> bool {
+        matches!(
+            self,
+            StepKind::Build
+                | StepKind::Evaluate
+                | StepKind::Copy
+                | StepKind::Activate
+                | StepKind::UpgradeChannels
+                | StepKind::Diff
+                | StepKind::Confirm
+        )
+    }
+
     /// The step as the subject of an error message.
     pub fn what(self) -> &'static str {
         match self {

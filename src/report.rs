@@ -45,8 +45,11 @@ impl Report {
         }
     }
 
-    /// Progress: one line as a step starts.
+    /// Progress: one line as a step starts (a phase's, or any with `--verbose`).
     pub fn step_started(&self, kind: StepKind, host: &str) {
+        if !kind.is_phase() && !self.debug {
+            return;
+        }
         say(format!(
             "{} {} on {host}",
             self.paint("1;34", &format!("{}:", self.program)),
@@ -54,8 +57,12 @@ impl Report {
         ));
     }
 
-    /// Progress: one line as a step ends, with its duration.
+    /// Progress: one line as a step ends, with its duration (a phase's, a failed step's, or
+    /// any with `--verbose`).
     pub fn step_finished(&self, kind: StepKind, host: &str, took: Duration, failed: Option<i32>) {
+        if !kind.is_phase() && failed.is_none() && !self.debug {
+            return;
+        }
         let outcome = match failed {
             None => self.paint("32", "done"),
             Some(code) => self.paint("1;31", &format!("failed (exit status {code})")),

@@ -17,6 +17,14 @@ pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
     }
 }
 
+/// `--quiet` for a build when rb keeps Nix quiet
+/// ([`NixArgs::quiet_by_default`](crate::cli::NixArgs::quiet_by_default)); not for a dry run,
+/// whose output is what Nix would build, nor through nom, which reads Nix's log itself.
+fn quiet(req: &Request, nom: bool) -> Option<String> {
+    let dry = req.action == Action::DryBuild;
+    (req.nix.quiet_by_default() && !dry && !nom).then(|| "--quiet".into())
+}
+
 /// Evaluate and build the configuration here, in one Nix process.
 pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
     let attr = &attribute(req);
@@ -45,6 +53,7 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
                 argv.push("--dry-run".into());
             }
             argv.extend(req.nix.for_command(NixCommand::FlakeBuild));
+            argv.extend(quiet(req, nom));
             (argv, Capture::BuildJson)
         }
         _ => {
@@ -58,6 +67,7 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
                 argv.push("--dry-run".into());
             }
             argv.extend(req.nix.for_command(NixCommand::LegacyBuild));
+            argv.extend(quiet(req, nom));
             (argv, Capture::PathLine(Var::System))
         }
     };
@@ -114,6 +124,7 @@ pub(super) fn build_remotely(
         req.nix
             .for_command(NixCommand::Realise)
             .into_iter()
+            .chain(quiet(req, false))
             .map(Word::Lit),
     );
     vec![

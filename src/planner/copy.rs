@@ -23,16 +23,22 @@ pub(super) const COPY_FROM_SCRIPT: &str = include_str!("../scripts/copy-from.sh"
 /// The host's half, which `COPY_FROM_SCRIPT` runs there over ssh.
 pub(super) const EXPORT_CLOSURE_SCRIPT: &str = include_str!("../scripts/export-closure.sh");
 
+/// Nix's options for a copy: the user's, and `--quiet` when rb keeps Nix quiet
+/// ([`NixArgs::quiet_by_default`](crate::cli::NixArgs::quiet_by_default)).
+fn copy_options(req: &Request, cmd: NixCommand) -> impl Iterator<Item = Word> {
+    let quiet = req.nix.quiet_by_default().then(|| "--quiet".to_string());
+    req.nix
+        .for_command(cmd)
+        .into_iter()
+        .chain(quiet)
+        .map(Word::Lit)
+}
+
 /// `nix-copy-closure --to|--from HOST PATH`: the legacy protocol, one or two round trips per
 /// store path, on every Nix.
 fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var, on: Nix) -> Command {
     let mut argv = vec![Word::lit("nix-copy-closure")];
-    argv.extend(
-        req.nix
-            .for_command(NixCommand::CopyClosure)
-            .into_iter()
-            .map(Word::Lit),
-    );
+    argv.extend(copy_options(req, NixCommand::CopyClosure));
     argv.extend([
         Word::lit(direction),
         Word::lit(host.legacy_dest(on == Nix::Known(true))),
@@ -59,12 +65,7 @@ impl Nix {
 /// `nix copy` between stores given as `--from`/`--to` URIs.
 fn nix_copy(req: &Request, stores: &[(&str, String)], what: Var) -> Command {
     let mut argv: Vec<Word> = nix_new_style("copy").into_iter().map(Word::Lit).collect();
-    argv.extend(
-        req.nix
-            .for_command(NixCommand::Copy)
-            .into_iter()
-            .map(Word::Lit),
-    );
+    argv.extend(copy_options(req, NixCommand::Copy));
     // Like nix-copy-closure: a closure we built ourselves needs no signature; the
     // destination honours this only for trusted users, so the trust rules stay Nix's own.
     argv.push(Word::lit("--no-check-sigs"));

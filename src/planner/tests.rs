@@ -35,6 +35,14 @@ fn nix_build(attr: &str, extra: &[&str]) -> Command {
         "--json",
     ];
     w.extend(extra);
+    // rb keeps Nix quiet unless the user asks for its output (NixArgs::quiet_by_default),
+    // or the output is the point (a dry run).
+    if !extra
+        .iter()
+        .any(|w| ["--print-build-logs", "--dry-run"].contains(w) || w.starts_with("-v"))
+    {
+        w.push("--quiet");
+    }
     cmd(&w)
 }
 
@@ -132,9 +140,17 @@ fn set_profile(profile: &str) -> Step {
 }
 
 /// The copy of `what` from here to a plain `dest` with options `extra`: `nix copy` over
-/// ssh-ng, falling back to `nix-copy-closure` with a note.
+/// ssh-ng, falling back to `nix-copy-closure` with a note; both `--quiet` unless `extra` has
+/// a `-v`.
 fn copy_here_to(dest: &str, what: Var, extra: &[&str]) -> Session {
     let env = Env::Inherit(vec![("NIX_SSHOPTS".into(), RUN.nix_sshopts.into())]);
+    let quiet: &[&str] = if extra.iter().any(|w| w.starts_with("-v")) {
+        &[]
+    } else {
+        &["--quiet"]
+    };
+    let extra: Vec<&str> = extra.iter().chain(quiet).copied().collect();
+    let extra = &extra[..];
     let mut streamed: Vec<Word> = [
         "nix",
         "--extra-experimental-features",
@@ -327,7 +343,8 @@ fn test_file_mode_with_specialisation() {
                         "./x.nix",
                         "--attr",
                         "web.config.system.build.toplevel",
-                        "--no-out-link"
+                        "--no-out-link",
+                        "--quiet"
                     ]),
                     Some(Capture::PathLine(Var::System))
                 ),
@@ -613,6 +630,7 @@ fn the_same_build_and_target_host_realises_and_activates_in_one_session() {
                                 Word::lit("nix-store"),
                                 Word::lit("--realise"),
                                 Word::var(Var::Drv, ""),
+                                Word::lit("--quiet"),
                             ])],
                             capture: Some(Capture::PathLine(Var::System)),
                             output: Output::Log,
@@ -1044,7 +1062,8 @@ fn build_image_evaluates_the_variants_once_then_builds_one() {
                         "--attr",
                         "web.config.system.build.images.qcow2",
                         "-I",
-                        "a=/b"
+                        "a=/b",
+                        "--quiet"
                     ]),
                     Some(Capture::PathLine(Var::System))
                 ),
@@ -1220,6 +1239,7 @@ fn copies_stream_to_plain_hosts_and_keep_a_written_scheme() {
                     if l.contains("://")
                         || l.starts_with("--")
                             && l != "--no-check-sigs"
+                            && l != "--quiet"
                             && l != "--extra-experimental-features" =>
                 {
                     Some(l.clone())
@@ -1327,10 +1347,13 @@ fn an_ipv6_target_is_spelled_for_the_local_nix() {
     };
     let (streamed, legacy) = copy_words(&NixCaps::floor());
     assert_eq!(streamed[streamed.len() - 1], "ssh-ng://root@[::1]");
-    assert_eq!(legacy, ["nix-copy-closure", "--to", "root@::1"]);
+    assert_eq!(legacy, ["nix-copy-closure", "--quiet", "--to", "root@::1"]);
     let (streamed, legacy) = copy_words(&NixCaps::parse("nix (Nix) 2.34.8").unwrap());
     assert_eq!(streamed[streamed.len() - 1], "ssh-ng://root@[::1]");
-    assert_eq!(legacy, ["nix-copy-closure", "--to", "root@[::1]"]);
+    assert_eq!(
+        legacy,
+        ["nix-copy-closure", "--quiet", "--to", "root@[::1]"]
+    );
 }
 
 /// With nix-output-monitor, the local build is `nom build` (nix's arguments after its
@@ -1359,6 +1382,12 @@ fn nom_builds_locally_when_asked() {
         } else {
             argv[0] = Word::lit("nix-build");
         }
+        // Nix stays quiet without nom; nom reads Nix's log itself.
+        let mut plain = plain;
+        assert_eq!(
+            plain.sessions[0].steps[0].commands[0].argv.pop(),
+            Some(Word::lit("--quiet"))
+        );
         assert_eq!(with_nom, plain, "{args}");
     }
 }

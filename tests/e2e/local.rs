@@ -259,6 +259,11 @@ fn a_failing_build_exits_with_nixs_status_and_changes_nothing() {
     let r = f.rb(&["switch", "--flake", &f.flake(WS)]);
     r.assert_status(nix.status);
     assert_eq!(r.stdout, "");
+    // Nix runs quiet (README, "Progress"), but the failed build's log still shows.
+    assert!(
+        r.stderr.contains("failed on purpose (knob failBuild)"),
+        "{r:?}"
+    );
     assert_eq!(f.generations(WS, SYSTEM_PROFILE), [1]);
     assert!(f.activations(WS).is_empty());
 }

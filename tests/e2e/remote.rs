@@ -852,3 +852,40 @@ fn generation_n_on_the_target() {
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
     assert_eq!(f.activations(T).len(), before);
 }
+
+/// Piped, a deploy of a 300-path closure prints a line as each phase starts and ends and
+/// nothing per store path (issue 13's budget: at most 15 lines); `-v` shows every step and
+/// Nix's own lines again.
+#[test]
+fn a_big_deploy_prints_a_few_lines_when_piped() {
+    let f = Fleet::up(&[WS, T]);
+    f.knob(T, "closurePaths", "300");
+    f.knob(T, "closurePathKiB", "1");
+    let r = switch_to(&f, &format!("root@{T}"), &[]);
+    r.assert_success();
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(lines.len() <= 15, "{} lines: {lines:#?}", lines.len());
+    assert!(!r.stderr.contains("copying path"), "{r:?}");
+    for phase in [
+        "build on local",
+        "copy on local",
+        &format!("activate on root@{T}"),
+    ] {
+        assert!(
+            lines.iter().any(|l| *l == format!("rb: {phase}")),
+            "{phase}: {r:?}"
+        );
+    }
+    assert!(!r.stderr.contains("set-profile"), "{r:?}");
+    assert!(f.has_path(T, r.stdout_trimmed()));
+
+    f.knob(T, "closurePaths", "301");
+    let r = switch_to(&f, &format!("root@{T}"), &["-v"]);
+    r.assert_success();
+    assert!(
+        r.stderr.contains(&format!("rb: set-profile on root@{T}")),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("copying path"), "{r:?}");
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+}
