@@ -105,8 +105,15 @@ pub fn settle(
                 .is_some_and(|n| !n.contains('/'))
         })
         .cloned();
+    // Whether the run set the profile (the verdict's action is the rollback's: `switch`
+    // rolls back with `test`).
+    let sets_profile = record.steps.iter().any(|s| s.kind == StepKind::SetProfile);
     let started = Instant::now();
     let reached = reach(exec, confirm, host, mode)?;
+    if let Reached::Verdict(v, _) = &reached {
+        // For the --json document's `confirmation`.
+        record.values.insert(Var::Verdict, v.report_lines());
+    }
     let settled = verdict(
         exec.report,
         confirm,
@@ -114,6 +121,7 @@ pub fn settle(
         mode,
         failure,
         new_system.as_deref(),
+        sets_profile,
         reached,
     );
     record.steps.push(StepRecord {
@@ -229,6 +237,16 @@ fn interrupted(exec: &Executor, confirm: &Confirm, host: &SshHost, sig: i32) -> 
     Error::Interrupted(sig)
 }
 
+/// The `--confirm-check` command a check's report is about.
+fn check_command(confirm: &Confirm, c: &watchdog::CheckRun) -> String {
+    confirm
+        .checks
+        .get(c.number - 1)
+        .cloned()
+        .unwrap_or_else(|| format!("number {}", c.number))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn verdict(
     report: &crate::report::Report,
     confirm: &Confirm,
@@ -236,6 +254,7 @@ fn verdict(
     mode: Mode,
     failure: Option<String>,
     new_system: Option<&str>,
+    sets_profile: bool,
     reached: Reached,
 ) -> Result<()> {
     let h = &host.dest;
@@ -279,7 +298,13 @@ fn verdict(
         }
     };
     // Why the new configuration was not kept, when it was not.
+    let failed_check = v.failed_check();
     let why = match (&failure, mode, v.reason()) {
+        _ if let Some(c) = &failed_check => format!(
+            "the confirmation check '{}' {} on {h}",
+            check_command(confirm, c),
+            c.failure()
+        ),
         (Some(f), Mode::RollBack, _) => f.clone(),
         (Some(f), Mode::Confirm, Some("requested")) => {
             format!("{f}, and the activation failed on {h}")
@@ -303,7 +328,7 @@ fn verdict(
         Said::Confirmed
             if mode == Mode::Confirm
                 && failure.is_some()
-                && matches!(v.action(), Some("switch" | "boot"))
+                && sets_profile
                 && new_system.is_some_and(|new| v.profile_system() != Some(new)) =>
         {
             Err(Error::Unconfirmed {
@@ -317,7 +342,17 @@ fn verdict(
                 check: check_log,
             })
         }
+        Said::Confirmed if mode == Mode::Confirm && v.boot_failed().is_some() => {
+            Err(Error::NotBootDefault {
+                host: h.clone(),
+                why: v.boot_failed().unwrap_or_default().to_string(),
+                log: format!("{dir}/log"),
+            })
+        }
         Said::Confirmed if mode == Mode::Confirm => {
+            if let Some(system) = v.boot_default() {
+                report.info(&format!("{h}: {system} is the boot default now"));
+            }
             report.info(&format!(
                 "confirmed over a new SSH connection: {h} keeps the new configuration{}",
                 v.generation()
@@ -326,11 +361,23 @@ fn verdict(
             ));
             Ok(())
         }
-        Said::RolledBack => Err(Error::RolledBack {
-            host: h.clone(),
-            why,
-            now: v.now_active(),
-        }),
+        Said::RolledBack => match failed_check {
+            Some(c) => Err(Error::CheckFailed {
+                host: h.clone(),
+                // With its last lines, as a failed command's stderr in other messages.
+                why: match c.output.is_empty() {
+                    true => why,
+                    false => format!("{why}: {}", c.output.join("; ")),
+                },
+                now: v.now_active(),
+                log: format!("{dir}/check-{}.log", c.number),
+            }),
+            None => Err(Error::RolledBack {
+                host: h.clone(),
+                why,
+                now: v.now_active(),
+            }),
+        },
         Said::RollbackFailed => Err(Error::Unconfirmed {
             why: format!(
                 "{why}; {h}'s watchdog tried to roll back, but {}: now {}",

@@ -9,7 +9,9 @@
 #    "stdin":<whether a line could be read from its stdin>,
 #    "cgroup":<its cgroup v2 path from /proc/self/cgroup, "" without one>}
 # then sleeps activation_seconds (the activationSeconds knob: a slow activation to interrupt),
-# then, for switch and test, points /run/current-system at its toplevel, on a host with a real
+# then, for switch and boot, makes its toplevel the boot loader's default (as NixOS's
+# install-bootloader does with the toplevel it is given): /run/rb-fleet/boot-default holds its
+# path; then, for switch and test, points /run/current-system at its toplevel, on a host with a real
 # systemd (/run/rb-fleet/real-systemd) stops the units of the previous generation that this one
 # lacks and restarts its own (knob units; /run/rb-fleet/units lists them) through systemctl,
 # and on a remote host stops its sshd (knob breakSsh; on a real systemd the unit
@@ -88,6 +90,10 @@ printf '%s\n' "$line" >> "$log"
 if [ "${activation_seconds:-0}" -gt 0 ]; then
   /bin/sleep "$activation_seconds"
 fi
+
+case "$action" in
+  switch | boot) printf '%s\n' "$toplevel" >/run/rb-fleet/boot-default ;;
+esac
 
 case "$action" in
   switch | test)
