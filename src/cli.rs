@@ -198,7 +198,8 @@ pub struct ActivationArgs {
     /// Each CMD runs with /bin/sh -c in the confirming session, over the new SSH connection
     /// once the activation is over, elevated like the activation, each within what is left of
     /// the --confirm-timeout window. A check that fails or does not finish in time has the
-    /// target roll back at once (exit status 10), and rb names it with its last output lines.
+    /// target roll back at once (exit status 10); the error names it, with its last output
+    /// lines.
     #[arg(long, value_name = "CMD")]
     pub confirm_check: Vec<String>,
 
