@@ -297,11 +297,17 @@ fn a_failing_check_rolls_back_against_real_systemd() {
     );
     r.assert_status(ROLLED_BACK);
     assert!(started.elapsed() < Duration::from_secs(40), "{r:?}");
+    // (systemctl's own status and words for a unit it does not know differ between systemd
+    // versions: rb's message is what counts.)
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("rb: error: "))
+        .unwrap_or_default();
     assert!(
-        r.stderr.contains(&format!(
-            "rb: error: the confirmation check '{check}' failed (exit status 3) on \
-             root@aquamarine: inactive; "
-        )),
+        error.starts_with(&format!(
+            "rb: error: the confirmation check '{check}' failed (exit status "
+        )) && error.contains(") on root@aquamarine: "),
         "{r:?}"
     );
     assert!(
