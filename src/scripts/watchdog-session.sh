@@ -116,7 +116,6 @@ rb_wd_checks() {
     # Its last non-blank lines, numbered from the first of them.
     grep -v '^[[:space:]]*$' "$rb_wd_log" | tail -n 5 | cut -c 1-300 |
       awk -v n="$rb_wd_n" '{ printf "check-%s-output-%d=%s\n", n, NR, $0 }' >>"$rb_wd_cd/checks"
-    echo "$rb_wd_prog: confirmation check $rb_wd_n failed; its output is in $rb_wd_log" >&2
     return 1
   done
 }

@@ -1016,3 +1016,40 @@ fn confirm_checks_need_a_confirm_timeout_and_show_in_the_plan() {
     );
     assert!(f.activations(T).is_empty());
 }
+
+/// The confirmation's `boot` fails (the boot loader cannot be installed): the new
+/// configuration runs and stays the profile's, the boot default stays generation 1, and rb
+/// says so (exit 1), never "kept" alone.
+#[test]
+fn a_boot_that_fails_at_confirmation_is_said() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "bootloaderExit", "1");
+    let r = deploy_with(&f, "switch", "30", &["--json"]);
+    r.assert_status(1);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let gen2 = doc["storePath"].as_str().unwrap().to_string();
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: root@aquamarine keeps the new configuration, but it is not the boot \
+             default: switch-to-configuration boot of {gen2} exited with status 1\n\
+             hint: the watchdog's log is /run/rb/{id}/log on root@aquamarine"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(doc["confirmation"]["outcome"], "confirmed");
+    assert_eq!(doc["confirmation"]["bootDefault"], serde_json::Value::Null);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen2.as_str()));
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen1.as_str()));
+    assert_eq!(
+        calls(&f, &gen2),
+        [
+            call("switch", false),
+            call("test", true),
+            call("boot", true)
+        ]
+    );
+}
