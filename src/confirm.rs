@@ -4,9 +4,12 @@
 //! The activation session armed a watchdog on the target (`watchdog.rs`). Here rb runs the
 //! plan's confirming session over a fresh connection, retrying while the target does not
 //! accept one, and reads the watchdog's verdict:
-//! - confirmed: exit 0;
+//! - confirmed: exit 0 (for `switch`, once the watchdog has made it the boot default; if
+//!   that failed, [`Error::NotBootDefault`]);
 //! - rolled back (the confirmation came too late, or activation failed and rb had the
 //!   watchdog roll back at once): [`Error::RolledBack`], saying which generation is active;
+//!   [`Error::CheckFailed`] when a `--confirm-check` failed (the confirming session runs them
+//!   before it confirms, and has the watchdog roll back at once when one fails);
 //! - anything else (never reachable again, rollback failed, no watchdog): [`Error::Unconfirmed`],
 //!   saying what to check.
 //!
@@ -96,18 +99,18 @@ pub fn settle(
             host.dest
         )),
     }
-    // The system deployed, when it is a store path (not a generation's link).
+    // The system deployed, when it is a store path (not a generation's link) and the run made
+    // it the profile's (the verdict's action is the rollback's, which for `switch` is `test`).
+    let sets_profile = record.steps.iter().any(|s| s.kind == StepKind::SetProfile);
     let new_system = record
         .values
         .get(&Var::System)
         .filter(|s| {
-            s.strip_prefix("/nix/store/")
-                .is_some_and(|n| !n.contains('/'))
+            sets_profile
+                && s.strip_prefix("/nix/store/")
+                    .is_some_and(|n| !n.contains('/'))
         })
         .cloned();
-    // Whether the run set the profile (the verdict's action is the rollback's: `switch`
-    // rolls back with `test`).
-    let sets_profile = record.steps.iter().any(|s| s.kind == StepKind::SetProfile);
     let started = Instant::now();
     let reached = reach(exec, confirm, host, mode)?;
     if let Reached::Verdict(v, _) = &reached {
@@ -121,7 +124,6 @@ pub fn settle(
         mode,
         failure,
         new_system.as_deref(),
-        sets_profile,
         reached,
     );
     record.steps.push(StepRecord {
@@ -246,7 +248,6 @@ fn check_command(confirm: &Confirm, c: &watchdog::CheckRun) -> String {
         .unwrap_or_else(|| format!("number {}", c.number))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn verdict(
     report: &crate::report::Report,
     confirm: &Confirm,
@@ -254,7 +255,6 @@ fn verdict(
     mode: Mode,
     failure: Option<String>,
     new_system: Option<&str>,
-    sets_profile: bool,
     reached: Reached,
 ) -> Result<()> {
     let h = &host.dest;
@@ -328,7 +328,6 @@ fn verdict(
         Said::Confirmed
             if mode == Mode::Confirm
                 && failure.is_some()
-                && sets_profile
                 && new_system.is_some_and(|new| v.profile_system() != Some(new)) =>
         {
             Err(Error::Unconfirmed {

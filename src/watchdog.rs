@@ -23,6 +23,13 @@
 //! and "rolled back" happens, and both sides report the same verdict: a `result` file in the
 //! watchdog's directory, `/run/rb/<run id>/`, which rb reads back in the confirming session.
 //!
+//! Before it confirms, the confirming session runs the `--confirm-check` commands, each within
+//! what is left of the window (the watchdog writes its deadline, `deadline`, once it counts);
+//! the first that fails has the watchdog roll back at once. For `switch`, the activation ran
+//! `test`, and the watchdog runs the profile's `boot` once rb's confirmation has won
+//! (`boot-when-confirmed`, see `action.rs`): the boot default changes only then, and a
+//! rollback (the previous system's `test`) leaves it alone.
+//!
 //! In plans, the watchdog is the program `rb-watchdog`: rendering a session that uses it puts
 //! its shell functions (`scripts/watchdog-session.sh`, `scripts/watchdog-helpers.sh`; the
 //! detached watchdog is `scripts/watchdog.sh`) at the top of its script, so it costs no extra
