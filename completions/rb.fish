@@ -10,6 +10,7 @@ complete -c rb -l elevate -d 'How to elevate the steps that need root' -r -f -a 
 sudo\t'Use sudo for the steps that need root'
 run0\t'Use run0 (systemd) for the steps that need root'"
 complete -c rb -l confirm-timeout -d 'Magic rollback: keep the new configuration only if the target is reached again over a new SSH connection within SECONDS after activating it; otherwise the target goes back to its previous generation by itself (switch, boot and test, with --target-host)' -r
+complete -c rb -l confirm-check -d 'Magic rollback: run CMD on the target before confirming; it must succeed (repeatable)' -r
 complete -c rb -l target-host -d 'Deploy to this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host' -r -f -a "(__fish_print_hostnames)"
 complete -c rb -l build-host -d 'Build on this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host' -r -f -a "(__fish_print_hostnames)"
 complete -c rb -s j -l max-jobs -d 'Number of build jobs Nix runs in parallel' -r -f

@@ -69,6 +69,26 @@ impl Action {
         }
     }
 
+    /// switch-to-configuration's action for it under magic rollback (`--confirm-timeout`),
+    /// until the new configuration is confirmed: `switch` only activates (`test`), and the
+    /// boot default changes once it is confirmed ([`Action::boots_when_confirmed`]), so that
+    /// a rollback (or a reboot before the confirmation) finds the boot loader as it was. This
+    /// is also what the watchdog runs of the previous system to roll back (`watchdog.rs`).
+    pub fn stc_action_until_confirmed(self) -> Option<&'static str> {
+        match self {
+            Action::Switch => Some("test"),
+            other => other.stc_action(),
+        }
+    }
+
+    /// Whether, under magic rollback, the confirmation makes the new generation the boot
+    /// default (`switch-to-configuration boot`): what `switch` does besides `test`. (`boot`
+    /// changes nothing else, so it sets the boot default when it runs, and its rollback puts
+    /// the previous one back.)
+    pub fn boots_when_confirmed(self) -> bool {
+        self == Action::Switch
+    }
+
     /// Whether it makes the system a new generation of the profile.
     pub fn sets_profile(self) -> bool {
         matches!(self, Action::Switch | Action::Boot)

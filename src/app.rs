@@ -295,6 +295,7 @@ fn result_document(
             .values
             .get(&Var::Diff)
             .and_then(|d| crate::closure_diff::parse(d)),
+        "confirmation": plan.confirm.as_ref().map(|c| confirmation(c, record)),
         "steps": record.steps.iter().map(|s| json!({
             "step": s.kind,
             "host": s.host,
@@ -308,6 +309,35 @@ fn result_document(
             "message": e.to_string(),
             "hints": e.hints(),
         })),
+    })
+}
+
+/// `--json`'s `confirmation` (magic rollback): what the target's watchdog said, the checks
+/// that ran, and the system the confirmation made the boot default.
+fn confirmation(confirm: &crate::plan::Confirm, record: &Record) -> serde_json::Value {
+    use crate::watchdog::{Outcome, Verdict};
+    let verdict = record
+        .values
+        .get(&Var::Verdict)
+        .and_then(|lines| Verdict::parse(&lines.lines().collect::<Vec<_>>()));
+    let outcome = verdict.as_ref().map(|v| match v.outcome {
+        Outcome::Confirmed => "confirmed",
+        Outcome::RolledBack => "rolled-back",
+        Outcome::RollbackFailed => "rollback-failed",
+        Outcome::Pending => "pending",
+        Outcome::Unknown => "unknown",
+    });
+    let checks = verdict.as_ref().map(Verdict::checks).unwrap_or_default();
+    serde_json::json!({
+        "timeout": confirm.timeout,
+        "outcome": outcome,
+        "checks": checks.iter().map(|c| serde_json::json!({
+            "command": confirm.checks.get(c.number - 1),
+            "status": c.status,
+            "timedOut": c.timed_out.is_some(),
+            "output": c.output,
+        })).collect::<Vec<_>>(),
+        "bootDefault": verdict.as_ref().and_then(|v| v.boot_default()),
     })
 }
 

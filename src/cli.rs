@@ -186,8 +186,22 @@ pub struct ActivationArgs {
     /// Magic rollback: keep the new configuration only if the target is reached again over a
     /// new SSH connection within SECONDS after activating it; otherwise the target goes back to
     /// its previous generation by itself (switch, boot and test, with --target-host).
+    ///
+    /// With switch, the new generation becomes the boot default only once it is confirmed: the
+    /// activation runs switch-to-configuration test, the confirmation its boot. A rollback
+    /// leaves the boot default where it was.
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub confirm_timeout: Option<u64>,
+
+    /// Magic rollback: run CMD on the target before confirming; it must succeed (repeatable).
+    ///
+    /// Each CMD runs with /bin/sh -c in the confirming session, over the new SSH connection
+    /// once the activation is over, elevated like the activation, each within what is left of
+    /// the --confirm-timeout window. A check that fails or does not finish in time has the
+    /// target roll back at once (exit status 10); the error names it, with its last output
+    /// lines.
+    #[arg(long, value_name = "CMD")]
+    pub confirm_check: Vec<String>,
 
     /// When activation fails, keep the new generation as the profile and boot default.
     ///

@@ -4,9 +4,12 @@
 //! The activation session armed a watchdog on the target (`watchdog.rs`). Here rb runs the
 //! plan's confirming session over a fresh connection, retrying while the target does not
 //! accept one, and reads the watchdog's verdict:
-//! - confirmed: exit 0;
+//! - confirmed: exit 0 (for `switch`, once the watchdog has made it the boot default; if
+//!   that failed, [`Error::NotBootDefault`]);
 //! - rolled back (the confirmation came too late, or activation failed and rb had the
 //!   watchdog roll back at once): [`Error::RolledBack`], saying which generation is active;
+//!   [`Error::CheckFailed`] when a `--confirm-check` failed (the confirming session runs them
+//!   before it confirms, and has the watchdog roll back at once when one fails);
 //! - anything else (never reachable again, rollback failed, no watchdog): [`Error::Unconfirmed`],
 //!   saying what to check.
 //!
@@ -96,17 +99,24 @@ pub fn settle(
             host.dest
         )),
     }
-    // The system deployed, when it is a store path (not a generation's link).
+    // The system deployed, when it is a store path (not a generation's link) and the run made
+    // it the profile's (the verdict's action is the rollback's, which for `switch` is `test`).
+    let sets_profile = record.steps.iter().any(|s| s.kind == StepKind::SetProfile);
     let new_system = record
         .values
         .get(&Var::System)
         .filter(|s| {
-            s.strip_prefix("/nix/store/")
-                .is_some_and(|n| !n.contains('/'))
+            sets_profile
+                && s.strip_prefix("/nix/store/")
+                    .is_some_and(|n| !n.contains('/'))
         })
         .cloned();
     let started = Instant::now();
     let reached = reach(exec, confirm, host, mode)?;
+    if let Reached::Verdict(v, _) = &reached {
+        // For the --json document's `confirmation`.
+        record.values.insert(Var::Verdict, v.report_lines());
+    }
     let settled = verdict(
         exec.report,
         confirm,
@@ -229,6 +239,15 @@ fn interrupted(exec: &Executor, confirm: &Confirm, host: &SshHost, sig: i32) -> 
     Error::Interrupted(sig)
 }
 
+/// The `--confirm-check` command a check's report is about.
+fn check_command(confirm: &Confirm, c: &watchdog::CheckRun) -> String {
+    confirm
+        .checks
+        .get(c.number - 1)
+        .cloned()
+        .unwrap_or_else(|| format!("number {}", c.number))
+}
+
 fn verdict(
     report: &crate::report::Report,
     confirm: &Confirm,
@@ -279,7 +298,13 @@ fn verdict(
         }
     };
     // Why the new configuration was not kept, when it was not.
+    let failed_check = v.failed_check();
     let why = match (&failure, mode, v.reason()) {
+        _ if let Some(c) = &failed_check => format!(
+            "the confirmation check '{}' {} on {h}",
+            check_command(confirm, c),
+            c.failure()
+        ),
         (Some(f), Mode::RollBack, _) => f.clone(),
         (Some(f), Mode::Confirm, Some("requested")) => {
             format!("{f}, and the activation failed on {h}")
@@ -303,7 +328,6 @@ fn verdict(
         Said::Confirmed
             if mode == Mode::Confirm
                 && failure.is_some()
-                && matches!(v.action(), Some("switch" | "boot"))
                 && new_system.is_some_and(|new| v.profile_system() != Some(new)) =>
         {
             Err(Error::Unconfirmed {
@@ -317,7 +341,17 @@ fn verdict(
                 check: check_log,
             })
         }
+        Said::Confirmed if mode == Mode::Confirm && v.boot_failed().is_some() => {
+            Err(Error::NotBootDefault {
+                host: h.clone(),
+                why: v.boot_failed().unwrap_or_default().to_string(),
+                log: format!("{dir}/log"),
+            })
+        }
         Said::Confirmed if mode == Mode::Confirm => {
+            if let Some(system) = v.boot_default() {
+                report.info(&format!("{h}: {system} is the boot default now"));
+            }
             report.info(&format!(
                 "confirmed over a new SSH connection: {h} keeps the new configuration{}",
                 v.generation()
@@ -326,11 +360,23 @@ fn verdict(
             ));
             Ok(())
         }
-        Said::RolledBack => Err(Error::RolledBack {
-            host: h.clone(),
-            why,
-            now: v.now_active(),
-        }),
+        Said::RolledBack => match failed_check {
+            Some(c) => Err(Error::CheckFailed {
+                host: h.clone(),
+                // With its last lines, as a failed command's stderr in other messages.
+                why: match c.output.is_empty() {
+                    true => why,
+                    false => format!("{why}: {}", c.output.join("; ")),
+                },
+                now: v.now_active(),
+                log: format!("{dir}/check-{}.log", c.number),
+            }),
+            None => Err(Error::RolledBack {
+                host: h.clone(),
+                why,
+                now: v.now_active(),
+            }),
+        },
         Said::RollbackFailed => Err(Error::Unconfirmed {
             why: format!(
                 "{why}; {h}'s watchdog tried to roll back, but {}: now {}",

@@ -127,6 +127,29 @@ pub enum Error {
         now: String,
     },
 
+    /// Magic rollback: a `--confirm-check` failed (or did not finish in time) on the target,
+    /// whose watchdog put the previous generation back.
+    #[error("{why}; {host} was rolled back: {now}")]
+    CheckFailed {
+        host: String,
+        /// Which check, how it failed and its last lines of output.
+        why: String,
+        /// What is active on the target now.
+        now: String,
+        /// Where its whole output is on the target.
+        log: String,
+    },
+
+    /// Magic rollback: rb confirmed the new configuration, but making it the boot default
+    /// (`switch`'s `switch-to-configuration boot` at confirmation) failed.
+    #[error("{host} keeps the new configuration, but it is not the boot default: {why}")]
+    NotBootDefault {
+        host: String,
+        why: String,
+        /// Where the watchdog's log is on the target.
+        log: String,
+    },
+
     /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
     #[error("{why}")]
     Unconfirmed {
@@ -146,14 +169,15 @@ impl Error {
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => exit::SSH,
             Error::NotOnPath { .. } => exit::NOT_FOUND,
             Error::Internal(_) => exit::INTERNAL,
-            Error::RolledBack { .. } => exit::ROLLED_BACK,
+            Error::RolledBack { .. } | Error::CheckFailed { .. } => exit::ROLLED_BACK,
             Error::Unconfirmed { .. } => exit::UNCONFIRMED,
             Error::Failed(_)
             | Error::NotYetAvailable(_)
             | Error::Spawn { .. }
             | Error::Output(_)
             | Error::Elevation { .. }
-            | Error::Unsuitable { .. } => exit::FAILURE,
+            | Error::Unsuitable { .. }
+            | Error::NotBootDefault { .. } => exit::FAILURE,
         }
     }
 
@@ -172,6 +196,13 @@ impl Error {
                     .into(),
             ],
             Error::Unconfirmed { check, .. } => vec![check.clone()],
+            Error::CheckFailed { host, log, .. } => {
+                vec![format!("the check's whole output is in {log} on {host}")]
+            }
+            Error::NotBootDefault { host, log, .. } => vec![format!(
+                "the watchdog's log is {log} on {host}; `switch-to-configuration boot` of the \
+                 profile's system there makes it the boot default"
+            )],
             Error::Internal(_) => vec!["this is a bug in rb; please report it".into()],
             _ => Vec::new(),
         }

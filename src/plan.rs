@@ -51,7 +51,16 @@ pub struct Confirm {
     pub timeout: u64,
     /// The watchdog's directory on the target.
     pub dir: String,
-    /// One step, `rb-watchdog confirm <dir>`, elevated like activation.
+    /// `--confirm-check`: shell commands the confirming session runs on the target, in order,
+    /// before it confirms; each must succeed within the confirmation window, or the target
+    /// rolls back at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    /// `switch`: what the watchdog runs with `boot` once confirmed, making the new generation
+    /// the boot default (the profile's switch-to-configuration, or its specialisation's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+    /// One step, `rb-watchdog confirm <dir> [CHECK…]`, elevated like activation.
     pub session: Session,
 }
 
@@ -235,7 +244,10 @@ pub struct Command {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Undo {
     /// Point the profile back at the generation it had before (or remove it if it had none).
-    RestoreProfile { profile: String },
+    /// `boot`: and make that generation the boot default again (`switch-to-configuration
+    /// boot`), as the failed activation may have changed it; not when the activation leaves
+    /// the boot loader alone (`switch` under magic rollback runs `test`, see `action.rs`).
+    RestoreProfile { profile: String, boot: bool },
     /// Have the magic-rollback watchdog in `dir` roll back at once, not at its deadline.
     RollBackNow { dir: String },
     /// Leave the profile where this command put it, and say so
@@ -343,6 +355,8 @@ pub enum Var {
     ConfigFile,
     /// `--diff`: `package-diff.sh`'s output, read by `closure_diff.rs`.
     Diff,
+    /// `--confirm-timeout`: the watchdog's report, read by `watchdog::Verdict`.
+    Verdict,
 }
 
 impl Var {
@@ -355,6 +369,7 @@ impl Var {
             Var::Generations => "generations",
             Var::ConfigFile => "config-file",
             Var::Diff => "diff",
+            Var::Verdict => "verdict",
         }
     }
 }
@@ -491,6 +506,23 @@ impl fmt::Display for Plan {
                 confirm.timeout
             )?;
             session.fmt_steps(f, n)?;
+            let pad = " ".repeat(28);
+            if !confirm.checks.is_empty() {
+                writeln!(
+                    f,
+                    "{pad}checks first, in order, each within the window (one that fails rolls \
+                     back at once):"
+                )?;
+                for (i, check) in confirm.checks.iter().enumerate() {
+                    writeln!(f, "{pad}  {}. {check}", i + 1)?;
+                }
+            }
+            if let Some(boot) = &confirm.boot {
+                writeln!(
+                    f,
+                    "{pad}once confirmed: {boot} boot (the new generation becomes the boot default)"
+                )?;
+            }
         }
         let finish = match self.finish {
             Finish::Nothing => "print nothing",

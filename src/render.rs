@@ -268,15 +268,19 @@ fn script(session: &Session, values: &Values, site: &Site, program: &str) -> Res
             } else {
                 line.push_str(&format!(" || {{ s=$?; {handler}exit $s; }}"));
             }
-            if let Some(Undo::RestoreProfile { profile }) = &cmd.undo {
+            if let Some(Undo::RestoreProfile { profile, boot }) = &cmd.undo {
                 // Remember where the profile pointed before this command changes it.
                 let p = quote(profile);
                 lines.push(format!("rb_prev=$(readlink {p} 2>/dev/null) || rb_prev="));
+                let (boot, and_boot) = match boot {
+                    true => ("boot", "and so is the boot loader's default"),
+                    false => ("keep-boot", "and the boot loader's default was not changed"),
+                };
                 undo.push(format!(
-                    "{RESTORE_PROFILE_FUNCTION} {p} \"$rb_prev\" {}",
+                    "{RESTORE_PROFILE_FUNCTION} {p} \"$rb_prev\" {boot} {}",
                     quote(&format!(
                         "{program}: the profile {profile} is back where it was before this run, \
-                         and so is the boot loader's default"
+                         {and_boot}"
                     ))
                 ));
             }
@@ -447,6 +451,7 @@ mod tests {
         let mut set = Command::lit(&["nix-env", "-p", "/p", "--set", "/s"]);
         set.undo = Some(Undo::RestoreProfile {
             profile: "/p".into(),
+            boot: true,
         });
         let s = session(
             vec![
@@ -478,7 +483,7 @@ mod tests {
         let tail: Vec<&str> = script.lines().rev().take(7).collect();
         assert_eq!(
             tail[0],
-            "stc switch >&2 || { s=$?; rb_restore_profile /p \"$rb_prev\" 'rb: the profile /p \
+            "stc switch >&2 || { s=$?; rb_restore_profile /p \"$rb_prev\" boot 'rb: the profile /p \
              is back where it was before this run, and so is the boot loader'\\''s default'; \
              rb_watchdog roll-back-now /run/rb/x >&2; exit $s; }"
         );

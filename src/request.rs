@@ -98,6 +98,9 @@ pub struct Request {
     /// `--confirm-timeout`: magic rollback unless confirmed within this many seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_timeout: Option<u64>,
+    /// `--confirm-check`: commands that must succeed on the target before rb confirms.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub confirm_checks: Vec<String>,
     /// `--keep-generation-on-failure`: a failed activation leaves the new generation as the
     /// profile and boot default.
     pub keep_generation_on_failure: bool,
@@ -246,6 +249,18 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         }
     }
 
+    if !act.confirm_check.is_empty() {
+        if act.confirm_timeout.is_none() {
+            return Err(usage(
+                "--confirm-check needs --confirm-timeout: the checks run before rb confirms the \
+                 new configuration",
+            ));
+        }
+        if act.confirm_check.iter().any(|c| c.trim().is_empty()) {
+            return Err(usage("--confirm-check needs a command"));
+        }
+    }
+
     // Listing generations needs no configuration: no host name lookup on the target.
     let source = if action == Action::ListGenerations {
         Source::Classic
@@ -286,6 +301,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
         upgrade,
         json: cli.output.json,
         confirm_timeout: act.confirm_timeout,
+        confirm_checks: act.confirm_check.clone(),
         keep_generation_on_failure: act.keep_generation_on_failure
             || env_switch(&ctx.env, "NIXOS_REBUILD_KEEP_GENERATION_ON_FAILURE"),
         warnings,
@@ -745,6 +761,39 @@ pub mod tests {
         }
         let r = req("test --confirm-timeout 30 --target-host root@h --flake /c#h").unwrap();
         assert_eq!(r.confirm_timeout, Some(30));
+        assert!(r.confirm_checks.is_empty());
+        assert_eq!(
+            usage_msg("switch --confirm-check true --target-host root@h --flake /c#h"),
+            "--confirm-check needs --confirm-timeout: the checks run before rb confirms the new \
+             configuration"
+        );
+        let argv = [
+            "rb",
+            "switch",
+            "--flake",
+            "/c#h",
+            "--target-host",
+            "root@h",
+            "--confirm-timeout",
+            "9",
+            "--confirm-check",
+            "systemctl is-active nginx",
+            "--confirm-check",
+            "curl -fsS http://localhost/",
+        ];
+        let r = resolve(&Cli::try_parse_from(argv).unwrap(), &ctx(&[])).unwrap();
+        assert_eq!(
+            r.confirm_checks,
+            ["systemctl is-active nginx", "curl -fsS http://localhost/"]
+        );
+        let mut blank = argv;
+        blank[9] = " ";
+        assert_eq!(
+            resolve(&Cli::try_parse_from(blank).unwrap(), &ctx(&[]))
+                .unwrap_err()
+                .to_string(),
+            "--confirm-check needs a command"
+        );
     }
 
     #[test]

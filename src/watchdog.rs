@@ -23,6 +23,13 @@
 //! and "rolled back" happens, and both sides report the same verdict: a `result` file in the
 //! watchdog's directory, `/run/rb/<run id>/`, which rb reads back in the confirming session.
 //!
+//! Before it confirms, the confirming session runs the `--confirm-check` commands, each within
+//! what is left of the window (the watchdog writes its deadline, `deadline`, once it counts);
+//! the first that fails has the watchdog roll back at once. For `switch`, the activation ran
+//! `test`, and the watchdog runs the profile's `boot` once rb's confirmation has won
+//! (`boot-when-confirmed`, see `action.rs`): the boot default changes only then, and a
+//! rollback (the previous system's `test`) leaves it alone.
+//!
 //! In plans, the watchdog is the program `rb-watchdog`: rendering a session that uses it puts
 //! its shell functions (`scripts/watchdog-session.sh`, `scripts/watchdog-helpers.sh`; the
 //! detached watchdog is `scripts/watchdog.sh`) at the top of its script, so it costs no extra
@@ -73,10 +80,10 @@ pub fn dir(run_id: &str) -> String {
 }
 
 /// The `switch-to-configuration` action that brings back the previous system: the inverse of
-/// what the run does (`test` touches neither profile nor boot loader, so neither does its
-/// rollback).
+/// what the run's activation does (`test` touches neither profile nor boot loader, so neither
+/// does its rollback; `switch` activates with `test` until confirmed, see `action.rs`).
 fn stc_action(req: &Request) -> &'static str {
-    match req.action.stc_action() {
+    match req.action.stc_action_until_confirmed() {
         Some(same @ ("boot" | "test")) => same,
         _ => "switch",
     }
@@ -87,19 +94,30 @@ fn stc_action(req: &Request) -> &'static str {
 pub fn arm_step(req: &Request, run_id: &str, timeout: u64) -> Step {
     let dir = dir(run_id);
     let restores_profile = req.action.sets_profile();
-    let mut arm = Command::lit(&[
-        PROGRAM,
-        "arm",
-        &dir,
-        &timeout.to_string(),
-        stc_action(req),
-        &req.profile.path(),
+    let mut words = vec![
+        PROGRAM.to_string(),
+        "arm".into(),
+        dir.clone(),
+        timeout.to_string(),
+        stc_action(req).into(),
+        req.profile.path(),
         if restores_profile {
             "restore-profile"
         } else {
             "keep-profile"
-        },
-    ]);
+        }
+        .into(),
+    ];
+    // `switch`: the confirmation has the watchdog make the profile's system (its
+    // specialisation, as activated) the boot default.
+    if let Some(stc) = boot_when_confirmed(req) {
+        words.extend([
+            "boot-when-confirmed".into(),
+            stc,
+            if req.install_bootloader { "1" } else { "0" }.into(),
+        ]);
+    }
+    let mut arm = Command::lit(&words);
     arm.undo = Some(Undo::RollBackNow { dir });
     Step {
         kind: StepKind::ArmWatchdog,
@@ -109,6 +127,17 @@ pub fn arm_step(req: &Request, run_id: &str, timeout: u64) -> Step {
         output: Output::Log,
         if_lost: None,
     }
+}
+
+/// `switch`: the switch-to-configuration, inside the profile's system, that the watchdog runs
+/// with `boot` once rb confirms (the one activation ran: the specialisation's, if any).
+fn boot_when_confirmed(req: &Request) -> Option<String> {
+    req.action
+        .boots_when_confirmed()
+        .then(|| match &req.specialisation {
+            Some(s) => format!("specialisation/{s}/bin/switch-to-configuration"),
+            None => "bin/switch-to-configuration".into(),
+        })
 }
 
 /// How the confirming session settles the run.
@@ -129,18 +158,28 @@ impl Mode {
     }
 }
 
-/// The confirmation: its own session on the target, elevated like activation.
+/// The confirmation: its own session on the target, elevated like activation. The
+/// `--confirm-check` commands are the confirming command's last words: it runs them once the
+/// activation is over, before it confirms (`scripts/watchdog-session.sh`).
 pub fn confirm(req: &Request, run_id: &str, timeout: u64) -> Confirm {
     let dir = dir(run_id);
+    let mut words = vec![
+        PROGRAM.to_string(),
+        Mode::Confirm.word().into(),
+        dir.clone(),
+    ];
+    words.extend(req.confirm_checks.iter().cloned());
     Confirm {
         timeout,
+        checks: req.confirm_checks.clone(),
+        boot: boot_when_confirmed(req).map(|stc| format!("{}/{stc}", req.profile.path())),
         session: Session {
             host: req.target_host.clone(),
             elevation: req.elevation.clone(),
             steps: vec![Step {
                 kind: StepKind::Confirm,
                 message: None,
-                commands: vec![Command::lit(&[PROGRAM, Mode::Confirm.word(), &dir])],
+                commands: vec![Command::lit(&words)],
                 capture: Some(Capture::Verdict),
                 output: Output::Log,
                 if_lost: None,
@@ -212,6 +251,36 @@ pub enum Outcome {
     Unknown,
 }
 
+/// How one confirmation check went (`check-N=…` lines of the report,
+/// `rb_wd_checks` in `scripts/watchdog-session.sh`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRun {
+    /// Its place among the `--confirm-check` options, from 1.
+    pub number: usize,
+    /// Its exit status, when it finished.
+    pub status: Option<i32>,
+    /// The seconds it was given, when it did not finish within them.
+    pub timed_out: Option<u64>,
+    /// Its last lines of output, when it failed.
+    pub output: Vec<String>,
+}
+
+impl CheckRun {
+    pub fn passed(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// How it failed, for a message: `failed (exit status 3)`, `did not finish within 5s`.
+    pub fn failure(&self) -> String {
+        match (self.status, self.timed_out) {
+            (_, Some(0)) => "could not run: the confirmation window was over".into(),
+            (_, Some(secs)) => format!("did not finish within {secs}s"),
+            (Some(status), None) => format!("failed (exit status {status})"),
+            (None, None) => "failed".into(),
+        }
+    }
+}
+
 /// The watchdog's report, from `@rb-watchdog key=value` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -272,6 +341,55 @@ impl Verdict {
     /// The system the profile points to now.
     pub fn profile_system(&self) -> Option<&str> {
         self.get("profile-system")
+    }
+
+    /// The system the confirmation made the boot default (`switch`, see `action.rs`).
+    pub fn boot_default(&self) -> Option<&str> {
+        self.get("boot")
+    }
+
+    /// Why the confirmation could not make the new system the boot default.
+    pub fn boot_failed(&self) -> Option<&str> {
+        self.get("boot-failed")
+    }
+
+    /// The confirmation checks that ran (`--confirm-check`), in order: all passed but the
+    /// last, when it failed.
+    pub fn checks(&self) -> Vec<CheckRun> {
+        (1..)
+            .map_while(|n| {
+                let said = self.get(&format!("check-{n}"))?;
+                let (status, timed_out) = match said.split_once(' ') {
+                    Some(("status", s)) => (s.parse().ok(), None),
+                    Some(("timeout", secs)) => (None, Some(secs.parse().unwrap_or(0))),
+                    _ => (None, None),
+                };
+                let output = (1..)
+                    .map_while(|k| self.get(&format!("check-{n}-output-{k}")))
+                    .map(String::from)
+                    .collect();
+                Some(CheckRun {
+                    number: n,
+                    status,
+                    timed_out,
+                    output,
+                })
+            })
+            .collect()
+    }
+
+    /// The first confirmation check that did not pass.
+    pub fn failed_check(&self) -> Option<CheckRun> {
+        self.checks().into_iter().find(|c| !c.passed())
+    }
+
+    /// The report lines again, as the confirming session printed them (kept in the run's
+    /// record for `--json`).
+    pub fn report_lines(&self) -> String {
+        self.fields
+            .iter()
+            .map(|(k, v)| format!("{REPORT}{k}={v}\n"))
+            .collect()
     }
 
     /// What is active on the target now, for a message: e.g. `generation 1 of
@@ -335,6 +453,61 @@ mod tests {
             v.now_active(),
             "/nix/store/b-sys is running; generation 3 of /p (/nix/store/a-sys) is the boot default"
         );
+    }
+
+    #[test]
+    fn verdicts_say_how_the_checks_went_and_what_boots() {
+        let v = Verdict::parse(&[
+            "@rb-watchdog outcome=rolled-back",
+            "@rb-watchdog reason=requested",
+            "@rb-watchdog check-1=status 0",
+            "@rb-watchdog check-2=status 7",
+            "@rb-watchdog check-2-output-1=curl: (7) Failed to connect",
+            "@rb-watchdog check-2-output-2=second; line",
+        ])
+        .unwrap();
+        let checks = v.checks();
+        assert_eq!(checks.len(), 2);
+        assert!(checks[0].passed() && checks[0].output.is_empty());
+        let failed = v.failed_check().unwrap();
+        assert_eq!(failed, checks[1]);
+        assert_eq!(
+            (
+                failed.number,
+                failed.failure().as_str(),
+                failed.output.len()
+            ),
+            (2, "failed (exit status 7)", 2)
+        );
+        assert_eq!(
+            Verdict::parse(&v.report_lines().lines().collect::<Vec<_>>()),
+            Some(v)
+        );
+        let v = Verdict::parse(&[
+            "@rb-watchdog outcome=rolled-back",
+            "@rb-watchdog check-1=timeout 12",
+        ])
+        .unwrap();
+        assert_eq!(
+            v.failed_check().unwrap().failure(),
+            "did not finish within 12s"
+        );
+        let v =
+            Verdict::parse(&["@rb-watchdog outcome=x", "@rb-watchdog check-1=timeout 0"]).unwrap();
+        assert_eq!(
+            v.failed_check().unwrap().failure(),
+            "could not run: the confirmation window was over"
+        );
+        let v = Verdict::parse(&[
+            "@rb-watchdog outcome=confirmed",
+            "@rb-watchdog boot=/nix/store/b-sys",
+        ])
+        .unwrap();
+        assert_eq!(
+            (v.boot_default(), v.boot_failed()),
+            (Some("/nix/store/b-sys"), None)
+        );
+        assert!(v.checks().is_empty() && v.failed_check().is_none());
     }
 
     #[test]
@@ -438,9 +611,10 @@ mod tests {
             "{f}"
         );
         assert!(f.contains(r#""$rb_wd_a" "$rb_wd_nixenv" "$rb_wd_unit""#));
-        assert!(f.contains(r#"unit=%s\n' "#));
+        assert!(f.contains(r#"unit=%s\nboot=%s\n' "#));
         assert!(WATCHDOG.contains(
-            "\nd=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9 unit=${10-}\n"
+            "\nd=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9 unit=${10-} \
+             boot=${11-} ib=${12-0}\n"
         ));
         assert!(HELPERS.contains("systemctl is-active \"$1\""));
         assert!(WATCHDOG.contains("ue=$(($(rb_wd_now) + rb_wd_unit_wait))"));

@@ -76,6 +76,13 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         if_lost: None,
     };
 
+    // Under magic rollback, `switch` activates with `test` and its confirmation makes it the
+    // boot default (`action.rs`, `watchdog.rs`).
+    let stc_action = match req.confirm_timeout {
+        Some(_) => req.action.stc_action_until_confirmed(),
+        None => req.action.stc_action(),
+    }
+    .unwrap_or("dry-activate");
     let stc_dir = match &req.specialisation {
         Some(s) => {
             steps.push(check_specialisation(s));
@@ -134,6 +141,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         set.undo = Some(match req.keep_generation_on_failure {
             false => Undo::RestoreProfile {
                 profile: profile.clone(),
+                boot: stc_action != "test",
             },
             true => Undo::KeepProfile {
                 profile: profile.clone(),
@@ -152,7 +160,6 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         });
     }
 
-    let stc_action = req.action.stc_action().unwrap_or("dry-activate");
     // Exactly the environment nixos-rebuild-ng gives switch-to-configuration.
     let env = Env::Clean(vec![
         EnvVar::Keep("PATH".into()),

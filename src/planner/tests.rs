@@ -128,6 +128,7 @@ fn set_profile(profile: &str) -> Step {
     ]);
     set.undo = Some(Undo::RestoreProfile {
         profile: profile.into(),
+        boot: true,
     });
     Step {
         kind: StepKind::SetProfile,
@@ -419,6 +420,7 @@ fn rollback_switch_finds_then_switches_generation() {
                                     ]);
                                     c.undo = Some(Undo::RestoreProfile {
                                         profile: SYSTEM.into(),
+                                        boot: true,
                                     });
                                     c
                                 },
@@ -485,17 +487,28 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
         ask_password: false,
         options: vec![],
     };
+    // `switch` activates with `test`, rolls back with `test`, and has the watchdog make the
+    // new generation the boot default once confirmed.
     let mut arm = cmd(&[
         "rb-watchdog",
         "arm",
         "/run/rb/r1",
         "30",
-        "switch",
+        "test",
         SYSTEM,
         "restore-profile",
+        "boot-when-confirmed",
+        "bin/switch-to-configuration",
+        "0",
     ]);
     arm.undo = Some(Undo::RollBackNow {
         dir: "/run/rb/r1".into(),
+    });
+    // A failed `test` leaves the boot loader alone: the profile goes back without `boot`.
+    let mut set = set_profile(SYSTEM);
+    set.commands[0].undo = Some(Undo::RestoreProfile {
+        profile: SYSTEM.into(),
+        boot: false,
     });
     assert_eq!(
         plan_of("switch --flake /cfg#h --target-host root@aq --sudo --confirm-timeout 30"),
@@ -516,8 +529,11 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
                     steps: vec![
                         check_closure(),
                         simple(StepKind::ArmWatchdog, arm),
-                        set_profile(SYSTEM),
-                        stc("", "switch", "0"),
+                        set,
+                        Step {
+                            if_lost: stc("", "switch", "0").if_lost,
+                            ..stc("", "test", "0")
+                        },
                     ],
                     fallback: None,
                 },
@@ -525,6 +541,8 @@ fn switch_with_confirm_timeout_arms_a_watchdog_then_confirms_over_a_new_connecti
             confirm: Some(crate::plan::Confirm {
                 timeout: 30,
                 dir: "/run/rb/r1".into(),
+                checks: vec![],
+                boot: Some(format!("{SYSTEM}/bin/switch-to-configuration")),
                 session: Session {
                     host: target,
                     elevation: sudo,
@@ -1390,4 +1408,186 @@ fn nom_builds_locally_when_asked() {
         );
         assert_eq!(with_nom, plain, "{args}");
     }
+}
+
+/// The plan of a command line given word by word (for options whose values have spaces).
+fn plan_of_argv(words: &[&str]) -> Plan {
+    use clap::Parser;
+    let cli = crate::cli::Cli::try_parse_from(std::iter::once("rb").chain(words.iter().copied()))
+        .unwrap();
+    let req = crate::request::resolve(&cli, &ctx(&[])).unwrap();
+    plan(&req, &NixCaps::floor(), &RUN).unwrap()
+}
+
+/// `--confirm-check`: the confirming command carries the checks (one round trip); a
+/// specialisation's `switch` activates it with `test` and has the watchdog make it the boot
+/// default once confirmed, with --install-bootloader then.
+#[test]
+fn confirm_checks_run_in_the_confirming_session_and_switch_boots_once_confirmed() {
+    let path = "/nix/store/abc-nixos-system";
+    let aq = ssh("root@aq");
+    let target = Host::Ssh(aq.clone());
+    let mut arm = cmd(&[
+        "rb-watchdog",
+        "arm",
+        "/run/rb/r1",
+        "9",
+        "test",
+        SYSTEM,
+        "restore-profile",
+        "boot-when-confirmed",
+        "specialisation/web/bin/switch-to-configuration",
+        "1",
+    ]);
+    arm.undo = Some(Undo::RollBackNow {
+        dir: "/run/rb/r1".into(),
+    });
+    let mut set = set_profile(SYSTEM);
+    set.commands[0].undo = Some(Undo::RestoreProfile {
+        profile: SYSTEM.into(),
+        boot: false,
+    });
+    let checks = [
+        "systemctl is-active nginx",
+        "curl -fsS http://localhost/ | grep -q '$ok'",
+    ];
+    let p = plan_of_argv(&[
+        "switch",
+        "--store-path",
+        path,
+        "--target-host",
+        "root@aq",
+        "-c",
+        "web",
+        "--install-bootloader",
+        "--confirm-timeout",
+        "9",
+        "--confirm-check",
+        checks[0],
+        "--confirm-check",
+        checks[1],
+    ]);
+    assert_eq!(
+        p,
+        Plan {
+            action: Action::Switch,
+            connect: vec![connect_to(&aq, true, Some(Elevation::None))],
+            inputs: vec![(Var::System, path.into())],
+            sessions: vec![
+                copy_here_to("root@aq", Var::System, &[]),
+                Session {
+                    host: target.clone(),
+                    elevation: Elevation::None,
+                    steps: vec![
+                        check_specialisation("web"),
+                        check_closure(),
+                        simple(StepKind::ArmWatchdog, arm),
+                        set,
+                        Step {
+                            if_lost: stc("", "switch", "1").if_lost,
+                            ..stc("/specialisation/web", "test", "1")
+                        },
+                    ],
+                    fallback: None,
+                },
+            ],
+            confirm: Some(crate::plan::Confirm {
+                timeout: 9,
+                dir: "/run/rb/r1".into(),
+                checks: checks.map(String::from).to_vec(),
+                boot: Some(format!(
+                    "{SYSTEM}/specialisation/web/bin/switch-to-configuration"
+                )),
+                session: Session {
+                    host: target,
+                    elevation: Elevation::None,
+                    steps: vec![Step {
+                        kind: StepKind::Confirm,
+                        message: None,
+                        commands: vec![cmd(&[
+                            "rb-watchdog",
+                            "confirm",
+                            "/run/rb/r1",
+                            checks[0],
+                            checks[1],
+                        ])],
+                        capture: Some(Capture::Verdict),
+                        output: Output::Log,
+                        if_lost: None,
+                    }],
+                    fallback: None,
+                },
+            }),
+            finish: Finish::NewConfiguration,
+        }
+    );
+    let text = p.to_string();
+    assert!(
+        text.ends_with(&format!(
+            "   8. confirm               rb-watchdog confirm /run/rb/r1 'systemctl is-active nginx' \
+             'curl -fsS http://localhost/ | grep -q '\\''$ok'\\'''\n\
+             {pad}→ the watchdog's verdict\n\
+             {pad}checks first, in order, each within the window (one that fails rolls back at \
+             once):\n\
+             {pad}  1. systemctl is-active nginx\n\
+             {pad}  2. curl -fsS http://localhost/ | grep -q '$ok'\n\
+             {pad}once confirmed: {SYSTEM}/specialisation/web/bin/switch-to-configuration boot \
+             (the new generation becomes the boot default)\n\
+             then print the new configuration's path on stdout",
+            pad = " ".repeat(28)
+        )),
+        "{text}"
+    );
+}
+
+/// `boot` and `test` under magic rollback do what they do without it (`boot` sets the boot
+/// default when it runs, and its rollback puts the previous one back); no boot at
+/// confirmation; checks are the confirming command's words there too.
+#[test]
+fn boot_and_test_with_confirm_timeout_keep_their_activation() {
+    let p = plan_of_argv(&[
+        "boot",
+        "--store-path",
+        "/nix/store/abc-nixos-system",
+        "--target-host",
+        "root@aq",
+        "--confirm-timeout",
+        "9",
+        "--confirm-check",
+        "true",
+    ]);
+    let activation = &p.sessions[1];
+    assert_eq!(
+        activation.steps[1].commands[0],
+        Command {
+            undo: Some(Undo::RollBackNow {
+                dir: "/run/rb/r1".into()
+            }),
+            ..cmd(&[
+                "rb-watchdog",
+                "arm",
+                "/run/rb/r1",
+                "9",
+                "boot",
+                SYSTEM,
+                "restore-profile"
+            ])
+        }
+    );
+    assert_eq!(activation.steps[2], set_profile(SYSTEM));
+    assert_eq!(activation.steps[3], stc("", "boot", "0"));
+    let confirm = p.confirm.unwrap();
+    assert_eq!(
+        (confirm.checks.as_slice(), &confirm.boot),
+        (&["true".to_string()][..], &None)
+    );
+    assert_eq!(
+        confirm.session.steps[0].commands[0],
+        cmd(&["rb-watchdog", "confirm", "/run/rb/r1", "true"])
+    );
+    let p = plan_of(
+        "test --store-path /nix/store/abc-nixos-system --target-host root@aq --confirm-timeout 9",
+    );
+    assert_eq!(p.sessions[1].steps[2], stc("", "test", "0"));
+    assert_eq!(p.confirm.unwrap().boot, None);
 }

@@ -30,3 +30,26 @@ rb_wd_busy() {
   *) return 1 ;;
   esac
 }
+
+# Writes the run's verdict, DIR/result (read back as `@rb-watchdog` lines, Verdict in
+# src/watchdog.rs), with the profile's generation and system and what runs as they are now:
+#   rb_wd_result DIR OUTCOME REASON ACTION PROFILE [KEY=VALUE...]
+rb_wd_result() {
+  rb_wd_rd=$1 rb_wd_ro=$2 rb_wd_rr=$3 rb_wd_ra=$4 rb_wd_rp=$5
+  shift 5
+  rb_wd_rg='' rb_wd_rs='' rb_wd_rps=''
+  if rb_wd_rl=$(readlink "$rb_wd_rp" 2>/dev/null); then
+    rb_wd_rg=$(rb_generation_of "$rb_wd_rl") rb_wd_rps=$(readlink -f "$rb_wd_rp")
+  fi
+  case $rb_wd_ra in
+  boot) rb_wd_rs=$rb_wd_rps ;;
+  *) if [ -e /run/current-system ]; then rb_wd_rs=$(readlink -f /run/current-system); fi ;;
+  esac
+  {
+    printf 'outcome=%s\n' "$rb_wd_ro"
+    if [ -n "$rb_wd_rr" ]; then printf 'reason=%s\n' "$rb_wd_rr"; fi
+    printf 'action=%s\nprofile=%s\ngeneration=%s\nprofile-system=%s\nsystem=%s\n' \
+      "$rb_wd_ra" "$rb_wd_rp" "$rb_wd_rg" "$rb_wd_rps" "$rb_wd_rs"
+    for rb_wd_kv in "$@"; do printf '%s\n' "$rb_wd_kv"; done
+  } >"$rb_wd_rd/result.tmp" && mv "$rb_wd_rd/result.tmp" "$rb_wd_rd/result"
+}

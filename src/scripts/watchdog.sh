@@ -1,8 +1,29 @@
 # shellcheck shell=sh disable=SC2154 # rb_wd_unit_wait is set before this script (src/watchdog.rs)
 # The magic-rollback watchdog itself, run detached (after watchdog-helpers.sh):
-#   sh -c SCRIPT rb-watchdog DIR SECONDS "SESSION-PID STARTTIME" PROFILE restore-profile|keep-profile LINK SYSTEM ACTION NIX-ENV UNIT
-# Its output goes to DIR/log.
-d=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9 unit=${10-}
+#   sh -c SCRIPT rb-watchdog DIR SECONDS "SESSION-PID STARTTIME" PROFILE restore-profile|keep-profile LINK SYSTEM ACTION NIX-ENV UNIT [BOOT INSTALL-BOOTLOADER]
+# Its output goes to DIR/log. With BOOT (the path of a switch-to-configuration inside a
+# system, e.g. bin/switch-to-configuration), rb's confirmation has it run that of the
+# profile's system with `boot` (NIXOS_INSTALL_BOOTLOADER=INSTALL-BOOTLOADER) before it writes
+# the verdict: the watchdog outlives rb's connection, so a lost one cannot cut that short.
+d=$1 t=$2 spid=$3 p=$4 r=$5 link=$6 prev=$7 a=$8 nix_env=$9 unit=${10-} boot=${11-} ib=${12-0}
+# rb confirmed (DIR/decision is its): with BOOT, make the profile's system the boot default and
+# write the verdict (the confirming session waits for it); then exit.
+confirmed() {
+  if [ -z "$boot" ]; then echo "confirmed; exiting"; exit 0; fi
+  psys=$(readlink -f "$p")
+  echo "confirmed; making $psys the boot default"
+  bfailed=
+  env -i ${PATH+PATH="$PATH"} ${LOCALE_ARCHIVE+LOCALE_ARCHIVE="$LOCALE_ARCHIVE"} NIXOS_INSTALL_BOOTLOADER="$ib" \
+    "$psys/$boot" boot || bfailed="switch-to-configuration boot of $psys exited with status $?"
+  if [ -z "$bfailed" ]; then
+    rb_wd_result "$d" confirmed '' "$a" "$p" "boot=$psys"
+  else
+    echo "$bfailed"
+    rb_wd_result "$d" confirmed '' "$a" "$p" "boot-failed=$bfailed"
+  fi
+  echo "confirmed; exiting"
+  exit 0
+}
 # Waits while the activation's unit is active, until $ue; false if it still is then.
 wait_unit() {
   while rb_wd_busy "$unit"; do
@@ -22,15 +43,17 @@ if [ ! -e "$d/rollback-now" ] && rb_wd_busy "$unit"; then
   else echo "the activation ($unit) is still active after ${rb_wd_unit_wait}s"; fi
 fi
 end=$(($(rb_wd_now) + t))
+# The confirming session's checks (--confirm-check) must end before this.
+echo "$end" >"$d/deadline"
 echo "waiting ${t}s for a confirmation"
 reason=
 while [ -z "$reason" ]; do
-  if [ -d "$d/decision" ]; then echo "confirmed; exiting"; exit 0; fi
+  if [ -d "$d/decision" ]; then confirmed; fi
   if [ -e "$d/rollback-now" ]; then reason=requested
   elif [ "$(rb_wd_now)" -ge "$end" ]; then reason=timeout
   else rb_wd_tick; fi
 done
-if ! mkdir "$d/decision" 2>/dev/null; then echo "confirmed at the last moment; exiting"; exit 0; fi
+if ! mkdir "$d/decision" 2>/dev/null; then echo "confirmed at the last moment"; confirmed; fi
 echo "watchdog ($reason)" >"$d/decision/by"
 echo "rolling back ($reason)"
 failed=
@@ -61,16 +84,7 @@ if [ -z "$failed" ]; then
     failed="there was no previous system to go back to"
   fi
 fi
-gen='' sys='' psys=''
-if l=$(readlink "$p" 2>/dev/null); then gen=$(rb_generation_of "$l"); psys=$(readlink -f "$p"); fi
-case $a in
-boot) sys=$psys ;;
-*) if [ -e /run/current-system ]; then sys=$(readlink -f /run/current-system); fi ;;
-esac
 if [ -z "$failed" ]; then outcome=rolled-back; else outcome=rollback-failed; fi
-{
-  printf 'outcome=%s\nreason=%s\naction=%s\nprofile=%s\ngeneration=%s\nprofile-system=%s\nsystem=%s\n' \
-    "$outcome" "$reason" "$a" "$p" "$gen" "$psys" "$sys"
-  if [ -n "$failed" ]; then printf 'failed=%s\n' "$failed"; fi
-} >"$d/result.tmp" && mv "$d/result.tmp" "$d/result"
+if [ -n "$failed" ]; then set -- "failed=$failed"; else set --; fi
+rb_wd_result "$d" "$outcome" "$reason" "$a" "$p" "$@"
 echo "$outcome"

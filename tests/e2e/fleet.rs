@@ -619,6 +619,14 @@ impl Fleet {
             .map(|p| p.to_string_lossy().into_owned())
     }
 
+    /// The toplevel `host`'s boot loader boots by default: the fake switch-to-configuration's
+    /// last `switch` or `boot` wrote it (/run/rb-fleet/boot-default); None before any.
+    pub fn boot_default(&self, host: &str) -> Option<String> {
+        fs::read_to_string(self.host_dir(host).join("run/rb-fleet/boot-default"))
+            .ok()
+            .map(|s| s.trim_end().to_string())
+    }
+
     /// `readlink -f path` as seen inside `host`; None if some component is missing.
     pub fn resolve(&self, host: &str, path: &str) -> Option<String> {
         let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();

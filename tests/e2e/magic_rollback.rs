@@ -48,6 +48,30 @@ fn fleet_on_foreign_generation_1() -> (Fleet, String) {
     (f, gen1)
 }
 
+/// The switch-to-configuration calls on the target: (action, whether it was `system`'s).
+fn calls(f: &Fleet, system: &str) -> Vec<(String, bool)> {
+    f.activations(T)
+        .into_iter()
+        .map(|a| (a.action, a.toplevel == system))
+        .collect()
+}
+
+fn call(action: &str, of_system: bool) -> (String, bool) {
+    (action.to_string(), of_system)
+}
+
+/// A boot default the fake boot loader never writes itself: one that stays means nothing
+/// changed it.
+const BOOT_BEFORE: &str = "/nix/store/00000000000000000000000000000000-boot-default-before-the-run";
+
+fn set_boot_default(f: &Fleet, system: &str) {
+    std::fs::write(
+        f.host_path(T, "/run/rb-fleet/boot-default"),
+        format!("{system}\n"),
+    )
+    .unwrap();
+}
+
 fn delta(before: Sessions, after: Sessions) -> (usize, usize) {
     (
         after.connections - before.connections,
@@ -97,8 +121,23 @@ fn a_confirmed_switch_is_kept_and_costs_one_more_connection() {
     assert_eq!(delta(Sessions::default(), plain), (1, 3));
     assert_eq!(delta(before, f.sessions(T)), (2, 4));
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
-    let acts = f.activations(T);
-    assert_eq!(acts.len(), 2, "no rollback activation: {acts:?}");
+    // No rollback: generation 2 was activated with `test`, and made the boot default (its
+    // `boot`) once confirmed.
+    let gen2 = r.stdout_trimmed();
+    assert_eq!(
+        calls(&f, gen2),
+        [
+            call("switch", false),
+            call("test", true),
+            call("boot", true)
+        ]
+    );
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen2));
+    assert!(
+        r.stderr
+            .contains(&format!("root@aquamarine: {gen2} is the boot default now")),
+        "{r:?}"
+    );
     // The watchdog ran as a transient systemd unit and stood down.
     let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
     assert!(read(&dir.join("how")).starts_with("systemd-run --unit=rb-watchdog-"));
@@ -123,6 +162,7 @@ fn a_switch_that_cuts_ssh_is_rolled_back_and_rb_says_to_what() {
     let (f, gen1) = fleet_on_foreign_generation_1();
     f.knob(T, "rev", "2");
     f.knob(T, "breakSsh", "true");
+    set_boot_default(&f, BOOT_BEFORE);
     let started = Instant::now();
     let r = deploy(&f, "switch", "3");
     r.assert_status(ROLLED_BACK);
@@ -142,19 +182,18 @@ fn a_switch_that_cuts_ssh_is_rolled_back_and_rb_says_to_what() {
         "{r:?}"
     );
     assert_rolled_back_to_1(&f, &r, &gen1);
-    let acts: Vec<_> = f
-        .activations(T)
-        .into_iter()
-        .map(|a| (a.action, a.toplevel == gen1))
-        .collect();
+    // Generation 2 was only tested, generation 1 tested again: the boot loader was never
+    // touched, so its default is what it was before the run (here set apart from the running
+    // system, to tell).
     assert_eq!(
-        acts,
+        calls(&f, &gen1),
         [
-            ("switch".to_string(), true),
-            ("switch".to_string(), false),
-            ("switch".to_string(), true)
+            call("switch", true),
+            call("test", false),
+            call("test", true)
         ]
     );
+    assert_eq!(f.boot_default(T).as_deref(), Some(BOOT_BEFORE));
     // Generation 1's activation brought sshd back.
     let again = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", &target()]);
     assert_eq!(again.status, 0, "{again:?}");
@@ -182,16 +221,24 @@ fn a_failed_activation_rolls_back_at_once() {
     );
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
     assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
-    // The failed switch; the profile put back with its boot entry; the watchdog's switch back.
-    let acts = f.activations(T);
-    assert_eq!(acts.len(), 4, "{acts:?}");
+    // The failed activation of generation 2 (`test`, until confirmed); the profile put back
+    // without touching the boot loader; the watchdog's `test` of generation 1. The boot
+    // default is generation 1's, from before the run.
     assert_eq!(
-        (acts[2].action.as_str(), acts[2].toplevel.as_str()),
-        ("boot", &*gen1)
+        calls(&f, &gen1),
+        [
+            call("switch", true),
+            call("test", false),
+            call("test", true)
+        ]
     );
-    assert_eq!(
-        (acts[3].action.as_str(), acts[3].toplevel.as_str()),
-        ("switch", &*gen1)
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen1.as_str()));
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: the profile {SYSTEM_PROFILE} is back where it was before this run, and the boot \
+             loader's default was not changed"
+        )),
+        "{r:?}"
     );
     let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
     let result = read(&dir.join("result"));
@@ -289,7 +336,7 @@ fn a_rollback_that_fails_is_not_called_a_rollback() {
     r.assert_status(UNCONFIRMED);
     assert!(
         r.stderr.contains(&format!(
-            "root@aquamarine's watchdog tried to roll back, but switch-to-configuration switch of \
+            "root@aquamarine's watchdog tried to roll back, but switch-to-configuration test of \
              {broken} exited with status 4"
         )),
         "{r:?}"
@@ -469,8 +516,16 @@ fn a_connection_lost_during_activation_is_confirmed_over_a_new_one() {
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
     // The activation ran to its end without the connection, and rb confirmed after that.
     assert_eq!(f.current_system(T).as_deref(), Some(r.stdout_trimmed()));
-    let acts = f.activations(T);
-    assert_eq!(acts.len(), 2, "no rollback activation: {acts:?}");
+    // No rollback activation; generation 2 became the boot default once confirmed.
+    assert_eq!(
+        calls(&f, r.stdout_trimmed()),
+        [
+            call("switch", false),
+            call("test", true),
+            call("boot", true)
+        ]
+    );
+    assert_eq!(f.boot_default(T).as_deref(), Some(r.stdout_trimmed()));
     let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
     assert!(read(&dir.join("result")).starts_with("outcome=confirmed\n"));
     assert!(
@@ -625,7 +680,14 @@ fn a_connection_lost_during_activation_is_confirmed_once_its_unit_is_over() {
             .contains("root@aquamarine keeps the new configuration (generation 2)"),
         "{r:?}"
     );
-    assert_eq!(f.activations(T).len(), 2);
+    assert_eq!(
+        calls(&f, r.stdout_trimmed()),
+        [
+            call("switch", false),
+            call("test", true),
+            call("boot", true)
+        ]
+    );
     assert_eq!(
         systemctl_units(&f),
         [format!(
@@ -690,4 +752,304 @@ fn interrupted_while_trying_to_confirm_rb_stops_and_says_what_follows() {
     );
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
     assert_eq!(f.activations(T).len(), 3);
+}
+
+/// `rb ACTION … --confirm-timeout SECONDS` with more options (`--confirm-check`, `--json`).
+fn deploy_with(f: &Fleet, action: &str, seconds: &str, extra: &[&str]) -> crate::fleet::RunResult {
+    let flake = f.flake(T);
+    let tgt = target();
+    let mut args = vec![
+        action,
+        "--flake",
+        &flake,
+        "--target-host",
+        &tgt,
+        "--confirm-timeout",
+        seconds,
+    ];
+    args.extend(extra);
+    f.rb(&args)
+}
+
+/// Checks that pass: run on the target after the activation, before the confirmation (the
+/// boot default they see is still the previous one), elevated like activation; then the
+/// confirmation makes generation 2 the boot default. `--json` says so.
+#[test]
+fn passing_checks_are_confirmed_and_only_then_is_the_new_generation_the_boot_default() {
+    let (f, gen1) = fleet_on_generation_1("");
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen1.as_str()));
+    f.knob(T, "rev", "2");
+    let checks = [
+        // What the boot default and the running system are while the checks run.
+        "cat /run/rb-fleet/boot-default >/run/rb-fleet/boot-at-check",
+        "readlink /run/current-system >/run/rb-fleet/running-at-check; id -u >/run/rb-fleet/uid-at-check",
+    ];
+    let host = format!("deploy@{T}");
+    let flake = f.flake(T);
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &flake,
+        "--target-host",
+        &host,
+        "--sudo",
+        "--confirm-timeout",
+        "30",
+        "--confirm-check",
+        checks[0],
+        "--confirm-check",
+        checks[1],
+        "--json",
+    ]);
+    r.assert_success();
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let gen2 = doc["storePath"].as_str().unwrap().to_string();
+    let at_check = |file: &str| read(&f.host_path(T, &format!("/run/rb-fleet/{file}")));
+    assert_eq!(at_check("boot-at-check"), format!("{gen1}\n"));
+    assert_eq!(at_check("running-at-check"), format!("{gen2}\n"));
+    assert_eq!(at_check("uid-at-check"), "0\n", "elevated like activation");
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen2.as_str()));
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert_eq!(
+        calls(&f, &gen2),
+        [
+            call("switch", false),
+            call("test", true),
+            call("boot", true)
+        ]
+    );
+    for (i, check) in checks.iter().enumerate() {
+        assert!(
+            r.stderr
+                .contains(&format!("rb: confirmation check {}: {check}", i + 1)),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        doc["confirmation"],
+        serde_json::json!({
+            "timeout": 30,
+            "outcome": "confirmed",
+            "checks": [
+                { "command": checks[0], "status": 0, "timedOut": false, "output": [] },
+                { "command": checks[1], "status": 0, "timedOut": false, "output": [] },
+            ],
+            "bootDefault": gen2,
+        }),
+        "{doc}"
+    );
+}
+
+/// A check that fails: the target rolls back at once (not at the timeout), rb exits 10 with
+/// its own message naming the check and its last lines; the checks after it do not run; the
+/// boot default was never changed.
+#[test]
+fn a_failing_check_rolls_back_at_once_and_is_named_with_its_output() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    set_boot_default(&f, BOOT_BEFORE);
+    let failing = "echo checking the web server; echo 'web server: connection refused' >&2; exit 3";
+    let started = Instant::now();
+    let r = deploy_with(
+        &f,
+        "switch",
+        "60",
+        &[
+            "--confirm-check",
+            "true",
+            "--confirm-check",
+            failing,
+            "--confirm-check",
+            "touch /run/rb-fleet/third-check-ran",
+        ],
+    );
+    r.assert_status(ROLLED_BACK);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "rolled back at once, not after the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: the confirmation check '{failing}' failed (exit status 3) on \
+             root@aquamarine: checking the web server; web server: connection refused; \
+             root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    let log = format!(
+        "/run/rb/{}/check-2.log",
+        dir.file_name().unwrap().to_string_lossy()
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "hint: the check's whole output is in {log} on root@aquamarine"
+        )),
+        "{r:?}"
+    );
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(!f.host_path(T, "/run/rb-fleet/third-check-ran").exists());
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    assert_eq!(
+        calls(&f, &gen1),
+        [
+            call("switch", true),
+            call("test", false),
+            call("test", true)
+        ]
+    );
+    assert_eq!(f.boot_default(T).as_deref(), Some(BOOT_BEFORE));
+    assert!(
+        read(&dir.join("result")).starts_with("outcome=rolled-back\nreason=requested\n"),
+        "{}",
+        read(&dir.join("result"))
+    );
+}
+
+/// A check that hangs is stopped within the confirmation window (with what it started), and
+/// the target rolls back: exit 10, the check named as not finished in time.
+#[test]
+fn a_hanging_check_times_out_within_the_window_and_rolls_back() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    let hanging = "echo waiting for the database; sleep 600";
+    let started = Instant::now();
+    let r = deploy_with(&f, "switch", "6", &["--confirm-check", hanging, "--json"]);
+    r.assert_status(ROLLED_BACK);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    let prefix = format!("the confirmation check '{hanging}' did not finish within ");
+    assert!(message.starts_with(&prefix), "{message}");
+    assert!(
+        message.ends_with(&format!(
+            "s on root@aquamarine: waiting for the database; root@aquamarine was rolled back: \
+             generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{message}"
+    );
+    // Within the window: at most the timeout.
+    let secs: u64 = message[prefix.len()..]
+        .split('s')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..6).contains(&secs), "{message}");
+    assert!(r.stderr.contains(&format!("rb: error: {message}")), "{r:?}");
+    assert_eq!(doc["error"]["status"], 10);
+    assert_eq!(doc["confirmation"]["outcome"], "rolled-back");
+    assert_eq!(doc["confirmation"]["checks"][0]["timedOut"], true);
+    assert_eq!(
+        doc["confirmation"]["checks"][0]["status"],
+        serde_json::Value::Null
+    );
+    assert_eq!(doc["confirmation"]["bootDefault"], serde_json::Value::Null);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen1.as_str()));
+    // The check's sleep was stopped with it.
+    let sleeping = crate::state::processes()
+        .into_iter()
+        .any(|p| p.cmdline.contains("sleep 600"));
+    assert!(!sleeping, "the hanging check's sleep still runs");
+}
+
+#[test]
+fn confirm_checks_need_a_confirm_timeout_and_show_in_the_plan() {
+    let f = Fleet::up(&[WS, T]);
+    let flake = f.flake(T);
+    let tgt = target();
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &flake,
+        "--target-host",
+        &tgt,
+        "--confirm-check",
+        "true",
+    ]);
+    r.assert_status(2);
+    assert!(
+        r.stderr
+            .contains("rb: error: --confirm-check needs --confirm-timeout"),
+        "{r:?}"
+    );
+    let r = deploy_with(
+        &f,
+        "switch",
+        "30",
+        &[
+            "--confirm-check",
+            "systemctl is-active nginx",
+            "--plan",
+            "--json",
+        ],
+    );
+    r.assert_success();
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        doc["plan"]["confirm"]["checks"],
+        serde_json::json!(["systemctl is-active nginx"])
+    );
+    assert_eq!(
+        doc["plan"]["confirm"]["boot"],
+        format!("{SYSTEM_PROFILE}/bin/switch-to-configuration")
+    );
+    let r = deploy_with(
+        &f,
+        "switch",
+        "30",
+        &["--confirm-check", "systemctl is-active nginx", "--plan"],
+    );
+    assert!(
+        r.stdout
+            .contains("checks first, in order, each within the window")
+            && r.stdout.contains("  1. systemctl is-active nginx\n"),
+        "{r:?}"
+    );
+    assert!(f.activations(T).is_empty());
+}
+
+/// The confirmation's `boot` fails (the boot loader cannot be installed): the new
+/// configuration runs and stays the profile's, the boot default stays generation 1, and rb
+/// says so (exit 1), never "kept" alone.
+#[test]
+fn a_boot_that_fails_at_confirmation_is_said() {
+    let (f, gen1) = fleet_on_generation_1("");
+    f.knob(T, "rev", "2");
+    f.knob(T, "bootloaderExit", "1");
+    let r = deploy_with(&f, "switch", "30", &["--json"]);
+    r.assert_status(1);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let gen2 = doc["storePath"].as_str().unwrap().to_string();
+    let [dir] = watchdog_dirs(&f, T).try_into().unwrap();
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: root@aquamarine keeps the new configuration, but it is not the boot \
+             default: switch-to-configuration boot of {gen2} exited with status 1\n\
+             hint: the watchdog's log is /run/rb/{id}/log on root@aquamarine"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(doc["confirmation"]["outcome"], "confirmed");
+    assert_eq!(doc["confirmation"]["bootDefault"], serde_json::Value::Null);
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen2.as_str()));
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen1.as_str()));
+    assert_eq!(
+        calls(&f, &gen2),
+        [
+            call("switch", false),
+            call("test", true),
+            call("boot", true)
+        ]
+    );
 }

@@ -230,10 +230,22 @@ fn magic_rollback_when_the_new_generation_stops_sshd() {
 
 #[test]
 fn a_confirmed_switch_is_kept_and_the_watchdog_unit_ends() {
-    let (f, _) = on_generation_1();
+    let (f, gen1) = on_generation_1();
     f.knob(T, "rev", "2");
-    let r = switch(&f, &["--confirm-timeout", "20"], &[]);
+    f.knob(T, "units", r#"{"web": "ok"}"#);
+    // A check as users write them, `$` and all: the new generation's unit runs.
+    let check = r#"test "$(systemctl is-active web.service)" = active"#;
+    let r = switch(
+        &f,
+        &["--confirm-timeout", "20", "--confirm-check", check],
+        &[],
+    );
     r.assert_success();
+    assert!(
+        r.stderr
+            .contains(&format!("rb: confirmation check 1: {check}")),
+        "{r:?}"
+    );
     assert!(
         r.stderr
             .contains("root@aquamarine keeps the new configuration (generation 2)"),
@@ -251,7 +263,62 @@ fn a_confirmed_switch_is_kept_and_the_watchdog_unit_ends() {
     );
     assert!(eventually(10, || is_active(&f, &unit) == "inactive"));
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
-    assert_eq!(f.activations(T).len(), 2);
+    // Generation 2 activated with `test`, then made the boot default by the watchdog's unit
+    // once confirmed; generation 1 is not activated again.
+    let gen2 = r.stdout_trimmed();
+    let acts = f.activations(T);
+    let calls: Vec<(&str, bool)> = acts
+        .iter()
+        .map(|a| (a.action.as_str(), a.toplevel == gen2))
+        .collect();
+    assert_eq!(calls, [("switch", false), ("test", true), ("boot", true)]);
+    assert_eq!(acts[0].toplevel, gen1);
+    assert!(
+        acts[2].cgroup.starts_with("/system.slice/rb-watchdog-"),
+        "boot ran in {:?}",
+        acts[2].cgroup
+    );
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen2));
+}
+
+/// A check that fails against real systemd: a unit the new generation lacks is not active;
+/// the target rolls back at once (exit 10), its boot default untouched.
+#[test]
+fn a_failing_check_rolls_back_against_real_systemd() {
+    let (f, gen1) = on_generation_1();
+    f.knob(T, "rev", "2");
+    f.knob(T, "units", r#"{"web": "ok"}"#);
+    let check = "systemctl is-active api.service";
+    let started = Instant::now();
+    let r = switch(
+        &f,
+        &["--confirm-timeout", "60", "--confirm-check", check],
+        &[],
+    );
+    r.assert_status(ROLLED_BACK);
+    assert!(started.elapsed() < Duration::from_secs(40), "{r:?}");
+    // (systemctl's own status and words for a unit it does not know differ between systemd
+    // versions: rb's message is what counts.)
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("rb: error: "))
+        .unwrap_or_default();
+    assert!(
+        error.starts_with(&format!(
+            "rb: error: the confirmation check '{check}' failed (exit status "
+        )) && error.contains(") on root@aquamarine: "),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "root@aquamarine was rolled back: generation 1 of {SYSTEM_PROFILE} ({gen1}) is active"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(1));
+    assert_eq!(f.current_system(T).as_deref(), Some(gen1.as_str()));
+    assert_eq!(f.boot_default(T).as_deref(), Some(gen1.as_str()));
 }
 
 #[test]
@@ -297,7 +364,9 @@ fn a_connection_lost_during_activation_the_unit_finishes_and_rb_confirms() {
     // The activation's unit went on without the connection and did all its work.
     assert_eq!(f.current_system(T).as_deref(), Some(r.stdout_trimmed()));
     assert_eq!(is_active(&f, "api.service"), "active");
-    assert_eq!(f.activations(T).len(), 2);
+    // Its `test`, then the confirmation's `boot`: no rollback.
+    let acts: Vec<String> = f.activations(T).into_iter().map(|a| a.action).collect();
+    assert_eq!(acts, ["switch", "test", "boot"]);
 }
 
 #[test]

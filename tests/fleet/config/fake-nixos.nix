@@ -13,6 +13,9 @@
 #   rev                   int     1            change it to get a new toplevel store path
 #   failBuild             bool    false        the toplevel's builder exits 1 with a message
 #   activationExit        int     0            switch-to-configuration exits with it
+#   bootloaderExit        int     0            switch/boot: installing the boot loader fails
+#                                              with this status (the boot default stays; a
+#                                              switch stops before activating, as NixOS's)
 #   specialisations       [str]   ["web"]      specialisation/<name> inside the toplevel
 #   configurationRevision str     "rev-<rev>"  sw/bin/nixos-version --configuration-revision
 #   nixosVersion          str     "26.05.<rev>"
@@ -47,6 +50,7 @@ let
   rev = k.rev or 1;
   failBuild = k.failBuild or false;
   activationExit = k.activationExit or 0;
+  bootloaderExit = k.bootloaderExit or 0;
   specialisations = map
     (s: if builtins.match "[A-Za-z0-9_][A-Za-z0-9_.-]*" s != null then s
         else throw "rb-fleet: bad specialisation name '${s}' in knobs.json")
@@ -101,7 +105,7 @@ let
 
   mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0, closure ? [ ], unitSpecs ? [ ] }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {
-      inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit
+      inherit rev kernel nixosVersion configurationRevision kernelVersion activationExit bootloaderExit
         specialisation specialisationPaths failBuild buildSeconds breakSsh activationSeconds;
       stcTemplate = builtins.readFile ./builders/switch-to-configuration.sh;
       # A file, not an environment variable: one variable is capped at 128 KiB.

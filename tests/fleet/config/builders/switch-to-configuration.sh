@@ -1,6 +1,7 @@
 # shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # rb-fleet's fake switch-to-configuration (the builder puts `#!/bin/sh` and the variables
-# toplevel, specialisation, activation_exit, break_ssh and activation_seconds above this text).
+# toplevel, specialisation, activation_exit, bootloader_exit, break_ssh and activation_seconds
+# above this text).
 #
 # switch-to-configuration ACTION appends ONE JSON line to /run/rb-fleet/activations.log:
 #   {"action":…,"uid":…,"installBootloader":<$NIXOS_INSTALL_BOOTLOADER or null>,
@@ -9,7 +10,10 @@
 #    "stdin":<whether a line could be read from its stdin>,
 #    "cgroup":<its cgroup v2 path from /proc/self/cgroup, "" without one>}
 # then sleeps activation_seconds (the activationSeconds knob: a slow activation to interrupt),
-# then, for switch and test, points /run/current-system at its toplevel, on a host with a real
+# then, for switch and boot, makes its toplevel the boot loader's default (as NixOS's
+# install-bootloader does with the toplevel it is given): /run/rb-fleet/boot-default holds its
+# path, unless the bootloaderExit knob (bootloader_exit) makes that fail: it exits with it
+# there, before a switch activates anything; then, for switch and test, points /run/current-system at its toplevel, on a host with a real
 # systemd (/run/rb-fleet/real-systemd) stops the units of the previous generation that this one
 # lacks and restarts its own (knob units; /run/rb-fleet/units lists them) through systemctl,
 # and on a remote host stops its sshd (knob breakSsh; on a real systemd the unit
@@ -88,6 +92,16 @@ printf '%s\n' "$line" >> "$log"
 if [ "${activation_seconds:-0}" -gt 0 ]; then
   /bin/sleep "$activation_seconds"
 fi
+
+case "$action" in
+  switch | boot)
+    if [ "${bootloader_exit:-0}" -ne 0 ]; then
+      echo "installing the boot loader failed (knob bootloaderExit)" >&2
+      exit "$bootloader_exit"
+    fi
+    printf '%s\n' "$toplevel" >/run/rb-fleet/boot-default
+    ;;
+esac
 
 case "$action" in
   switch | test)

@@ -1,7 +1,7 @@
 # shellcheck shell=sh disable=SC2154 # inputs come from the derivation attributes
 # Builder of a fake NixOS toplevel (also used for each specialisation's toplevel).
 # Inputs (derivation attributes): configName rev kernel nixosVersion configurationRevision
-# kernelVersion activationExit activationSeconds specialisation specialisationPaths failBuild
+# kernelVersion activationExit bootloaderExit activationSeconds specialisation specialisationPaths failBuild
 # buildSeconds breakSsh stcTemplate closurePath (a file listing the closure's extra paths)
 # unitSpecs (NAME=ok|fail ...: the systemd units etc/systemd/system/NAME.service, listed in
 # rb-fleet-units).
@@ -49,6 +49,7 @@ SCRIPT
   echo "toplevel=$(q "$out")"
   echo "specialisation=$(q "$specialisation")"
   echo "activation_exit=$(q "$activationExit")"
+  echo "bootloader_exit=$(q "${bootloaderExit:-0}")"
   echo "break_ssh=$(q "${breakSsh:-}")"
   echo "activation_seconds=$(q "${activationSeconds:-0}")"
   printf '%s\n' "$stcTemplate"
