@@ -1,7 +1,6 @@
 //! One run of rb: command line → request → plan → execution → report.
 
 use crate::cli::Cli;
-use crate::confirm;
 use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Record};
 use crate::generations;
@@ -11,6 +10,7 @@ use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
 use crate::report::Report;
 use crate::request::{self, Context, Request};
+use crate::rollback::confirm;
 use crate::transport::Transport;
 use clap::{CommandFactory, FromArgMatches};
 use std::cell::RefCell;

@@ -104,7 +104,9 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     }
     // Magic rollback: armed once the checks passed, before anything changes.
     if let Some(timeout) = req.confirm_timeout {
-        steps.push(crate::watchdog::arm_step(req, run.run_id, timeout));
+        steps.push(crate::rollback::watchdog::arm_step(
+            req, run.run_id, timeout,
+        ));
     }
     if sets_profile {
         if let Some(dir) = req.profile.dir_to_create() {
@@ -177,7 +179,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             env,
             systemd_run: req
                 .systemd_run
-                .then(|| crate::watchdog::activation_unit(run.run_id)),
+                .then(|| crate::rollback::watchdog::activation_unit(run.run_id)),
             on_failure: None,
             undo: None,
         }],

@@ -77,7 +77,7 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         sessions: merge_sessions(sessions),
         confirm: req
             .confirm_timeout
-            .map(|t| crate::watchdog::confirm(req, run.run_id, t)),
+            .map(|t| crate::rollback::watchdog::confirm(req, run.run_id, t)),
         finish,
     })
 }

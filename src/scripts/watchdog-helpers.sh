@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Helpers of the magic-rollback watchdog (src/watchdog.rs), shared by the sessions' functions
+# Helpers of the magic-rollback watchdog (src/rollback/watchdog.rs), shared by the sessions' functions
 # (watchdog-session.sh) and the detached watchdog itself (watchdog.sh), after
 # generation-link.sh. Every name is prefixed: they also run inside a session's own script.
 

@@ -17,13 +17,13 @@
 //! watchdog if the activation fails), and the confirming session waits for the activation to
 //! end first (see `watchdog.rs`).
 
+use super::watchdog::{self, Mode, Outcome as Said, Verdict};
 use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Record, StepRecord};
 use crate::host::{Host, SshHost};
 use crate::interrupt;
 use crate::plan::{Confirm, StepKind, Var};
 use crate::render::{Site, Values, render};
-use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
