@@ -84,7 +84,7 @@ impl Transport {
                 let result = opening.run();
                 if !matches!(&result, Ok(p) if p.facts.is_ok()) {
                     failed.store(true, Ordering::SeqCst);
-                    crate::interrupt::stop_child();
+                    crate::process::stop_child();
                 }
                 result
             }));

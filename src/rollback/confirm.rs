@@ -160,12 +160,7 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // A signal to rb alone stops this attempt too.
         let child = exec.start(&mut cmd, &session, false, "ssh".into())?;
-        let out = child.wait_with_output();
-        interrupt::set_child(0);
-        let out = out.map_err(|source| Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
+        let out = crate::process::wait_with_output(child, "ssh")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let lines: Vec<&str> = stdout.lines().collect();
