@@ -80,7 +80,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
             match &e {
-                Error::Command { reported: true, .. } => {}
+                told if report.was_told(told) => {}
                 Error::Usage(msg) => {
                     report.error(msg);
                     usage_hint(&program);

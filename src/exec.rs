@@ -323,12 +323,16 @@ impl Executor<'_, '_> {
         }
         if code != 0 {
             let step = &session.steps[last];
-            return Err(Error::Command {
+            let err = Error::Command {
                 what: step.kind.what().into(),
                 host,
                 status: code,
-                reported: step.commands.iter().any(|c| c.on_failure.is_some()),
-            });
+            };
+            // The script printed the step's own message as it failed (render.rs).
+            if step.commands.iter().any(|c| c.on_failure.is_some()) {
+                self.report.told_by_command(&err);
+            }
+            return Err(err);
         }
         for (step, out) in session.steps.iter().zip(&lines) {
             if let Some(capture) = step.capture.as_ref().filter(|c| !c.at_step_end()) {

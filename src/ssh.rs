@@ -322,7 +322,6 @@ impl Ssh {
                 what: format!("running {}", shell::join(words)),
                 host: host.dest.clone(),
                 status: out.status.code().unwrap_or(255),
-                reported: false,
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
