@@ -1063,7 +1063,7 @@ fn upgrade_session(elevation: Elevation, all: &str) -> Session {
             kind: StepKind::UpgradeChannels,
             message: None,
             commands: vec![
-                cmd(&["sh", "-c", r#"[ "$(id -u)" = 0 ]"#]).on_failure(UPGRADE_NEEDS_ROOT),
+                cmd(&crate::elevation::root_check()).on_failure(UPGRADE_NEEDS_ROOT),
                 cmd(&["sh", "-c", UPGRADE_SCRIPT, "rb", all]),
             ],
             capture: None,

@@ -27,7 +27,7 @@ pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
             kind: StepKind::UpgradeChannels,
             message: None,
             commands: vec![
-                Command::lit(&["sh", "-c", r#"[ "$(id -u)" = 0 ]"#]).on_failure(UPGRADE_NEEDS_ROOT),
+                Command::lit(&crate::elevation::root_check()).on_failure(UPGRADE_NEEDS_ROOT),
                 Command::lit(&["sh", "-c", UPGRADE_SCRIPT, run.program, all]),
             ],
             capture: None,
