@@ -487,7 +487,32 @@ impl fmt::Display for Plan {
     }
 }
 
+impl Step {
+    /// A step that runs `commands`, their output progress on stderr, capturing nothing; a
+    /// planner sets what differs (`Step { capture: …, ..Step::new(…) }`).
+    pub fn new(kind: StepKind, commands: Vec<Command>) -> Step {
+        Step {
+            kind,
+            message: None,
+            commands,
+            capture: None,
+            output: Output::Log,
+            if_lost: None,
+        }
+    }
+}
+
 impl Session {
+    /// A session of the one `step` on `host`, without a fallback.
+    pub fn one(host: Host, elevation: Elevation, step: Step) -> Session {
+        Session {
+            host,
+            elevation,
+            steps: vec![step],
+            fallback: None,
+        }
+    }
+
     fn fmt_steps(&self, f: &mut fmt::Formatter<'_>, mut n: usize) -> Result<usize, fmt::Error> {
         {
             for step in &self.steps {
