@@ -4,8 +4,9 @@
 //! `cli` (what was typed) → `request` (what it means) → `planner`/`plan` (what will run
 //! where) → `exec`/`render`/`transport`/`ssh` (running it) → `report` (what is printed).
 //! Concepts every layer asks rather than decides again: `action` (what an action does),
-//! `elevation` (sudo, run0), `error` (kinds, hints, exit statuses), `systemd` (commands under
-//! systemd-run); the shell run on hosts is in `src/scripts/`. Magic rollback
+//! `elevation` (sudo, run0, being root), `error` (kinds, hints, exit statuses), `process`
+//! (starting any process), `systemd` (commands under systemd-run); the shell run on hosts is
+//! in `src/scripts/`. Magic rollback
 //! (`--confirm-timeout`) is `rollback`: `rollback::watchdog` (the script armed on the target,
 //! and its place in the plan) and `rollback::confirm` (confirming over a new connection, and
 //! the verdict), run by `app` after the plan's sessions.

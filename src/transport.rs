@@ -1,5 +1,6 @@
 //! How a rendered session reaches its host: a local process, or a command over the host's
-//! SSH master connection.
+//! SSH master connection (opened here, in the background while the build runs). It builds
+//! the process; `process.rs` starts it.
 
 use crate::error::{Error, Result};
 use crate::host::{Host, SshHost};
