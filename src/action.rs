@@ -73,7 +73,7 @@ impl Action {
     /// until the new configuration is confirmed: `switch` only activates (`test`), and the
     /// boot default changes once it is confirmed ([`Action::boots_when_confirmed`]), so that
     /// a rollback (or a reboot before the confirmation) finds the boot loader as it was. This
-    /// is also what the watchdog runs of the previous system to roll back (`watchdog.rs`).
+    /// is also what the watchdog runs of the previous system to roll back (`rollback/watchdog.rs`).
     pub fn stc_action_until_confirmed(self) -> Option<&'static str> {
         match self {
             Action::Switch => Some("test"),

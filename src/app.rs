@@ -1,7 +1,6 @@
 //! One run of rb: command line → request → plan → execution → report.
 
 use crate::cli::Cli;
-use crate::confirm;
 use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Record};
 use crate::generations;
@@ -11,6 +10,7 @@ use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
 use crate::report::Report;
 use crate::request::{self, Context, Request};
+use crate::rollback::confirm;
 use crate::transport::Transport;
 use clap::{CommandFactory, FromArgMatches};
 use std::cell::RefCell;
@@ -80,7 +80,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
             match &e {
-                Error::Command { reported: true, .. } => {}
+                told if report.was_told(told) => {}
                 Error::Usage(msg) => {
                     report.error(msg);
                     usage_hint(&program);
@@ -315,7 +315,7 @@ fn result_document(
 /// `--json`'s `confirmation` (magic rollback): what the target's watchdog said, the checks
 /// that ran, and the system the confirmation made the boot default.
 fn confirmation(confirm: &crate::plan::Confirm, record: &Record) -> serde_json::Value {
-    use crate::watchdog::{Outcome, Verdict};
+    use crate::rollback::watchdog::{Outcome, Verdict};
     let verdict = record
         .values
         .get(&Var::Verdict)

@@ -336,7 +336,7 @@ pub struct NixArgs {
         value_hint = ValueHint::Other,
         action = ArgAction::Append
     )]
-    #[serde(rename = "options", serialize_with = "crate::nix::serialize_pairs")]
+    #[serde(rename = "options", serialize_with = "serialize_pairs")]
     pub option: Vec<String>,
 
     /// Remote builders for Nix to use, as in nix.conf's builders setting.
@@ -407,7 +407,7 @@ pub struct NixArgs {
         value_hint = ValueHint::Other,
         action = ArgAction::Append
     )]
-    #[serde(serialize_with = "crate::nix::serialize_pairs")]
+    #[serde(serialize_with = "serialize_pairs")]
     pub override_input: Vec<String>,
 
     /// Do not show build output; for flakes also leaves no result link.
@@ -417,4 +417,14 @@ pub struct NixArgs {
     /// Let the destination of a copy fetch paths from its substituters.
     #[arg(long, short = 's', visible_alias = "substitute-on-destination")]
     pub use_substitutes: bool,
+}
+
+/// Options given as NAME VALUE pairs (`--option`, `--override-input`), which clap keeps flat.
+pub(crate) fn pairs(flat: &[String]) -> impl Iterator<Item = (&String, &String)> {
+    flat.chunks_exact(2).map(|c| (&c[0], &c[1]))
+}
+
+/// For the request in `--plan --json`: pairs as `[NAME, VALUE]`.
+fn serialize_pairs<S: serde::Serializer>(flat: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(pairs(flat).map(|(a, b)| [a, b]))
 }

@@ -20,6 +20,15 @@ pub enum Elevation {
     },
 }
 
+/// `scripts/is-root.sh`.
+const IS_ROOT: &str = include_str!("scripts/is-root.sh");
+
+/// The command that succeeds only as root, for a session that must run as root whatever its
+/// elevation (`--upgrade` updates root's channels): with no method, rb's own user must be root.
+pub fn root_check() -> [&'static str; 3] {
+    ["sh", "-c", IS_ROOT]
+}
+
 impl Elevation {
     pub fn is_none(&self) -> bool {
         matches!(self, Elevation::None)

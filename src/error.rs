@@ -3,7 +3,8 @@
 //!
 //! The message says what went wrong, in one line; hints (`hint: …` lines after it, a `hints`
 //! array in the `--json` document) say what to do about it. How an error is shown is up to the
-//! caller (`app.rs`). The exit statuses are part of rb's interface (deploy scripts branch on
+//! caller (`app.rs`, asking `report.rs` whether a failing command already said it): an error
+//! carries no say in that. The exit statuses are part of rb's interface (deploy scripts branch on
 //! them), so they live here as named constants and are documented in README.md ("Exit
 //! statuses") and the man page (`man/sections/exit-status.roff`).
 
@@ -51,8 +52,6 @@ pub enum Error {
         what: String,
         host: String,
         status: i32,
-        /// The failing command already said what went wrong on stderr.
-        reported: bool,
     },
 
     /// A command could not be started at all.

@@ -1,6 +1,8 @@
 //! Runs a plan: each session as one process on its host, values flowing from captured output
-//! into later sessions, recorded step by step. The plan's sessions start here, through
-//! `transport.rs`; its confirmation (magic rollback) runs afterwards from `app.rs`.
+//! into later sessions, recorded step by step. `transport.rs` gives each session's process
+//! (here, or over its host's SSH master), this module says where its output goes, and
+//! `process.rs` starts it; the plan's confirmation (magic rollback) runs afterwards from
+//! `app.rs` (`rollback::confirm`).
 
 use crate::closure_diff;
 use crate::error::{Error, Result};
@@ -8,6 +10,7 @@ use crate::generations;
 use crate::host::Host;
 use crate::interrupt;
 use crate::plan::{Capture, Output, Pick, Plan, Session, StepKind, Var};
+use crate::process::{self, Stdin};
 use crate::render::{MARKER, PGID_MARKER, Site, Values, render};
 use crate::report::Report;
 use crate::transport::Transport;
@@ -251,13 +254,9 @@ impl Executor<'_, '_> {
                 }
             }
         }
-        let status = child.wait().map_err(|e| Error::Spawn {
-            program: "wait".into(),
-            source: e,
-        })?;
+        let status = process::wait(&mut child)?;
         let stderr_tail = stderr_tail.and_then(|t| t.join().ok()).unwrap_or_default();
         drop(interactive_guard);
-        interrupt::set_child(0);
         if let Some(sig) = interrupt::signal() {
             self.stop_remote(session, remote_pgid.as_deref());
             // An activation under systemd-run is a unit of its own: it goes on without rb.
@@ -324,12 +323,16 @@ impl Executor<'_, '_> {
         }
         if code != 0 {
             let step = &session.steps[last];
-            return Err(Error::Command {
+            let err = Error::Command {
                 what: step.kind.what().into(),
                 host,
                 status: code,
-                reported: step.commands.iter().any(|c| c.on_failure.is_some()),
-            });
+            };
+            // The script printed the step's own message as it failed (render.rs).
+            if step.commands.iter().any(|c| c.on_failure.is_some()) {
+                self.report.told_by_command(&err);
+            }
+            return Err(err);
         }
         for (step, out) in session.steps.iter().zip(&lines) {
             if let Some(capture) = step.capture.as_ref().filter(|c| !c.at_step_end()) {
@@ -341,9 +344,9 @@ impl Executor<'_, '_> {
 }
 
 impl Executor<'_, '_> {
-    /// Starts `cmd`, the process of `session`, as the one child a signal to rb stops too. Its
-    /// stdin is the terminal (`terminal`), else the password when the session's elevation
-    /// sends one (written here), else nothing.
+    /// Starts `cmd`, the process of `session` (through `process::start`: the one child a
+    /// signal to rb stops too). Its stdin is the terminal (`terminal`), else the password when
+    /// the session's elevation sends one, else nothing.
     pub fn start(
         &self,
         cmd: &mut std::process::Command,
@@ -351,26 +354,12 @@ impl Executor<'_, '_> {
         terminal: bool,
         program: String,
     ) -> Result<std::process::Child> {
-        let password = self
-            .password
-            .as_ref()
-            .filter(|_| !terminal && session.elevation.sends_password());
-        cmd.stdin(if terminal {
-            Stdio::inherit()
-        } else if password.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| Error::Spawn { program, source })?;
-        interrupt::set_child(child.id());
-        if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
-            // A closed pipe here means the remote side ended early; its status says why.
-            let _ = stdin.write_all(format!("{pw}\n").as_bytes());
-        }
-        Ok(child)
+        let stdin = match &self.password {
+            _ if terminal => Stdin::Terminal,
+            Some(pw) if session.elevation.sends_password() => Stdin::Line(pw),
+            _ => Stdin::Nothing,
+        };
+        process::start(cmd, &program, stdin)
     }
 
     /// After an interruption: stop what the session started on its host. Elevated sessions
@@ -397,11 +386,7 @@ impl Executor<'_, '_> {
             markers: false,
         };
         if let Ok(mut cmd) = self.transport.command(&session.host, &inv) {
-            let _ = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            process::quietly(&mut cmd, Stdin::Nothing);
         }
     }
 }

@@ -1,14 +1,13 @@
-//! Ctrl-C and termination: stop the running child, let the executor clean up (remote
-//! processes, SSH masters, the control directory), exit with 128 + the signal.
+//! Ctrl-C and termination: stop the running child (`process::stop_child`), let the executor
+//! clean up (remote processes, SSH masters, the control directory), exit with 128 + the signal.
 
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use crate::process;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Set by the signal handler itself, so that it is set before rb can see a child that the
 /// same Ctrl-C stopped (the whole process group gets it) end.
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 static INTERACTIVE: AtomicBool = AtomicBool::new(false);
-static CHILD: AtomicU32 = AtomicU32::new(0);
 
 /// Starts the thread that receives SIGINT, SIGTERM and SIGHUP for the rest of the run.
 pub fn install() {
@@ -27,22 +26,9 @@ pub fn install() {
             }
             SIGNAL.store(sig as usize, Ordering::SeqCst);
             // A terminal's Ctrl-C reaches the child too; a SIGTERM sent to rb alone does not.
-            stop_child();
+            process::stop_child();
         }
     });
-}
-
-/// Sends SIGTERM to the child the executor is waiting for, if any: on a signal, or when a
-/// host connected to during the build turns out unreachable.
-pub fn stop_child() {
-    let pid = CHILD.load(Ordering::SeqCst);
-    if pid != 0 {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// The signal that interrupted the run, if one did.
@@ -51,11 +37,6 @@ pub fn signal() -> Option<i32> {
         0 => None,
         s => Some(s as i32),
     }
-}
-
-/// Records the child the executor is waiting for (0: none).
-pub fn set_child(pid: u32) {
-    CHILD.store(pid, Ordering::SeqCst);
 }
 
 /// While it lives, Ctrl-C belongs to the interactive child (an editor, `nix repl`): rb lets it

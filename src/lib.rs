@@ -4,11 +4,12 @@
 //! `cli` (what was typed) → `request` (what it means) → `planner`/`plan` (what will run
 //! where) → `exec`/`render`/`transport`/`ssh` (running it) → `report` (what is printed).
 //! Concepts every layer asks rather than decides again: `action` (what an action does),
-//! `elevation` (sudo, run0), `error` (kinds, hints, exit statuses), `systemd` (commands under
-//! systemd-run); the shell run on hosts is in `src/scripts/`. Magic rollback
-//! (`--confirm-timeout`) is `watchdog` (the script armed on the target, and its place in the
-//! plan) and `confirm` (confirming over a new connection, and the verdict), run by `app` after
-//! the plan's sessions.
+//! `elevation` (sudo, run0, being root), `error` (kinds, hints, exit statuses), `process`
+//! (starting any process), `systemd` (commands under systemd-run); the shell run on hosts is
+//! in `src/scripts/`. Magic rollback
+//! (`--confirm-timeout`) is `rollback`: `rollback::watchdog` (the script armed on the target,
+//! and its place in the plan) and `rollback::confirm` (confirming over a new connection, and
+//! the verdict), run by `app` after the plan's sessions.
 //! The binary is `main.rs`; this library exists so that tests and tools (man page and
 //! completion generation) can use the same definitions.
 
@@ -16,7 +17,6 @@ pub mod action;
 pub mod app;
 pub mod cli;
 pub mod closure_diff;
-pub mod confirm;
 pub mod elevation;
 pub mod error;
 pub mod exec;
@@ -34,8 +34,8 @@ pub mod progress;
 pub mod render;
 pub mod report;
 pub mod request;
+pub mod rollback;
 pub mod shell;
 pub mod ssh;
 pub mod systemd;
 pub mod transport;
-pub mod watchdog;

@@ -5,7 +5,7 @@
 //! out the options a given command is known to reject (`--repair` for copies, `-L` for the
 //! legacy `nix-*` commands), so that no Nix version fails on an option rb passed it.
 
-use crate::cli::NixArgs;
+use crate::cli::{NixArgs, pairs};
 use serde::Serialize;
 
 /// `--extra-experimental-features 'nix-command flakes'`, for every new-style `nix` command.
@@ -33,19 +33,6 @@ pub enum NixCommand {
     /// A new-style `nix` command on a file or expression rather than a flake installable
     /// (`nix eval --file`, `nix repl`): no lock options, which would be refused or ignored.
     FileEval,
-}
-
-/// Options given as NAME VALUE pairs (`--option`, `--override-input`), which clap keeps flat.
-fn pairs(flat: &[String]) -> impl Iterator<Item = (&String, &String)> {
-    flat.chunks_exact(2).map(|c| (&c[0], &c[1]))
-}
-
-/// For the request in `--plan --json`: pairs as `[NAME, VALUE]`.
-pub(crate) fn serialize_pairs<S: serde::Serializer>(
-    flat: &[String],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(pairs(flat).map(|(a, b)| [a, b]))
 }
 
 /// The Nix options the user passed (`cli::NixArgs`), grouped as nixos-rebuild-ng groups them.

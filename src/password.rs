@@ -5,8 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::interrupt;
+use crate::process::{self, Stdin};
 use std::io::{BufRead, IsTerminal, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -33,12 +34,10 @@ pub fn ask(host: &str) -> Result<String> {
 }
 
 fn set_echo(on: bool) {
-    let _ = Command::new("stty")
-        .arg(if on { "echo" } else { "-echo" })
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    process::quietly(
+        Command::new("stty").arg(if on { "echo" } else { "-echo" }),
+        Stdin::Terminal,
+    );
 }
 
 /// One line from stdin (None at end of input), read on a thread of its own so that a signal

@@ -40,7 +40,7 @@ pub struct Plan {
 }
 
 /// Magic rollback's second half. The activation session armed a watchdog on the target
-/// (`rb-watchdog arm`, see `watchdog.rs`); this session, run over a NEW SSH connection once
+/// (`rb-watchdog arm`, see `rollback/watchdog.rs`); this session, run over a NEW SSH connection once
 /// activation is over, proves the target is still reachable and tells the watchdog to keep
 /// the new configuration, then reads back what the watchdog says is active. Connection
 /// attempts are retried until the timeout has passed; the watchdog decides the race.
@@ -223,7 +223,7 @@ impl StepKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Command {
     /// The program and its arguments. The program `rb-watchdog` is rb's own magic-rollback
-    /// watchdog (`watchdog.rs`): shell functions that rendering puts at the top of the script.
+    /// watchdog (`rollback/watchdog.rs`): shell functions that rendering puts at the top of the script.
     pub argv: Vec<Word>,
     pub env: Env,
     /// Run under `systemd-run` with this unit name where the host runs systemd, so that a
@@ -426,7 +426,7 @@ pub enum Capture {
     /// (`ClosureDiff::lines()`, on stderr) as soon as the step ends, before the next one runs.
     PackageDiff,
     /// `rb-watchdog confirm`: the watchdog's verdict (`@rb-watchdog key=value` lines), read by
-    /// `confirm.rs`; no value.
+    /// `rollback/confirm.rs`; no value.
     Verdict,
 }
 
@@ -536,7 +536,32 @@ impl fmt::Display for Plan {
     }
 }
 
+impl Step {
+    /// A step that runs `commands`, their output progress on stderr, capturing nothing; a
+    /// planner sets what differs (`Step { capture: …, ..Step::new(…) }`).
+    pub fn new(kind: StepKind, commands: Vec<Command>) -> Step {
+        Step {
+            kind,
+            message: None,
+            commands,
+            capture: None,
+            output: Output::Log,
+            if_lost: None,
+        }
+    }
+}
+
 impl Session {
+    /// A session of the one `step` on `host`, without a fallback.
+    pub fn one(host: Host, elevation: Elevation, step: Step) -> Session {
+        Session {
+            host,
+            elevation,
+            steps: vec![step],
+            fallback: None,
+        }
+    }
+
     fn fmt_steps(&self, f: &mut fmt::Formatter<'_>, mut n: usize) -> Result<usize, fmt::Error> {
         {
             for step in &self.steps {

@@ -1,7 +1,111 @@
-//! Small local processes whose output rb reads (`nix --version`, `uname -n`). The sessions of
-//! a plan start in `exec.rs` and `transport.rs`; everything uses `std::process`.
+//! Every process rb starts, it starts here.
+//!
+//! Which process runs what is decided elsewhere: `transport.rs` picks, for a session's host, a
+//! local command or `ssh` through the host's master connection (whose words `ssh.rs` knows);
+//! `exec.rs` says where a session's output goes. They hand the `Command` they built to this
+//! module, which is the one place that knows how rb starts, feeds and waits for a process:
+//! - stdin is nothing, the terminal, or one line (the sudo password: it only ever travels on
+//!   the stdin of the process whose sudo reads it, never in argv or the environment);
+//! - the process rb is waiting for is recorded, so that a signal to rb (`interrupt.rs`), or a
+//!   host found unreachable while the build runs (`transport.rs`), stops it too;
+//! - a process that cannot start is an [`Error::Spawn`] naming it;
+//! - small questions (`nix --version`) and chores (closing a master, `stty`) whose failure
+//!   has a fallback run quietly.
+//!
+//! Test helpers under `#[cfg(test)]` start their own shells: they check scripts, not rb.
 
-use std::process::{Command, Stdio};
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// What a process reads on its stdin.
+#[derive(Debug, Clone, Copy)]
+pub enum Stdin<'a> {
+    /// Nothing: reading it ends at once.
+    Nothing,
+    /// rb's own stdin, the terminal (an editor, `nix repl`, `stty`).
+    Terminal,
+    /// One line, then the end (the sudo password; see the module doc).
+    Line(&'a str),
+}
+
+impl Stdin<'_> {
+    fn stdio(&self) -> Stdio {
+        match self {
+            Stdin::Nothing => Stdio::null(),
+            Stdin::Terminal => Stdio::inherit(),
+            Stdin::Line(_) => Stdio::piped(),
+        }
+    }
+
+    /// Writes the line, if any, to a started child's stdin and closes it.
+    fn feed(&self, child: &mut Child) {
+        if let (Stdin::Line(line), Some(mut stdin)) = (self, child.stdin.take()) {
+            // A closed pipe means the process ended (or its remote side did) before reading
+            // it; its exit status says why, so this is no error of its own.
+            let _ = stdin.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// The process rb waits for (0: none), stopped by [`stop_child`].
+static CHILD: AtomicU32 = AtomicU32::new(0);
+
+fn spawn_error(program: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Spawn {
+        program: program.to_string(),
+        source,
+    }
+}
+
+/// Starts `cmd` as the process rb waits for: [`stop_child`] stops it until [`wait`] (or
+/// [`wait_with_output`]) says it ended. `program` names it if it cannot start.
+pub fn start(cmd: &mut Command, program: &str, stdin: Stdin) -> Result<Child> {
+    let mut child = cmd
+        .stdin(stdin.stdio())
+        .spawn()
+        .map_err(spawn_error(program))?;
+    CHILD.store(child.id(), Ordering::SeqCst);
+    stdin.feed(&mut child);
+    Ok(child)
+}
+
+/// Waits for a child [`start`] started (whose stdout the caller may have read already).
+pub fn wait(child: &mut Child) -> Result<ExitStatus> {
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    status.map_err(spawn_error("wait"))
+}
+
+/// Waits for a child [`start`] started, collecting what it writes to piped stdout and stderr.
+pub fn wait_with_output(child: Child, program: &str) -> Result<Output> {
+    let out = child.wait_with_output();
+    CHILD.store(0, Ordering::SeqCst);
+    out.map_err(spawn_error(program))
+}
+
+/// Runs `cmd` to its end and collects what it writes to its stdout and stderr where the
+/// caller piped them (one left unset goes to rb's own, as with [`start`]). Not the process a
+/// signal stops: connections open on threads of their own while the build is that process.
+pub fn output(cmd: &mut Command, program: &str, stdin: Stdin) -> Result<Output> {
+    let mut child = cmd
+        .stdin(stdin.stdio())
+        .spawn()
+        .map_err(spawn_error(program))?;
+    stdin.feed(&mut child);
+    child.wait_with_output().map_err(spawn_error(program))
+}
+
+/// Runs `cmd` for its effect alone, its stdout and stderr dropped; None when it could not
+/// start. For chores whose failure changes nothing rb does next.
+pub fn quietly(cmd: &mut Command, stdin: Stdin) -> Option<ExitStatus> {
+    cmd.stdin(stdin.stdio())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+}
 
 /// The standard output of `argv` run here, whatever its status; None when it cannot start.
 /// Its stderr is dropped: these are questions whose failure has a fallback.
@@ -16,6 +120,18 @@ pub fn stdout_of(argv: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Sends SIGTERM to the process rb waits for, if any: on a signal (`interrupt.rs`), or when
+/// a host connected to during the build turns out unreachable (`transport.rs`).
+pub fn stop_child() {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid != 0 {
+        quietly(
+            Command::new("kill").args(["-TERM", &pid.to_string()]),
+            Stdin::Nothing,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +144,45 @@ mod tests {
         );
         assert_eq!(stdout_of(&["/nonexistent/rb-test"]), None);
         assert_eq!(stdout_of(&[]), None);
+    }
+
+    #[test]
+    fn a_line_on_stdin_reaches_the_process_and_nothing_else_does() {
+        let read = |stdin| {
+            let out = output(
+                Command::new("sh")
+                    .args(["-c", "cat; echo end"])
+                    .stdout(Stdio::piped()),
+                "sh",
+                stdin,
+            )
+            .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(read(Stdin::Line("secret")), "secret\nend\n");
+        assert_eq!(read(Stdin::Nothing), "end\n");
+        match output(
+            &mut Command::new("/nonexistent/rb-test"),
+            "rb-test",
+            Stdin::Nothing,
+        ) {
+            Err(Error::Spawn { program, .. }) => assert_eq!(program, "rb-test"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_started_process_is_the_one_stop_child_stops_until_it_ended() {
+        let mut child = start(
+            Command::new("sleep").arg("30").stdout(Stdio::null()),
+            "sleep",
+            Stdin::Nothing,
+        )
+        .unwrap();
+        assert_eq!(CHILD.load(Ordering::SeqCst), child.id());
+        stop_child();
+        let status = wait(&mut child).unwrap();
+        assert!(!status.success());
+        assert_eq!(CHILD.load(Ordering::SeqCst), 0);
     }
 }

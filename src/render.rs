@@ -9,9 +9,9 @@
 use crate::error::{Error, Result};
 use crate::generations;
 use crate::plan::{Capture, Command, Env, Session, Undo, Var, Word};
+use crate::rollback::watchdog;
 use crate::shell::{join, quote};
 use crate::systemd;
-use crate::watchdog;
 use std::collections::BTreeMap;
 
 /// Run-time values of [`Var`]s.

@@ -3,6 +3,7 @@
 //! stdout carries only results a script may read (the store path line, JSON); everything
 //! else, including the output of the commands rb runs, goes to stderr.
 
+use crate::error::Error;
 use crate::plan::StepKind;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -15,6 +16,9 @@ pub struct Report {
     pub color: bool,
     /// Whether the `--json` document of the run is out.
     pub json_printed: std::cell::Cell<bool>,
+    /// Errors already on stderr in other words: a command that failed printed rb's own
+    /// message for that failure (`plan::Command::on_failure`), so rb does not add its line.
+    told: std::cell::RefCell<Vec<String>>,
 }
 
 /// One whole line on stderr in a single write, so that it never interleaves with what the
@@ -34,7 +38,20 @@ impl Report {
             debug,
             color,
             json_printed: std::cell::Cell::new(false),
+            told: Default::default(),
         }
+    }
+
+    /// `error` has been said on stderr already, by the command whose failure it is.
+    pub fn told_by_command(&self, error: &Error) {
+        self.told.borrow_mut().push(error.to_string());
+    }
+
+    /// Whether `error` has been said already ([`Report::told_by_command`]): then rb's own
+    /// line for it would say it twice. Another error (rb's verdict after magic rollback,
+    /// say) is still said.
+    pub fn was_told(&self, error: &Error) -> bool {
+        self.told.borrow().contains(&error.to_string())
     }
 
     fn paint(&self, code: &str, text: &str) -> String {

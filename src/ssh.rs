@@ -4,10 +4,14 @@
 //! TMPDIR or host name can make the socket path too long for a Unix socket. Every session,
 //! and the `nix copy`/`nix-copy-closure` processes through `NIX_SSHOPTS`, share the masters.
 //! Dropping [`Ssh`] closes the masters and removes the directory.
+//!
+//! This module knows ssh's words (options, destinations, the control socket); the processes
+//! it builds start in `process.rs`.
 
 use crate::error::{Error, Result};
 use crate::host::SshHost;
 use crate::probe::{Checks, Facts};
+use crate::process::{self, Stdin};
 use crate::shell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -51,22 +55,11 @@ pub struct Probed {
 impl Opening {
     /// Connects (blocking until the probe ran). `Err` only when no connection was made.
     pub fn run(mut self) -> Result<Probed> {
-        let spawn = |source| Error::Spawn {
-            program: "ssh".into(),
-            source,
+        let stdin = match &self.password {
+            Some(pw) => Stdin::Line(pw),
+            None => Stdin::Nothing,
         };
-        let out = match self.password.take() {
-            None => self.cmd.output().map_err(spawn)?,
-            Some(pw) => {
-                use std::io::Write;
-                let mut child = self.cmd.stdin(Stdio::piped()).spawn().map_err(spawn)?;
-                if let Some(mut stdin) = child.stdin.take() {
-                    // A probe that fails before reading it closes the pipe: not an error.
-                    let _ = stdin.write_all(format!("{pw}\n").as_bytes());
-                }
-                child.wait_with_output().map_err(spawn)?
-            }
-        };
+        let out = process::output(&mut self.cmd, "ssh", stdin)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         // ssh's own failures are 255; anything else is the remote command's status.
         if out.status.code() == Some(255) || out.status.code().is_none() {
@@ -222,7 +215,6 @@ impl Ssh {
         let mut cmd = Command::new("ssh");
         cmd.args(self.base_args())
             .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"])
-            .stdin(Stdio::null())
             .stdout(Stdio::piped());
         self.openings += 1;
         let log = match &self.dir {
@@ -318,21 +310,18 @@ impl Ssh {
 
     /// Runs `words` on `host` and returns its stdout (for small queries such as the host name).
     pub fn query(&self, host: &SshHost, words: &[String]) -> Result<String> {
-        let out = self
-            .command(host, words)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|source| Error::Spawn {
-                program: "ssh".into(),
-                source,
-            })?;
+        let out = process::output(
+            self.command(host, words)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+            "ssh",
+            Stdin::Nothing,
+        )?;
         if !out.status.success() {
             return Err(Error::Command {
                 what: format!("running {}", shell::join(words)),
                 host: host.dest.clone(),
                 status: out.status.code().unwrap_or(255),
-                reported: false,
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -341,17 +330,16 @@ impl Ssh {
     /// Runs `words` on `host` to explain a failure: quietly, through the master if it is
     /// still there, never becoming one, and giving up soon. None if it could not run.
     pub fn probe(&self, host: &SshHost, words: &[String]) -> Option<String> {
-        let out = Command::new("ssh")
-            .args(["-o", "ControlMaster=no", "-o", "ConnectTimeout=10"])
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-o", "ControlMaster=no", "-o", "ConnectTimeout=10"])
             .args(["-o", "BatchMode=yes"])
             .args(self.base_args())
             .arg(&host.dest)
             .arg("--")
             .arg(shell::join(words))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let out = process::output(&mut cmd, "ssh", Stdin::Nothing).ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -365,13 +353,12 @@ impl Ssh {
             return;
         }
         for dest in connected {
-            let _ = Command::new("ssh")
-                .args(self.base_args())
-                .args(["-O", "exit", &dest])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            process::quietly(
+                Command::new("ssh")
+                    .args(self.base_args())
+                    .args(["-O", "exit", &dest]),
+                Stdin::Nothing,
+            );
         }
     }
 }

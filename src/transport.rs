@@ -1,5 +1,6 @@
 //! How a rendered session reaches its host: a local process, or a command over the host's
-//! SSH master connection.
+//! SSH master connection (opened here, in the background while the build runs). It builds
+//! the process; `process.rs` starts it.
 
 use crate::error::{Error, Result};
 use crate::host::{Host, SshHost};
@@ -84,7 +85,7 @@ impl Transport {
                 let result = opening.run();
                 if !matches!(&result, Ok(p) if p.facts.is_ok()) {
                     failed.store(true, Ordering::SeqCst);
-                    crate::interrupt::stop_child();
+                    crate::process::stop_child();
                 }
                 result
             }));
@@ -168,13 +169,12 @@ impl Transport {
     /// Which of `commands` the PATH of an SSH session on `host` lacks; empty when none is
     /// missing or the host cannot be asked.
     pub fn missing_commands(&self, host: &SshHost, commands: &[&str]) -> Vec<String> {
-        let script = format!(
-            "for c in {}; do command -v \"$c\" >/dev/null 2>&1 || printf '%s\\n' \"$c\"; done",
-            crate::shell::join(commands)
-        );
+        const SCRIPT: &str = include_str!("scripts/missing-commands.sh");
+        let mut words = vec!["sh".to_string(), "-c".into(), SCRIPT.into(), "sh".into()];
+        words.extend(commands.iter().map(|c| c.to_string()));
         self.ssh
             .as_ref()
-            .and_then(|ssh| ssh.probe(host, &["sh".into(), "-c".into(), script]))
+            .and_then(|ssh| ssh.probe(host, &words))
             .map(|out| out.lines().map(str::to_string).collect())
             .unwrap_or_default()
     }

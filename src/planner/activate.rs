@@ -5,19 +5,14 @@ use super::*;
 
 /// With `--ask-sudo-password`: try the password on the target before anything is built.
 pub(super) fn check_elevation(req: &Request) -> Session {
-    Session {
-        host: req.target_host.clone(),
-        elevation: req.elevation.clone(),
-        steps: vec![Step {
-            kind: StepKind::CheckElevation,
-            message: None,
-            commands: vec![Command::lit(&["true"])],
-            capture: None,
+    Session::one(
+        req.target_host.clone(),
+        req.elevation.clone(),
+        Step {
             output: Output::ElevationCheck,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+            ..Step::new(StepKind::CheckElevation, vec![Command::lit(&["true"])])
+        },
+    )
 }
 
 /// `--rollback`: find the generation to go back to on the target.
@@ -32,24 +27,15 @@ pub(super) fn find_generation(req: &Request) -> Session {
         _ if req.action.sets_profile() => Pick::OlderThanCurrent,
         _ => Pick::NewestOther,
     };
-    Session {
-        host: req.target_host.clone(),
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::FindGeneration,
-            message: None,
-            commands: vec![Command::lit(&[
-                "nix-env",
-                "-p",
-                &profile,
-                "--list-generations",
-            ])],
+    let list = Command::lit(&["nix-env", "-p", &profile, "--list-generations"]);
+    Session::one(
+        req.target_host.clone(),
+        Elevation::None,
+        Step {
             capture: Some(Capture::Generation { profile, pick }),
-            output: Output::Log,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+            ..Step::new(StepKind::FindGeneration, vec![list])
+        },
+    )
 }
 
 pub(super) const MISSING_FILES: &str = "your NixOS configuration path seems to be missing essential files. \
@@ -67,17 +53,9 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     let sets_profile = req.action.sets_profile();
     let rollback = matches!(req.source, Source::Rollback { .. });
     let mut steps = Vec::new();
-    let step = |kind, commands| Step {
-        kind,
-        message: None,
-        commands,
-        capture: None,
-        output: Output::Log,
-        if_lost: None,
-    };
 
     // Under magic rollback, `switch` activates with `test` and its confirmation makes it the
-    // boot default (`action.rs`, `watchdog.rs`).
+    // boot default (`action.rs`, `rollback/watchdog.rs`).
     let stc_action = match req.confirm_timeout {
         Some(_) => req.action.stc_action_until_confirmed(),
         None => req.action.stc_action(),
@@ -93,7 +71,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     let checks_closure = req.check_closure
         && ((sets_profile && !rollback) || matches!(req.source, Source::StorePath { .. }));
     if checks_closure {
-        steps.push(step(
+        steps.push(Step::new(
             StepKind::CheckClosure,
             vec![
                 Command::new(vec![
@@ -111,33 +89,30 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
     }
     // Magic rollback: armed once the checks passed, before anything changes.
     if let Some(timeout) = req.confirm_timeout {
-        steps.push(crate::watchdog::arm_step(req, run.run_id, timeout));
+        steps.push(crate::rollback::watchdog::arm_step(
+            req, run.run_id, timeout,
+        ));
     }
     if sets_profile {
         if let Some(dir) = req.profile.dir_to_create() {
-            steps.push(step(
+            steps.push(Step::new(
                 StepKind::CreateProfileDir,
                 vec![Command::lit(&["mkdir", "-p", "-m", "0755", &dir])],
             ));
         }
-        let set = if rollback {
-            vec![
-                Word::lit("nix-env"),
-                Word::lit("-p"),
-                Word::lit(&profile),
-                Word::lit("--switch-generation"),
-                Word::var(Var::Generation, ""),
-            ]
+        // Back to the generation found, or on to the system built.
+        let (verb, to) = if rollback {
+            ("--switch-generation", Var::Generation)
         } else {
-            vec![
-                Word::lit("nix-env"),
-                Word::lit("-p"),
-                Word::lit(&profile),
-                Word::lit("--set"),
-                Word::var(Var::System, ""),
-            ]
+            ("--set", Var::System)
         };
-        let mut set = Command::new(set);
+        let mut set = Command::new(vec![
+            Word::lit("nix-env"),
+            Word::lit("-p"),
+            Word::lit(&profile),
+            Word::lit(verb),
+            Word::var(to, ""),
+        ]);
         set.undo = Some(match req.keep_generation_on_failure {
             false => Undo::RestoreProfile {
                 profile: profile.clone(),
@@ -148,15 +123,15 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             },
         });
         steps.push(Step {
-            kind: StepKind::SetProfile,
-            message: None,
-            // Which generation the profile is at now, for the report.
-            commands: vec![set, Command::lit(&["readlink", &profile])],
             capture: Some(Capture::ProfileLink),
-            output: Output::Log,
             if_lost: Some(
                 "; the profile there is either where it was or at the new generation".into(),
             ),
+            // Which generation the profile is at now, for the report.
+            ..Step::new(
+                StepKind::SetProfile,
+                vec![set, Command::lit(&["readlink", &profile])],
+            )
         });
     }
 
@@ -170,26 +145,22 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             if req.install_bootloader { "1" } else { "0" }.into(),
         ),
     ]);
+    let activate = Command {
+        argv: vec![
+            Word::var(
+                Var::System,
+                format!("{stc_dir}/bin/switch-to-configuration"),
+            ),
+            Word::lit(stc_action),
+        ],
+        env,
+        systemd_run: req
+            .systemd_run
+            .then(|| crate::rollback::watchdog::activation_unit(run.run_id)),
+        on_failure: None,
+        undo: None,
+    };
     steps.push(Step {
-        kind: StepKind::Activate,
-        message: None,
-        commands: vec![Command {
-            argv: vec![
-                Word::var(
-                    Var::System,
-                    format!("{stc_dir}/bin/switch-to-configuration"),
-                ),
-                Word::lit(stc_action),
-            ],
-            env,
-            systemd_run: req
-                .systemd_run
-                .then(|| crate::watchdog::activation_unit(run.run_id)),
-            on_failure: None,
-            undo: None,
-        }],
-        capture: None,
-        output: Output::Log,
         if_lost: Some(if sets_profile {
             "; the profile there is already the new generation, whose activation may not have \
              finished"
@@ -197,6 +168,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         } else {
             "; the activation there may not have finished".into()
         }),
+        ..Step::new(StepKind::Activate, vec![activate])
     });
 
     Session {
@@ -214,18 +186,15 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
 pub(super) const DIFF_SCRIPT: &str = include_str!("../scripts/package-diff.sh");
 
 pub(super) fn diff_step(run: &RunEnv) -> Step {
+    let diff = Command::new(vec![
+        Word::lit("sh"),
+        Word::lit("-c"),
+        Word::lit(DIFF_SCRIPT),
+        Word::lit(run.program),
+        Word::var(Var::System, ""),
+    ]);
     Step {
-        kind: StepKind::Diff,
-        message: None,
-        commands: vec![Command::new(vec![
-            Word::lit("sh"),
-            Word::lit("-c"),
-            Word::lit(DIFF_SCRIPT),
-            Word::lit(run.program),
-            Word::var(Var::System, ""),
-        ])],
         capture: Some(Capture::PackageDiff),
-        output: Output::Log,
-        if_lost: None,
+        ..Step::new(StepKind::Diff, vec![diff])
     }
 }

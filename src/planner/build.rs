@@ -71,19 +71,15 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
             (argv, Capture::PathLine(Var::System))
         }
     };
-    Ok(Session {
-        host: Host::Local,
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::Build,
+    Ok(Session::one(
+        Host::Local,
+        Elevation::None,
+        Step {
             message: Some(BUILD_MESSAGE.into()),
-            commands: vec![Command::lit(&argv)],
             capture: (!dry).then_some(capture),
-            output: Output::Log,
-            if_lost: None,
-        }],
-        fallback: None,
-    })
+            ..Step::new(StepKind::Build, vec![Command::lit(&argv)])
+        },
+    ))
 }
 
 /// `--build-host`: evaluate here (the only evaluation), send the derivation to the builder,
@@ -128,33 +124,25 @@ pub(super) fn build_remotely(
             .map(Word::Lit),
     );
     vec![
-        Session {
-            host: Host::Local,
-            elevation: Elevation::None,
-            steps: vec![Step {
-                kind: StepKind::Evaluate,
+        Session::one(
+            Host::Local,
+            Elevation::None,
+            Step {
                 message: Some(BUILD_MESSAGE.into()),
-                commands: vec![Command::lit(&evaluate)],
                 capture: Some(Capture::PathLine(Var::Drv)),
-                output: Output::Log,
-                if_lost: None,
-            }],
-            fallback: None,
-        },
+                ..Step::new(StepKind::Evaluate, vec![Command::lit(&evaluate)])
+            },
+        ),
         copy_to(req, builder, Var::Drv, run, caps),
-        Session {
-            host: Host::Ssh(builder.clone()),
-            elevation: Elevation::None,
-            steps: vec![Step {
-                kind: StepKind::Build,
+        Session::one(
+            Host::Ssh(builder.clone()),
+            Elevation::None,
+            Step {
                 message: Some(format!("building on {}...", builder.dest)),
-                commands: vec![Command::new(realise)],
                 capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
-                output: Output::Log,
-                if_lost: None,
-            }],
-            fallback: None,
-        },
+                ..Step::new(StepKind::Build, vec![Command::new(realise)])
+            },
+        ),
     ]
 }
 
@@ -180,29 +168,23 @@ pub(super) fn image_variants(req: &Request) -> Session {
             argv.extend(req.nix.for_command(NixCommand::FileEval));
         }
     }
-    Session {
-        host: Host::Local,
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::Evaluate,
-            message: None,
-            commands: vec![Command::lit(&argv)],
+    Session::one(
+        Host::Local,
+        Elevation::None,
+        Step {
             capture: Some(Capture::ImageVariants {
                 variant: req.image_variant.clone(),
             }),
-            output: Output::Log,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+            ..Step::new(StepKind::Evaluate, vec![Command::lit(&argv)])
+        },
+    )
 }
 
 /// `--specialisation S`: the system has `specialisation/S`, or the run stops here.
 pub(super) fn check_specialisation(s: &str) -> Step {
-    Step {
-        kind: StepKind::CheckSpecialisation,
-        message: None,
-        commands: vec![
+    Step::new(
+        StepKind::CheckSpecialisation,
+        vec![
             Command::new(vec![
                 Word::lit("test"),
                 Word::lit("-x"),
@@ -213,19 +195,13 @@ pub(super) fn check_specialisation(s: &str) -> Step {
             ])
             .on_failure(format!("specialisation not found: {s}")),
         ],
-        capture: None,
-        output: Output::Log,
-        if_lost: None,
-    }
+    )
 }
 
 /// A missing specialisation is found where the system was built, before it is copied to
 /// the target (the target checks again before its profile changes).
 pub(super) fn specialisation_before_copy(req: &Request, built_on: &Host) -> Option<Session> {
-    req.specialisation.as_ref().map(|s| Session {
-        host: built_on.clone(),
-        elevation: Elevation::None,
-        steps: vec![check_specialisation(s)],
-        fallback: None,
-    })
+    req.specialisation
+        .as_ref()
+        .map(|s| Session::one(built_on.clone(), Elevation::None, check_specialisation(s)))
 }

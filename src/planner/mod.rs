@@ -77,7 +77,7 @@ pub fn plan(req: &Request, caps: &NixCaps, run: &RunEnv) -> Result<Plan> {
         sessions: merge_sessions(sessions),
         confirm: req
             .confirm_timeout
-            .map(|t| crate::watchdog::confirm(req, run.run_id, t)),
+            .map(|t| crate::rollback::watchdog::confirm(req, run.run_id, t)),
         finish,
     })
 }
@@ -244,19 +244,7 @@ fn refuse_unavailable(req: &Request) -> Result<()> {
 
 /// A session of one unelevated step on this machine.
 fn local(kind: StepKind, command: Command) -> Session {
-    Session {
-        host: Host::Local,
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind,
-            message: None,
-            commands: vec![command],
-            capture: None,
-            output: Output::Log,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+    Session::one(Host::Local, Elevation::None, Step::new(kind, vec![command]))
 }
 
 /// The attribute of the configuration an action builds.

@@ -119,12 +119,17 @@ fn check_closure() -> Step {
 }
 
 fn set_profile(profile: &str) -> Step {
+    set_profile_by(profile, "--set", Var::System)
+}
+
+/// `nix-env -p PROFILE VERB $TO`, undone if a later step fails.
+fn set_profile_by(profile: &str, verb: &str, to: Var) -> Step {
     let mut set = Command::new(vec![
         Word::lit("nix-env"),
         Word::lit("-p"),
         Word::lit(profile),
-        Word::lit("--set"),
-        Word::var(Var::System, ""),
+        Word::lit(verb),
+        Word::var(to, ""),
     ]);
     set.undo = Some(Undo::RestoreProfile {
         profile: profile.into(),
@@ -406,30 +411,7 @@ fn rollback_switch_finds_then_switches_generation() {
                     host: Host::Local,
                     elevation: Elevation::None,
                     steps: vec![
-                        Step {
-                            kind: StepKind::SetProfile,
-                            message: None,
-                            commands: vec![
-                                {
-                                    let mut c = Command::new(vec![
-                                        Word::lit("nix-env"),
-                                        Word::lit("-p"),
-                                        Word::lit(SYSTEM),
-                                        Word::lit("--switch-generation"),
-                                        Word::var(Var::Generation, ""),
-                                    ]);
-                                    c.undo = Some(Undo::RestoreProfile {
-                                        profile: SYSTEM.into(),
-                                        boot: true,
-                                    });
-                                    c
-                                },
-                                cmd(&["readlink", SYSTEM]),
-                            ],
-                            capture: Some(Capture::ProfileLink),
-                            output: Output::Log,
-                            if_lost: Some("; the profile there is either where it was or at the new generation".into()),
-                        },
+                        set_profile_by(SYSTEM, "--switch-generation", Var::Generation),
                         stc("", "switch", "0"),
                     ],
                     fallback: None,
@@ -1100,7 +1082,7 @@ fn upgrade_session(elevation: Elevation, all: &str) -> Session {
             kind: StepKind::UpgradeChannels,
             message: None,
             commands: vec![
-                cmd(&["sh", "-c", r#"[ "$(id -u)" = 0 ]"#]).on_failure(UPGRADE_NEEDS_ROOT),
+                cmd(&crate::elevation::root_check()).on_failure(UPGRADE_NEEDS_ROOT),
                 cmd(&["sh", "-c", UPGRADE_SCRIPT, "rb", all]),
             ],
             capture: None,

@@ -20,22 +20,17 @@ pub(super) fn upgrade_channels(req: &Request, run: &RunEnv) -> Session {
     } else {
         "0"
     };
-    Session {
-        host: Host::Local,
+    Session::one(
+        Host::Local,
         elevation,
-        steps: vec![Step {
-            kind: StepKind::UpgradeChannels,
-            message: None,
-            commands: vec![
-                Command::lit(&["sh", "-c", r#"[ "$(id -u)" = 0 ]"#]).on_failure(UPGRADE_NEEDS_ROOT),
+        Step::new(
+            StepKind::UpgradeChannels,
+            vec![
+                Command::lit(&crate::elevation::root_check()).on_failure(UPGRADE_NEEDS_ROOT),
                 Command::lit(&["sh", "-c", UPGRADE_SCRIPT, run.program, all]),
             ],
-            capture: None,
-            output: Output::Log,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+        ),
+    )
 }
 
 /// The configuration file of a classic system: `$NIXOS_CONFIG`, else
@@ -48,18 +43,15 @@ pub(super) const EDITOR_SCRIPT: &str = include_str!("../scripts/editor.sh");
 
 /// `edit`: `nix edit` of a flake's configuration; otherwise `$EDITOR` on the file found.
 pub(super) fn edit(req: &Request) -> Vec<Session> {
-    let interactive = |command: Command| Session {
-        host: Host::Local,
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::Edit,
-            message: None,
-            commands: vec![command],
-            capture: None,
-            output: Output::Terminal,
-            if_lost: None,
-        }],
-        fallback: None,
+    let interactive = |command: Command| {
+        Session::one(
+            Host::Local,
+            Elevation::None,
+            Step {
+                output: Output::Terminal,
+                ..Step::new(StepKind::Edit, vec![command])
+            },
+        )
     };
     if let Source::Flake(flake) = &req.source {
         let mut argv = nix_new_style("edit");
@@ -73,19 +65,17 @@ pub(super) fn edit(req: &Request) -> Vec<Session> {
         .collect::<Vec<_>>();
     find.extend(req.nix.for_command(NixCommand::LegacyInstantiate));
     vec![
-        Session {
-            host: Host::Local,
-            elevation: Elevation::None,
-            steps: vec![Step {
-                kind: StepKind::FindConfig,
-                message: None,
-                commands: vec![Command::lit(&find).on_failure("cannot find NixOS config file")],
+        Session::one(
+            Host::Local,
+            Elevation::None,
+            Step {
                 capture: Some(Capture::PathLine(Var::ConfigFile)),
-                output: Output::Log,
-                if_lost: None,
-            }],
-            fallback: None,
-        },
+                ..Step::new(
+                    StepKind::FindConfig,
+                    vec![Command::lit(&find).on_failure("cannot find NixOS config file")],
+                )
+            },
+        ),
         interactive(Command::new(vec![
             Word::lit("sh"),
             Word::lit("-c"),
@@ -243,40 +233,30 @@ pub(super) fn repl(req: &Request, caps: &NixCaps, run: &RunEnv) -> Session {
             nix
         }
     };
-    Session {
-        host: Host::Local,
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::Repl,
-            message: None,
-            commands: vec![Command::lit(&argv)],
-            capture: None,
+    Session::one(
+        Host::Local,
+        Elevation::None,
+        Step {
             output: Output::Terminal,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+            ..Step::new(StepKind::Repl, vec![Command::lit(&argv)])
+        },
+    )
 }
 
 /// `list-generations` on the target (here by default): one process, no root.
 pub(super) fn list_generations(req: &Request) -> Session {
     let profile = req.profile.path();
     let name = req.profile.name.as_deref().unwrap_or("system");
-    Session {
-        host: req.target_host.clone(),
-        elevation: Elevation::None,
-        steps: vec![Step {
-            kind: StepKind::ListGenerations,
-            message: None,
-            commands: vec![
-                Command::lit(&["test", "-e", &profile])
-                    .on_failure(format!("no profile '{name}' found")),
-                Command::lit(&["sh", "-c", &list_script(), "sh", &profile]),
-            ],
+    let commands = vec![
+        Command::lit(&["test", "-e", &profile]).on_failure(format!("no profile '{name}' found")),
+        Command::lit(&["sh", "-c", &list_script(), "sh", &profile]),
+    ];
+    Session::one(
+        req.target_host.clone(),
+        Elevation::None,
+        Step {
             capture: Some(Capture::Generations),
-            output: Output::Log,
-            if_lost: None,
-        }],
-        fallback: None,
-    }
+            ..Step::new(StepKind::ListGenerations, commands)
+        },
+    )
 }

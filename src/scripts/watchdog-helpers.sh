@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Helpers of the magic-rollback watchdog (src/watchdog.rs), shared by the sessions' functions
+# Helpers of the magic-rollback watchdog (src/rollback/watchdog.rs), shared by the sessions' functions
 # (watchdog-session.sh) and the detached watchdog itself (watchdog.sh), after
 # generation-link.sh. Every name is prefixed: they also run inside a session's own script.
 
@@ -32,7 +32,7 @@ rb_wd_busy() {
 }
 
 # Writes the run's verdict, DIR/result (read back as `@rb-watchdog` lines, Verdict in
-# src/watchdog.rs), with the profile's generation and system and what runs as they are now:
+# src/rollback/watchdog.rs), with the profile's generation and system and what runs as they are now:
 #   rb_wd_result DIR OUTCOME REASON ACTION PROFILE [KEY=VALUE...]
 rb_wd_result() {
   rb_wd_rd=$1 rb_wd_ro=$2 rb_wd_rr=$3 rb_wd_ra=$4 rb_wd_rp=$5

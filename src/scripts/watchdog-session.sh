@@ -1,4 +1,4 @@
-# shellcheck shell=sh disable=SC2154 # rb_wd_prog, rb_wd_run_dir, rb_wd_unit_prefix, rb_wd_wait and rb_wd_body are set before these functions (src/watchdog.rs)
+# shellcheck shell=sh disable=SC2154 # rb_wd_prog, rb_wd_run_dir, rb_wd_unit_prefix, rb_wd_wait and rb_wd_body are set before these functions (src/rollback/watchdog.rs)
 # The watchdog's functions in the sessions that arm it and confirm it (`rb-watchdog MODE …` in
 # a plan becomes `rb_watchdog MODE …`). After watchdog-helpers.sh and systemd-run.sh.
 
@@ -69,7 +69,7 @@ rb_wd_arm() {
   echo "$rb_wd_prog: armed a watchdog on $(uname -n) ($rb_wd_how): unless rb confirms within ${rb_wd_t}s of the activation, it $rb_wd_to"
 }
 
-# The confirming session's report: `@rb-watchdog key=value` lines (Verdict in src/watchdog.rs).
+# The confirming session's report: `@rb-watchdog key=value` lines (Verdict in src/rollback/watchdog.rs).
 rb_wd_report() { for rb_wd_kv in "$@"; do printf '@rb-watchdog %s\n' "$rb_wd_kv"; done; }
 
 # The confirmation checks (--confirm-check), in order, each within what is left of the

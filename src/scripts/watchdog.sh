@@ -1,4 +1,4 @@
-# shellcheck shell=sh disable=SC2154 # rb_wd_unit_wait is set before this script (src/watchdog.rs)
+# shellcheck shell=sh disable=SC2154 # rb_wd_unit_wait is set before this script (src/rollback/watchdog.rs)
 # The magic-rollback watchdog itself, run detached (after watchdog-helpers.sh):
 #   sh -c SCRIPT rb-watchdog DIR SECONDS "SESSION-PID STARTTIME" PROFILE restore-profile|keep-profile LINK SYSTEM ACTION NIX-ENV UNIT [BOOT INSTALL-BOOTLOADER]
 # Its output goes to DIR/log. With BOOT (the path of a switch-to-configuration inside a

@@ -208,11 +208,11 @@ pub const FUNCTION: &str = "rb_watchdog";
 
 /// Helpers of both the sessions' functions and the watchdog itself (the pid and unit checks,
 /// the generation number of a link): one copy, in both scripts.
-const HELPERS: &str = include_str!("scripts/watchdog-helpers.sh");
+const HELPERS: &str = include_str!("../scripts/watchdog-helpers.sh");
 /// `rb_watchdog` and what it calls, for the sessions that arm and confirm.
-const SESSION: &str = include_str!("scripts/watchdog-session.sh");
+const SESSION: &str = include_str!("../scripts/watchdog-session.sh");
 /// The detached watchdog.
-const WATCHDOG: &str = include_str!("scripts/watchdog.sh");
+const WATCHDOG: &str = include_str!("../scripts/watchdog.sh");
 
 /// Shell definitions for a script that uses the watchdog; `program` prefixes its messages.
 /// They use `rb_generation_of` (generations.rs) and `rb_systemd_run` (systemd.rs), which

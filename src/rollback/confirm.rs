@@ -20,13 +20,13 @@
 //! watchdog if the activation fails), and the confirming session waits for the activation to
 //! end first (see `watchdog.rs`).
 
+use super::watchdog::{self, Mode, Outcome as Said, Verdict};
 use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Record, StepRecord};
 use crate::host::{Host, SshHost};
 use crate::interrupt;
 use crate::plan::{Confirm, StepKind, Var};
 use crate::render::{Site, Values, render};
-use crate::watchdog::{self, Mode, Outcome as Said, Verdict};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -170,12 +170,7 @@ fn reach(exec: &mut Executor, confirm: &Confirm, host: &SshHost, mode: Mode) -> 
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // A signal to rb alone stops this attempt too.
         let child = exec.start(&mut cmd, &session, false, "ssh".into())?;
-        let out = child.wait_with_output();
-        interrupt::set_child(0);
-        let out = out.map_err(|source| Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
+        let out = crate::process::wait_with_output(child, "ssh")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let lines: Vec<&str> = stdout.lines().collect();
