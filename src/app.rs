@@ -113,7 +113,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn local_hostname() -> String {
+pub(crate) fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| crate::process::stdout_of(&["uname", "-n"]))
@@ -128,14 +128,9 @@ fn context(
     transport: Rc<RefCell<Option<Transport>>>,
     plan_only: bool,
 ) -> Context {
-    Context {
+    context_with(
         env,
-        etc_nixos_flake: std::fs::canonicalize("/etc/nixos/flake.nix")
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
-        etc_nixos_system: std::path::Path::new("/etc/nixos/system.nix").exists(),
-        system_nix_in_cwd: std::path::Path::new("system.nix").exists(),
-        hostname: Box::new(move |host, checks| match host {
+        Box::new(move |host, checks| match host {
             Host::Local => Ok(local_hostname()),
             Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
             Host::Ssh(h) => match transport.borrow_mut().as_mut() {
@@ -143,12 +138,29 @@ fn context(
                 None => Err(Error::Internal("no transport".into())),
             },
         }),
+    )
+}
+
+/// What rb finds around it, with `hostname` asking a host for its name (`several.rs` gives
+/// each target's request the name its connection learned).
+pub(crate) fn context_with(
+    env: BTreeMap<String, String>,
+    hostname: Box<crate::request::HostnameOf>,
+) -> Context {
+    Context {
+        env,
+        etc_nixos_flake: std::fs::canonicalize("/etc/nixos/flake.nix")
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.to_string_lossy().into_owned())),
+        etc_nixos_system: std::path::Path::new("/etc/nixos/system.nix").exists(),
+        system_nix_in_cwd: std::path::Path::new("system.nix").exists(),
+        hostname,
     }
 }
 
 /// Whether local builds go through nix-output-monitor, as nixos-rebuild-ng decides it:
 /// `NIXOS_REBUILD_USE_NOM` set (not empty or `0`), `nom` on the PATH, stderr a terminal.
-fn use_nom(env: &BTreeMap<String, String>) -> bool {
+pub(crate) fn use_nom(env: &BTreeMap<String, String>) -> bool {
     use std::io::IsTerminal;
     crate::request::env_switch(env, "NIXOS_REBUILD_USE_NOM")
         && which::which("nom").is_ok()
@@ -156,7 +168,7 @@ fn use_nom(env: &BTreeMap<String, String>) -> bool {
 }
 
 /// A name unique to this run, for the systemd unit and temporary files.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -165,6 +177,10 @@ fn run_id() -> String {
 }
 
 fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
+    // Several targets: one plan each, run by `several.rs`.
+    if cli.hosts.target_host.len() > 1 {
+        return crate::several::run(cli, report);
+    }
     let env: BTreeMap<String, String> = std::env::vars().collect();
     // The transport is shared with resolution, which may ask the target for its host name.
     let shared = Rc::new(RefCell::new(Some(Transport::new(&env))));
@@ -252,7 +268,7 @@ fn run_with(
 }
 
 /// `--json`: what happened, as one document on stdout (schema in README, "JSON output").
-fn result_document(
+pub(crate) fn result_document(
     req: &Request,
     plan: &Plan,
     record: &Record,

@@ -228,8 +228,10 @@ pub struct HostArgs {
     ///
     /// One SSH connection per host carries every step of the run. NIX_SSHOPTS adds options to
     /// ssh. A bare `localhost` is this machine (no SSH); write root@localhost for SSH.
-    #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
-    pub target_host: Option<String>,
+    /// Repeat it to deploy several hosts in one run (switch, boot, test, dry-activate and
+    /// build): one build of every configuration, then copies and activations in parallel.
+    #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname, action = ArgAction::Append)]
+    pub target_host: Vec<String>,
 
     /// Build on this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host.
     ///
@@ -238,6 +240,17 @@ pub struct HostArgs {
     /// A bare `localhost` is this machine (no SSH).
     #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
     pub build_host: Option<String>,
+
+    /// With several --target-host: deploy at most N hosts at once (copies and activations).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+
+    /// With several --target-host: start no more hosts once one has failed.
+    ///
+    /// The hosts being deployed at that moment finish (an activation is never cut short); the
+    /// others are reported as not started.
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 /// What rb prints.

@@ -149,6 +149,18 @@ pub enum Error {
         log: String,
     },
 
+    /// Several targets: not every one was deployed. The exit status is the first failed
+    /// target's own (in the order given), as if it had been deployed alone; the summary and
+    /// `--json` say how each went.
+    #[error("{failed} of {of} targets were not deployed: {hosts}")]
+    TargetsFailed {
+        failed: usize,
+        of: usize,
+        /// The targets that were not, in order.
+        hosts: String,
+        status: i32,
+    },
+
     /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
     #[error("{why}")]
     Unconfirmed {
@@ -163,7 +175,9 @@ impl Error {
     pub fn exit_status(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Command { status, .. } | Error::Untrusted { status } => *status,
+            Error::Command { status, .. }
+            | Error::Untrusted { status }
+            | Error::TargetsFailed { status, .. } => *status,
             Error::Interrupted(sig) => 128 + sig,
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => exit::SSH,
             Error::NotOnPath { .. } => exit::NOT_FOUND,

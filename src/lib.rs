@@ -9,7 +9,8 @@
 //! in `src/scripts/`. Magic rollback
 //! (`--confirm-timeout`) is `rollback`: `rollback::watchdog` (the script armed on the target,
 //! and its place in the plan) and `rollback::confirm` (confirming over a new connection, and
-//! the verdict), run by `app` after the plan's sessions.
+//! the verdict), run by `app` after the plan's sessions. Several `--target-host` are
+//! `several`: one plan per target, one build for all, the targets deployed in parallel.
 //! The binary is `main.rs`; this library exists so that tests and tools (man page and
 //! completion generation) can use the same definitions.
 
@@ -35,6 +36,7 @@ pub mod render;
 pub mod report;
 pub mod request;
 pub mod rollback;
+pub mod several;
 pub mod shell;
 pub mod ssh;
 pub mod systemd;

@@ -357,6 +357,9 @@ pub enum Var {
     Diff,
     /// `--confirm-timeout`: the watchdog's report, read by `watchdog::Verdict`.
     Verdict,
+    /// Several targets: the system of each configuration built, one per line
+    /// (`Capture::BuildJsonAll`), handed to each target's plan as its `$system`.
+    Systems,
 }
 
 impl Var {
@@ -370,6 +373,7 @@ impl Var {
             Var::ConfigFile => "config-file",
             Var::Diff => "diff",
             Var::Verdict => "verdict",
+            Var::Systems => "systems",
         }
     }
 }
@@ -410,6 +414,9 @@ impl Word {
 pub enum Capture {
     /// `nix build --json`: the `out` output of the first entry is `$system`.
     BuildJson,
+    /// `nix build --json` of several configurations (several targets, `several.rs`): the
+    /// `out` output of each entry, in order, one per line, is `$systems`.
+    BuildJsonAll,
     /// The last line is a store path, the value of the variable.
     PathLine(Var),
     /// `readlink PROFILE` after setting it: `<name>-N-link` gives `$generation`.
@@ -574,6 +581,9 @@ impl Session {
                 if let Some(capture) = &step.capture {
                     let yields = match capture {
                         Capture::BuildJson => "$system".to_string(),
+                        Capture::BuildJsonAll => {
+                            "$systems (one per configuration, in order)".to_string()
+                        }
                         Capture::ProfileLink => "$generation".to_string(),
                         Capture::PathLine(var) => format!("${}", var.name()),
                         Capture::Generation { pick, .. } => format!(

@@ -6,8 +6,9 @@
 //! module, which is the one place that knows how rb starts, feeds and waits for a process:
 //! - stdin is nothing, the terminal, or one line (the sudo password: it only ever travels on
 //!   the stdin of the process whose sudo reads it, never in argv or the environment);
-//! - the process rb is waiting for is recorded, so that a signal to rb (`interrupt.rs`), or a
-//!   host found unreachable while the build runs (`transport.rs`), stops it too;
+//! - the processes rb is waiting for are recorded, so that a signal to rb (`interrupt.rs`), or
+//!   a host found unreachable while the build runs (`transport.rs`), stops them too (several
+//!   at once when several targets deploy in parallel, `several.rs`);
 //! - a process that cannot start is an [`Error::Spawn`] naming it;
 //! - small questions (`nix --version`) and chores (closing a master, `stty`) whose failure
 //!   has a fallback run quietly.
@@ -17,7 +18,7 @@
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 /// What a process reads on its stdin.
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +50,21 @@ impl Stdin<'_> {
     }
 }
 
-/// The process rb waits for (0: none), stopped by [`stop_child`].
-static CHILD: AtomicU32 = AtomicU32::new(0);
+/// The processes rb waits for, one per thread that runs a session (`several.rs` runs one
+/// thread per target), stopped by [`stop_child`].
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn waiting_for(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.push(pid);
+    }
+}
+
+fn ended(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.retain(|&p| p != pid);
+    }
+}
 
 fn spawn_error(program: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Spawn {
@@ -66,7 +80,7 @@ pub fn start(cmd: &mut Command, program: &str, stdin: Stdin) -> Result<Child> {
         .stdin(stdin.stdio())
         .spawn()
         .map_err(spawn_error(program))?;
-    CHILD.store(child.id(), Ordering::SeqCst);
+    waiting_for(child.id());
     stdin.feed(&mut child);
     Ok(child)
 }
@@ -74,14 +88,15 @@ pub fn start(cmd: &mut Command, program: &str, stdin: Stdin) -> Result<Child> {
 /// Waits for a child [`start`] started (whose stdout the caller may have read already).
 pub fn wait(child: &mut Child) -> Result<ExitStatus> {
     let status = child.wait();
-    CHILD.store(0, Ordering::SeqCst);
+    ended(child.id());
     status.map_err(spawn_error("wait"))
 }
 
 /// Waits for a child [`start`] started, collecting what it writes to piped stdout and stderr.
 pub fn wait_with_output(child: Child, program: &str) -> Result<Output> {
+    let pid = child.id();
     let out = child.wait_with_output();
-    CHILD.store(0, Ordering::SeqCst);
+    ended(pid);
     out.map_err(spawn_error(program))
 }
 
@@ -120,11 +135,11 @@ pub fn stdout_of(argv: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Sends SIGTERM to the process rb waits for, if any: on a signal (`interrupt.rs`), or when
+/// Sends SIGTERM to the processes rb waits for, if any: on a signal (`interrupt.rs`), or when
 /// a host connected to during the build turns out unreachable (`transport.rs`).
 pub fn stop_child() {
-    let pid = CHILD.load(Ordering::SeqCst);
-    if pid != 0 {
+    let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+    for pid in pids {
         quietly(
             Command::new("kill").args(["-TERM", &pid.to_string()]),
             Stdin::Nothing,
@@ -179,10 +194,12 @@ mod tests {
             Stdin::Nothing,
         )
         .unwrap();
-        assert_eq!(CHILD.load(Ordering::SeqCst), child.id());
+        let pid = child.id();
+        let waited = || CHILDREN.lock().unwrap().contains(&pid);
+        assert!(waited());
         stop_child();
         let status = wait(&mut child).unwrap();
         assert!(!status.success());
-        assert_eq!(CHILD.load(Ordering::SeqCst), 0);
+        assert!(!waited());
     }
 }

@@ -124,6 +124,12 @@ fn usage(msg: impl Into<String>) -> Error {
 }
 
 pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
+    resolve_for(cli, ctx, cli.hosts.target_host.first())
+}
+
+/// The request for one target (`target`, a `--target-host` value, or None for this machine):
+/// with several `--target-host`, `several.rs` resolves one request per target.
+pub fn resolve_for(cli: &Cli, ctx: &Context, target: Option<&String>) -> Result<Request> {
     let action = cli
         .action
         .ok_or_else(|| usage("no action given; try 'switch', 'boot', 'test' or 'build'"))?;
@@ -159,7 +165,7 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     if action == Action::Edit && file_mode {
         return Err(usage("--file and --attr are not supported with 'edit'"));
     }
-    if (cli.hosts.target_host.is_some() && !action.takes_target_host())
+    if (!cli.hosts.target_host.is_empty() && !action.takes_target_host())
         || (cli.hosts.build_host.is_some() && !action.takes_build_host())
     {
         return Err(usage(format!(
@@ -231,8 +237,13 @@ pub fn resolve(cli: &Cli, ctx: &Context) -> Result<Request> {
     }
 
     let mut notes = Vec::new();
-    let target_host = parse_host("--target-host", &cli.hosts.target_host, ctx, &mut notes)?;
-    let build_host = parse_host("--build-host", &cli.hosts.build_host, ctx, &mut notes)?;
+    let target_host = parse_host("--target-host", target, ctx, &mut notes)?;
+    let build_host = parse_host(
+        "--build-host",
+        cli.hosts.build_host.as_ref(),
+        ctx,
+        &mut notes,
+    )?;
 
     if act.confirm_timeout.is_some() {
         if !action.takes_confirm_timeout() {
@@ -332,9 +343,9 @@ fn check_name(option: &str, name: &str) -> Result<()> {
 /// and as the "NixOS & Flakes" guide writes `--build-host localhost`: no SSH. `root@localhost`,
 /// `ssh://localhost`, or `localhost` while `NIX_SSHOPTS` holds options, go over SSH as written
 /// (README, "What gets built, and where").
-fn parse_host(
+pub fn parse_host(
     option: &str,
-    value: &Option<String>,
+    value: Option<&String>,
     ctx: &Context,
     notes: &mut Vec<String>,
 ) -> Result<Host> {

@@ -61,6 +61,11 @@ impl Transport {
         Ok(())
     }
 
+    /// Sets the sudo password asked once for several targets (`several.rs`).
+    pub fn set_password(&mut self, password: Option<String>) {
+        self.password = password;
+    }
+
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()
     }

@@ -6,9 +6,12 @@
 mod activate;
 mod build;
 mod copy;
+mod several;
 #[cfg(test)]
 mod tests;
 mod tools;
+
+pub use several::{Several, several};
 
 use activate::*;
 use build::*;
@@ -26,6 +29,7 @@ use crate::plan::{
     Word,
 };
 use crate::request::{Request, Source, Upgrade};
+use serde::Serialize;
 
 /// What the planner needs from this run besides the request.
 pub struct RunEnv<'a> {

@@ -1,0 +1,643 @@
+//! Several targets in one run: `--target-host` given more than once (README, "Several hosts").
+//!
+//! One request and one plan per target, as for one target (`request::resolve_for`,
+//! `planner::plan`), then `planner::several` takes the build out of each plan and makes it one
+//! Nix invocation for all. The run:
+//! 1. every target's connection opens at once, each with its probe (`probe.rs`): its host name
+//!    (the default configuration name), its Nix and its elevation, the sudo password (asked
+//!    once for all) tried there. A target that fails here is reported and left out; the
+//!    others go on;
+//! 2. one build of every configuration here;
+//! 3. each target's plan (copy, profile, activation, magic rollback) on a thread of its own,
+//!    at most `--max-parallel` at once, each with its own `Transport` (its one SSH master),
+//!    `Executor` and `Report`. A failure stops only that target, unless `--fail-fast`: then no
+//!    other target starts (those running finish). Ctrl-C stops them all (`process::stop_child`
+//!    stops every process rb waits for);
+//! 4. a summary table on stderr, `HOST<TAB>PATH` on stdout for each target deployed (or one
+//!    `--json` document with each target's result), and the exit status of the first target
+//!    that was not deployed (`Error::TargetsFailed`).
+
+use crate::app::{context_with, local_hostname, result_document, run_id, use_nom};
+use crate::cli::{Action, Cli};
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Record};
+use crate::host::{Host, SshHost};
+use crate::interrupt;
+use crate::nix::NixCaps;
+use crate::plan::{Finish, Plan, SCHEMA_VERSION, StepKind, Var};
+use crate::planner::{self, Several};
+use crate::probe::Checks;
+use crate::report::Report;
+use crate::request::{self, Request};
+use crate::rollback::confirm;
+use crate::transport::Transport;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The actions that take several targets: those that deploy a configuration built here.
+const ACTIONS: [Action; 5] = [
+    Action::Switch,
+    Action::Boot,
+    Action::Test,
+    Action::DryActivate,
+    Action::Build,
+];
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+/// The run's context, with `hostname` the one a target's request gets for its name.
+fn context(env: &BTreeMap<String, String>, hostname: Option<String>) -> request::Context {
+    context_with(
+        env.clone(),
+        Box::new(move |host, _| match (host, &hostname) {
+            (Host::Local, _) => Ok(local_hostname()),
+            (Host::Ssh(_), Some(name)) => Ok(name.clone()),
+            (Host::Ssh(h), None) => Ok(format!("<host name of {}>", h.dest)),
+        }),
+    )
+}
+
+/// What several targets refuse before anything runs, with one line each (exit 2): the
+/// requests themselves are checked as for one target by resolving them.
+fn refuse(cli: &Cli) -> Result<()> {
+    let action = cli.action.unwrap_or(Action::Build);
+    if !ACTIONS.contains(&action) {
+        return Err(usage(format!(
+            "several --target-host can only be used with 'switch', 'boot', 'test', \
+             'dry-activate' and 'build', not '{}'",
+            action.name()
+        )));
+    }
+    if cli.activation.rollback || cli.activation.generation.is_some() {
+        return Err(usage(
+            "--rollback and --generation take one --target-host: each host has generations of \
+             its own",
+        ));
+    }
+    if cli.source.upgrade || cli.source.upgrade_all {
+        return Err(usage(
+            "--upgrade and --upgrade-all update this machine's channels: not with several \
+             --target-host",
+        ));
+    }
+    let targets = &cli.hosts.target_host;
+    if let Some((_, t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(i, t)| targets[..*i].contains(t))
+    {
+        return Err(usage(format!("--target-host {t} is given twice")));
+    }
+    if cli.hosts.build_host.is_some() {
+        return Err(Error::NotYetAvailable(
+            "--build-host with several --target-host",
+        ));
+    }
+    Ok(())
+}
+
+/// One target: its host and, once planned, its request, plan and connection.
+struct Target {
+    host: SshHost,
+    transport: Transport,
+    planned: Option<(Request, Plan)>,
+    /// Why it is left out before the build (unreachable, refused by its probe, …).
+    failed: Option<Error>,
+}
+
+/// How one target went.
+struct Outcome {
+    dest: String,
+    result: Result<()>,
+    /// Whether its plan ran at all (false: left out, or not started after --fail-fast).
+    started: bool,
+    record: Record,
+    took: Duration,
+    /// Its request and plan (without the build), when it got that far.
+    planned: Option<(Request, Plan)>,
+}
+
+pub fn run(cli: &Cli, report: &Report) -> Result<()> {
+    refuse(cli)?;
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let action = cli.action.unwrap_or(Action::Build);
+    // Every target's request, resolved without asking any host: the command line's errors
+    // (as for one target) before anything connects, and the requests `--plan` shows.
+    let mut hosts = Vec::new();
+    for t in &cli.hosts.target_host {
+        let req = request::resolve_for(cli, &context(&env, None), Some(t))?;
+        match &req.target_host {
+            Host::Ssh(h) => hosts.push(h.clone()),
+            Host::Local => {
+                return Err(usage(format!(
+                    "with several --target-host each is a remote host; '{t}' is this machine"
+                )));
+            }
+        }
+    }
+    let first = request::resolve_for(cli, &context(&env, None), cli.hosts.target_host.first())?;
+    for w in &first.warnings {
+        report.warn(w);
+    }
+    let caps = NixCaps::detect();
+    let id = run_id();
+    let cwd = std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into());
+    let mut targets: Vec<Target> = hosts
+        .into_iter()
+        .map(|host| Target {
+            host,
+            transport: Transport::new(&env),
+            planned: None,
+            failed: None,
+        })
+        .collect();
+
+    if cli.output.plan {
+        let mut plans = Vec::new();
+        let mut reqs = Vec::new();
+        for (t, arg) in targets.iter_mut().zip(&cli.hosts.target_host) {
+            let req = request::resolve_for(cli, &context(&env, None), Some(arg))?;
+            plans.push(plan_for(
+                &req,
+                &mut t.transport,
+                &caps,
+                &id,
+                &cwd,
+                &env,
+                report,
+            )?);
+            reqs.push(req);
+        }
+        let several = planner::several(plans)?;
+        for t in &mut targets {
+            t.transport.close();
+        }
+        if cli.output.json {
+            let doc = serde_json::json!({
+                "version": SCHEMA_VERSION,
+                "nix": caps.version_string(),
+                "requests": reqs,
+                "plan": several,
+            });
+            report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            report.stdout(&several.to_string());
+        }
+        return Ok(());
+    }
+
+    // One password for every target, asked before any connection opens.
+    let checks = Checks::target(action, &first.elevation);
+    let password = match checks.needs_password() {
+        true => Some(crate::password::ask(&cli.hosts.target_host.join(", "))?),
+        false => None,
+    };
+    connect_all(&mut targets, &checks, password.as_deref(), report);
+    if let Some(sig) = interrupt::signal() {
+        close_all(&mut targets);
+        return Err(Error::Interrupted(sig));
+    }
+    for (t, arg) in targets.iter_mut().zip(&cli.hosts.target_host) {
+        if t.failed.is_some() {
+            continue;
+        }
+        let name = t.transport.hostname(&t.host, &checks);
+        let planned = name.and_then(|name| {
+            let req = request::resolve_for(cli, &context(&env, Some(name)), Some(arg))?;
+            let plan = plan_for(&req, &mut t.transport, &caps, &id, &cwd, &env, report)?;
+            Ok((req, plan))
+        });
+        match planned {
+            Ok(p) => t.planned = Some(p),
+            Err(e) => {
+                say_error(report, &t.host.dest, &e);
+                t.failed = Some(e);
+            }
+        }
+    }
+
+    let plans: Vec<Plan> = targets
+        .iter()
+        .filter_map(|t| t.planned.as_ref().map(|(_, p)| p.clone()))
+        .collect();
+    let several = match plans.is_empty() {
+        true => None,
+        false => Some(planner::several(plans)?),
+    };
+    // The build, once for all; a failed build fails every target that got that far.
+    let systems = match &several {
+        Some(s) => match build(s, &env, report) {
+            Ok(systems) => systems,
+            Err(e) => {
+                // No target gets anything: the build's error is the run's, as for one target.
+                close_all(&mut targets);
+                return Err(e);
+            }
+        },
+        None => Vec::new(),
+    };
+    let outcomes = deploy(
+        cli,
+        report,
+        &env,
+        targets,
+        several.as_ref(),
+        &systems,
+        password,
+    );
+    conclude(cli, report, action, outcomes)
+}
+
+/// The plan of one target, with its connection's `NIX_SSHOPTS` for its copy.
+fn plan_for(
+    req: &Request,
+    transport: &mut Transport,
+    caps: &NixCaps,
+    id: &str,
+    cwd: &str,
+    env: &BTreeMap<String, String>,
+    report: &Report,
+) -> Result<Plan> {
+    let nix_sshopts = transport.nix_sshopts()?;
+    planner::plan(
+        req,
+        caps,
+        &planner::RunEnv {
+            run_id: id,
+            nix_sshopts: &nix_sshopts,
+            cwd,
+            program: &report.program,
+            use_nom: use_nom(env),
+        },
+    )
+}
+
+/// Opens every target's connection at once, each running its probe; a target that cannot
+/// be reached or deployed to is marked failed (and said), the others go on.
+fn connect_all(targets: &mut [Target], checks: &Checks, password: Option<&str>, report: &Report) {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter_mut()
+            .map(|t| {
+                scope.spawn(move || {
+                    t.transport.set_password(password.map(String::from));
+                    if let Err(e) = t.transport.hostname(&t.host, checks) {
+                        t.failed = Some(e);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    for t in targets.iter() {
+        if let Some(e) = &t.failed {
+            say_error(report, &t.host.dest, e);
+        }
+    }
+}
+
+fn close_all(targets: &mut [Target]) {
+    for t in targets {
+        t.transport.close();
+    }
+}
+
+/// An error of one target, said as it happens: the error line (naming the target when the
+/// message does not) and its hints.
+fn say_error(report: &Report, dest: &str, e: &Error) {
+    if let Error::Interrupted(_) = e {
+        return;
+    }
+    if !report.was_told(e) {
+        let msg = e.to_string();
+        match msg.contains(dest) {
+            true => report.error(&msg),
+            false => report.error(&format!("{dest}: {msg}")),
+        }
+    }
+    for hint in e.hints() {
+        report.hint(&hint);
+    }
+}
+
+/// Runs the one build; the system of each planned target, in order.
+fn build(
+    several: &Several,
+    env: &BTreeMap<String, String>,
+    report: &Report,
+) -> Result<Vec<String>> {
+    let Some(session) = &several.build else {
+        return Ok(Vec::new());
+    };
+    let plan = Plan {
+        action: several.plans[0].action,
+        connect: Vec::new(),
+        inputs: Vec::new(),
+        sessions: vec![session.clone()],
+        confirm: None,
+        finish: Finish::Nothing,
+    };
+    let mut transport = Transport::new(env);
+    let mut executor = Executor {
+        transport: &mut transport,
+        report,
+        password: None,
+        stdout_reserved: true,
+        local_env: env,
+    };
+    let mut record = Record::default();
+    let result = executor.run_sessions(&plan, &mut record);
+    transport.close();
+    result?;
+    let missing = || Error::Internal("the build gave no system path".into());
+    match several.system_of.is_empty() {
+        true => {
+            let system = record.values.get(&Var::System).ok_or_else(missing)?;
+            Ok(vec![system.clone(); several.plans.len()])
+        }
+        false => {
+            let built: Vec<&str> = record
+                .values
+                .get(&Var::Systems)
+                .ok_or_else(missing)?
+                .lines()
+                .collect();
+            several
+                .system_of
+                .iter()
+                .map(|&n| built.get(n).map(|s| s.to_string()).ok_or_else(missing))
+                .collect()
+        }
+    }
+}
+
+/// Runs each planned target's plan, at most `--max-parallel` at once; every target's
+/// outcome, in the order given.
+fn deploy(
+    cli: &Cli,
+    report: &Report,
+    env: &BTreeMap<String, String>,
+    targets: Vec<Target>,
+    several: Option<&Several>,
+    systems: &[String],
+    password: Option<String>,
+) -> Vec<Outcome> {
+    let total = targets.len();
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..total).map(|_| None).collect());
+    let mut queue = VecDeque::new();
+    let mut planned = 0;
+    for (i, mut t) in targets.into_iter().enumerate() {
+        match (t.failed.take(), &several) {
+            (Some(e), _) => {
+                t.transport.close();
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Outcome {
+                    dest: t.host.dest.clone(),
+                    result: Err(e),
+                    started: false,
+                    record: Record::default(),
+                    took: Duration::ZERO,
+                    planned: None,
+                });
+            }
+            (None, Some(s)) if t.planned.is_some() => {
+                let plan = s.plans[planned].clone();
+                if let Some(p) = t.planned.as_mut() {
+                    // The document of the target shows the plan that ran, without the build.
+                    p.1 = plan.clone();
+                }
+                let system = systems.get(planned).cloned();
+                planned += 1;
+                queue.push_back((i, t, plan, system));
+            }
+            (None, _) => {}
+        }
+    }
+    let queue = Mutex::new(queue);
+    let failed = AtomicBool::new(false);
+    let workers = (cli.hosts.max_parallel as usize).clamp(1, total.max(1));
+    let (program, debug) = (report.program.clone(), report.debug);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (queue, outcomes, failed, password) = (&queue, &outcomes, &failed, &password);
+            let program = program.clone();
+            scope.spawn(move || {
+                let report = Report::new(program, debug);
+                loop {
+                    let Some((i, mut t, plan, system)) =
+                        queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                    else {
+                        break;
+                    };
+                    let skip = interrupt::signal().map(Error::Interrupted).or_else(|| {
+                        (cli.hosts.fail_fast && failed.load(Ordering::SeqCst))
+                            .then(|| Error::Failed("not started: --fail-fast".into()))
+                    });
+                    let outcome = match skip {
+                        Some(e) => {
+                            t.transport.close();
+                            Outcome {
+                                dest: t.host.dest.clone(),
+                                result: Err(e),
+                                started: false,
+                                record: Record::default(),
+                                took: Duration::ZERO,
+                                planned: t.planned.take(),
+                            }
+                        }
+                        None => one(&mut t, &plan, system, password.clone(), env, &report),
+                    };
+                    if outcome.result.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// One target's plan, as `app.rs` runs the plan of a run with one target.
+fn one(
+    t: &mut Target,
+    plan: &Plan,
+    system: Option<String>,
+    password: Option<String>,
+    env: &BTreeMap<String, String>,
+    report: &Report,
+) -> Outcome {
+    let started = Instant::now();
+    let mut record = Record::default();
+    if let Some(system) = system {
+        record.values.insert(Var::System, system);
+    }
+    let mut executor = Executor {
+        transport: &mut t.transport,
+        report,
+        password,
+        stdout_reserved: true,
+        local_env: env,
+    };
+    let mut result = executor.run_sessions(plan, &mut record);
+    if let Some(c) = &plan.confirm {
+        result = confirm::settle(&mut executor, c, result, &mut record);
+    }
+    t.transport.close();
+    if let Err(e) = &result {
+        say_error(report, &t.host.dest, e);
+    }
+    Outcome {
+        dest: t.host.dest.clone(),
+        result,
+        started: true,
+        record,
+        took: started.elapsed(),
+        planned: t.planned.take(),
+    }
+}
+
+/// What the summary says of a target's result.
+fn result_word(o: &Outcome) -> String {
+    match &o.result {
+        Ok(()) => "deployed".into(),
+        Err(Error::Interrupted(_)) => "interrupted".into(),
+        Err(_) if !o.started && matches!(o.result, Err(Error::Failed(_))) => "not started".into(),
+        Err(e @ Error::Unreachable { .. }) => {
+            format!("unreachable (exit status {})", e.exit_status())
+        }
+        Err(e @ (Error::RolledBack { .. } | Error::CheckFailed { .. })) => {
+            format!("rolled back (exit status {})", e.exit_status())
+        }
+        Err(e) => format!("failed (exit status {})", e.exit_status()),
+    }
+}
+
+fn generation(o: &Outcome) -> Option<u64> {
+    let sets_profile = o
+        .record
+        .steps
+        .iter()
+        .any(|s| s.kind == StepKind::SetProfile);
+    o.record
+        .values
+        .get(&Var::Generation)
+        .filter(|_| o.result.is_ok() && sets_profile)
+        .and_then(|g| g.parse().ok())
+}
+
+/// The summary table on stderr, one row per target in the order given.
+pub fn summary(rows: &[(String, String, String, String)]) -> Vec<String> {
+    let head = (
+        "HOST".to_string(),
+        "RESULT".to_string(),
+        "GENERATION".to_string(),
+        "TIME".to_string(),
+    );
+    let all: Vec<_> = std::iter::once(&head).chain(rows).collect();
+    let w0 = all.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = all.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let w2 = all.iter().map(|r| r.2.len()).max().unwrap_or(0);
+    all.iter()
+        .map(|r| {
+            format!("  {:<w0$}  {:<w1$}  {:<w2$}  {}", r.0, r.1, r.2, r.3)
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+fn conclude(cli: &Cli, report: &Report, action: Action, outcomes: Vec<Outcome>) -> Result<()> {
+    let rows: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            (
+                o.dest.clone(),
+                result_word(o),
+                generation(o).map_or("-".to_string(), |g| g.to_string()),
+                match o.started {
+                    true => format!("{:.2}s", o.took.as_secs_f64()),
+                    false => "-".to_string(),
+                },
+            )
+        })
+        .collect();
+    let deployed = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    report.info(&format!(
+        "{}: {deployed} of {} targets deployed:",
+        report.program,
+        outcomes.len()
+    ));
+    for line in summary(&rows) {
+        report.info(&line);
+    }
+    if cli.output.json {
+        let doc = serde_json::json!({
+            "version": SCHEMA_VERSION,
+            "action": action,
+            "success": deployed == outcomes.len(),
+            "targets": outcomes.iter().map(target_document).collect::<Vec<_>>(),
+        });
+        report.stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        report.json_printed.set(true);
+    } else {
+        for o in outcomes.iter().filter(|o| o.result.is_ok()) {
+            if let Some(path) = o.record.values.get(&Var::System) {
+                report.stdout(&format!("{}\t{path}", o.dest));
+            }
+        }
+    }
+    if let Some(sig) = interrupt::signal() {
+        return Err(Error::Interrupted(sig));
+    }
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
+    match failed.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::TargetsFailed {
+            failed: failed.len(),
+            of: outcomes.len(),
+            hosts: failed
+                .iter()
+                .map(|o| o.dest.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            status: first.result.as_ref().err().map_or(1, Error::exit_status),
+        }),
+    }
+}
+
+/// `--json`: one target's result, the document a run with that target alone gives.
+/// A target left out before its plan ran gets the short document of a run that failed before
+/// its plan, with its `targetHost`.
+fn target_document(o: &Outcome) -> serde_json::Value {
+    match &o.planned {
+        Some((req, plan)) => result_document(req, plan, &o.record, o.result.as_ref().err()),
+        None => {
+            let e = o.result.as_ref().err();
+            serde_json::json!({
+                "version": SCHEMA_VERSION,
+                "success": e.is_none(),
+                "targetHost": o.dest,
+                "error": e.map(|e| serde_json::json!({
+                    "step": null,
+                    "host": o.dest,
+                    "status": e.exit_status(),
+                    "message": e.to_string(),
+                    "hints": e.hints(),
+                })),
+            })
+        }
+    }
+}
