@@ -461,23 +461,18 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
                 })?;
             values.insert(Var::System, out);
         }
-        Capture::BuildJsonAll => {
-            let text = lines.join("\n");
-            let outs = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v.as_array()?
-                        .iter()
-                        .map(|e| e.get("outputs")?.get("out")?.as_str().map(String::from))
-                        .collect::<Option<Vec<_>>>()
-                })
-                .filter(|outs| !outs.is_empty())
-                .ok_or_else(|| {
-                    Error::Output(format!(
-                        "could not find the built paths in nix's output: {text}"
-                    ))
-                })?;
-            values.insert(Var::Systems, outs.join("\n"));
+        Capture::PathLines(var) => {
+            let paths: Vec<&str> = lines
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .collect();
+            if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/')) {
+                return Err(Error::Output(format!(
+                    "expected store paths, one per line, got {lines:?}"
+                )));
+            }
+            values.insert(*var, paths.join("\n"));
         }
         Capture::PathLine(var) => {
             let path = lines

@@ -357,8 +357,10 @@ pub enum Var {
     Diff,
     /// `--confirm-timeout`: the watchdog's report, read by `watchdog::Verdict`.
     Verdict,
-    /// Several targets: the system of each configuration built, one per line
-    /// (`Capture::BuildJsonAll`), handed to each target's plan as its `$system`.
+    /// Several targets: the derivation of each configuration, one per line.
+    Drvs,
+    /// Several targets: the system of each configuration built, one per line, handed to each
+    /// target's plan as its `$system`.
     Systems,
 }
 
@@ -373,6 +375,7 @@ impl Var {
             Var::ConfigFile => "config-file",
             Var::Diff => "diff",
             Var::Verdict => "verdict",
+            Var::Drvs => "drvs",
             Var::Systems => "systems",
         }
     }
@@ -414,9 +417,9 @@ impl Word {
 pub enum Capture {
     /// `nix build --json`: the `out` output of the first entry is `$system`.
     BuildJson,
-    /// `nix build --json` of several configurations (several targets, `several.rs`): the
-    /// `out` output of each entry, in order, one per line, is `$systems`.
-    BuildJsonAll,
+    /// Every non-empty line is a store path; all of them, in order, one per line, are the
+    /// variable (several targets, `planner/several.rs`: `$drvs`, `$systems`).
+    PathLines(Var),
     /// The last line is a store path, the value of the variable.
     PathLine(Var),
     /// `readlink PROFILE` after setting it: `<name>-N-link` gives `$generation`.
@@ -581,8 +584,8 @@ impl Session {
                 if let Some(capture) = &step.capture {
                     let yields = match capture {
                         Capture::BuildJson => "$system".to_string(),
-                        Capture::BuildJsonAll => {
-                            "$systems (one per configuration, in order)".to_string()
+                        Capture::PathLines(var) => {
+                            format!("${} (one per configuration, in order)", var.name())
                         }
                         Capture::ProfileLink => "$generation".to_string(),
                         Capture::PathLine(var) => format!("${}", var.name()),

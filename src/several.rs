@@ -174,7 +174,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
             )?);
             reqs.push(req);
         }
-        let several = planner::several(plans)?;
+        let several = planner::several(&reqs, plans)?;
         for t in &mut targets {
             t.transport.close();
         }
@@ -222,13 +222,11 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         }
     }
 
-    let plans: Vec<Plan> = targets
-        .iter()
-        .filter_map(|t| t.planned.as_ref().map(|(_, p)| p.clone()))
-        .collect();
+    let (reqs, plans): (Vec<Request>, Vec<Plan>) =
+        targets.iter().filter_map(|t| t.planned.clone()).unzip();
     let several = match plans.is_empty() {
         true => None,
-        false => Some(planner::several(plans)?),
+        false => Some(planner::several(&reqs, plans)?),
     };
     // The build, once for all; a failed build fails every target that got that far.
     let systems = match &several {
@@ -334,14 +332,14 @@ fn build(
     env: &BTreeMap<String, String>,
     report: &Report,
 ) -> Result<Vec<String>> {
-    let Some(session) = &several.build else {
+    if several.build.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let plan = Plan {
         action: several.plans[0].action,
         connect: Vec::new(),
         inputs: Vec::new(),
-        sessions: vec![session.clone()],
+        sessions: several.build.clone(),
         confirm: None,
         finish: Finish::Nothing,
     };

@@ -20,7 +20,7 @@ pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
 /// `--quiet` for a build when rb keeps Nix quiet
 /// ([`NixArgs::quiet_by_default`](crate::cli::NixArgs::quiet_by_default)); not for a dry run,
 /// whose output is what Nix would build, nor through nom, which reads Nix's log itself.
-fn quiet(req: &Request, nom: bool) -> Option<String> {
+pub(super) fn quiet(req: &Request, nom: bool) -> Option<String> {
     let dry = req.action == Action::DryBuild;
     (req.nix.quiet_by_default() && !dry && !nom).then(|| "--quiet".into())
 }

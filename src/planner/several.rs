@@ -1,27 +1,36 @@
 //! Several targets (`--target-host` given more than once): one plan per target, as
 //! [`plan`](super::plan) makes it for one, and one build of every configuration in front of
-//! them (README, "Several hosts").
+//! them (README, "Several targets").
 //!
 //! Each target's plan is planned alone, from its own request, so nothing here assumes one
 //! target and nothing in the single-target planner knows about several. What this module does
-//! is take the build out of each plan and make it one Nix invocation: `nix build` of every
-//! configuration's installable with `--json`, so that shared derivations are built once and
-//! the flake is evaluated by one process. Each target's plan then starts at its copy, its
-//! `$system` handed to it from the build's `$systems` (`several.rs` at the top level runs it).
+//! is take the build out of each plan and do it once for all: when every target gets the same
+//! configuration, that build as it is; else (a flake's configurations named after each
+//! target's host name) one `nix eval` of every configuration's derivation (the only
+//! evaluation) and one `nix-store --realise` of all of them, so that shared derivations are
+//! built once. `nix build` of several installables would do both in one process, but the
+//! order of its `--json` output is not the order of the installables (Nix 2.8 sorts it), and
+//! `nix-store --realise` prints each output in the order given. Each target's plan then
+//! starts at its copy, its `$system` handed to it from the build (`src/several.rs` runs it).
 
 use super::*;
+use crate::flake::FlakeRef;
+
+/// `scripts/realise-each.sh`: one `nix-store --realise` of the derivations in `$drvs`.
+const REALISE_EACH: &str = include_str!("../scripts/realise-each.sh");
 
 /// The plans of a run with several targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Several {
-    /// The one build of every configuration, on this machine; None when nothing is built
-    /// (`--store-path`, whose path every plan has as an input).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub build: Option<Session>,
+    /// The one build of every configuration, on this machine: what yields `$system` (the same
+    /// configuration for all) or `$systems`; empty when nothing is built (`--store-path`,
+    /// whose path every plan has as an input).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub build: Vec<Session>,
     /// Each target's plan without the build, in the order the targets were given.
     pub plans: Vec<Plan>,
-    /// For each plan, which line of the build's `$systems` is its `$system`; empty when the
-    /// build yields `$system` itself (every target gets the same configuration).
+    /// For each plan, which line of `$systems` is its `$system`; empty when the build
+    /// yields `$system` itself.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub system_of: Vec<usize>,
 }
@@ -31,9 +40,9 @@ fn is_build(session: &Session) -> bool {
     session.host.is_local() && session.steps.iter().any(|s| s.kind == StepKind::Build)
 }
 
-/// Takes the build out of each target's plan (`plans`, made by [`plan`] from each target's
-/// request) and makes it one.
-pub fn several(mut plans: Vec<Plan>) -> Result<Several> {
+/// Takes the build out of each target's plan (`plans`, made by [`plan`] from `reqs`, one
+/// request per target) and makes it one.
+pub fn several(reqs: &[Request], mut plans: Vec<Plan>) -> Result<Several> {
     let mut builds = Vec::new();
     for plan in &mut plans {
         let (build, rest): (Vec<Session>, Vec<Session>) =
@@ -43,97 +52,138 @@ pub fn several(mut plans: Vec<Plan>) -> Result<Several> {
     }
     if builds.iter().all(Vec::is_empty) {
         return Ok(Several {
-            build: None,
+            build: Vec::new(),
             plans,
             system_of: Vec::new(),
         });
     }
-    let builds: Vec<Session> = builds
-        .into_iter()
-        .map(|mut b| match b.len() {
-            1 => Ok(b.remove(0)),
-            _ => Err(Error::Internal(
-                "a target's plan does not have exactly one build".into(),
-            )),
-        })
-        .collect::<Result<_>>()?;
     // The same configuration for every target (`--flake FLAKE#name`, `-f`, `<nixpkgs/nixos>`):
     // that build as it is, its `$system` for all.
     if builds.iter().all(|b| b == &builds[0]) {
         return Ok(Several {
-            build: builds.into_iter().next(),
+            build: builds.swap_remove(0),
             plans,
             system_of: Vec::new(),
         });
     }
-    combine(&builds).map(|(build, system_of)| Several {
-        build: Some(build),
+    let flakes: Vec<&FlakeRef> = reqs
+        .iter()
+        .filter_map(|r| match &r.source {
+            Source::Flake(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let differ =
+        || Error::Internal("the targets' builds differ in more than the configuration".into());
+    if flakes.len() != reqs.len()
+        || reqs.is_empty()
+        || flakes.iter().any(|f| f.flake != flakes[0].flake)
+    {
+        return Err(differ());
+    }
+    let mut names: Vec<&str> = Vec::new();
+    let system_of = flakes
+        .iter()
+        .map(|f| match names.iter().position(|n| *n == f.name) {
+            Some(n) => n,
+            None => {
+                names.push(&f.name);
+                names.len() - 1
+            }
+        })
+        .collect();
+    Ok(Several {
+        build: evaluate_and_realise(&reqs[0], &flakes[0].flake, &names),
         plans,
         system_of,
     })
 }
 
-/// One `nix build --json` of every configuration's installable (each once) from builds that
-/// differ only in it (a flake's configurations named after each target's host name).
-fn combine(builds: &[Session]) -> Result<(Session, Vec<usize>)> {
-    let argv = |b: &Session| -> Option<Vec<Word>> {
-        match b.steps.as_slice() {
-            [step] if step.capture == Some(Capture::BuildJson) && step.commands.len() == 1 => {
-                Some(step.commands[0].argv.clone())
+/// A Nix string literal of `s`.
+fn nix_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' | '$' => {
+                out.push('\\');
+                out.push(c);
             }
-            _ => None,
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
-    };
-    let differ =
-        || Error::Internal("the targets' builds differ in more than the configuration".into());
-    let first = argv(&builds[0]).ok_or_else(differ)?;
-    let others: Vec<Vec<Word>> = builds
-        .iter()
-        .map(|b| argv(b).ok_or_else(differ))
-        .collect::<Result<_>>()?;
-    // The installable is the one word in which the builds differ.
-    let at = (0..first.len())
-        .find(|&i| others.iter().any(|o| o.get(i) != first.get(i)))
-        .ok_or_else(differ)?;
-    let mut installables: Vec<Word> = Vec::new();
-    let mut system_of = Vec::new();
-    for o in &others {
-        let same_elsewhere =
-            o.len() == first.len() && (0..first.len()).all(|i| i == at || o[i] == first[i]);
-        if !same_elsewhere {
-            return Err(differ());
-        }
-        let n = match installables.iter().position(|w| w == &o[at]) {
-            Some(n) => n,
-            None => {
-                installables.push(o[at].clone());
-                installables.len() - 1
-            }
-        };
-        system_of.push(n);
     }
-    let mut words = first[..at].to_vec();
-    words.extend(installables);
-    words.extend_from_slice(&first[at + 1..]);
-    let mut build = builds[0].clone();
-    let step = &mut build.steps[0];
-    step.commands[0].argv = words;
-    step.capture = Some(Capture::BuildJsonAll);
-    step.message = Some("building the system configurations...".into());
-    Ok((build, system_of))
+    out.push('"');
+    out
+}
+
+/// `nix eval` of the derivation of each of the flake's configurations `names` (`$drvs`, one
+/// per line, in order), then `nix-store --realise` of all of them (`$systems`, in order).
+fn evaluate_and_realise(req: &Request, flake: &str, names: &[&str]) -> Vec<Session> {
+    let attr = attribute(req);
+    let list: Vec<String> = names.iter().map(|n| nix_string(n)).collect();
+    let apply = format!(
+        "configurations: builtins.concatStringsSep \"\\n\" (map (name: \
+         configurations.${{name}}.{attr}.drvPath) [ {} ])",
+        list.join(" ")
+    );
+    let mut evaluate = nix_new_style("eval");
+    evaluate.extend([
+        "--raw".into(),
+        format!("{flake}#nixosConfigurations"),
+        "--apply".into(),
+        apply,
+    ]);
+    evaluate.extend(req.nix.for_command(NixCommand::FlakeEval));
+    // The outputs need no GC root: they are copied to the targets right away, as a build
+    // host's are (`build_remotely`).
+    let mut realise = vec![
+        Word::lit("sh"),
+        Word::lit("-c"),
+        Word::lit(REALISE_EACH),
+        Word::lit("rb-realise-each"),
+        Word::var(Var::Drvs, ""),
+        Word::lit("--no-gc-warning"),
+    ];
+    realise.extend(
+        req.nix
+            .for_command(NixCommand::Realise)
+            .into_iter()
+            .chain(quiet(req, false))
+            .map(Word::Lit),
+    );
+    vec![
+        Session::one(
+            Host::Local,
+            Elevation::None,
+            Step {
+                message: Some("evaluating the system configurations...".into()),
+                capture: Some(Capture::PathLines(Var::Drvs)),
+                ..Step::new(StepKind::Evaluate, vec![Command::lit(&evaluate)])
+            },
+        ),
+        Session::one(
+            Host::Local,
+            Elevation::None,
+            Step {
+                message: Some("building the system configurations...".into()),
+                capture: Some(Capture::PathLines(Var::Systems)),
+                ..Step::new(StepKind::Build, vec![Command::new(realise)])
+            },
+        ),
+    ]
 }
 
 impl fmt::Display for Several {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let action = self.plans.first().map_or("", |p| p.action.name());
         writeln!(f, "plan for '{action}' on {} targets:", self.plans.len())?;
-        if let Some(build) = &self.build {
+        if !self.build.is_empty() {
             // A plan of the build alone, shown as the plans are.
             let alone = Plan {
                 action: self.plans[0].action,
                 connect: Vec::new(),
                 inputs: Vec::new(),
-                sessions: vec![build.clone()],
+                sessions: self.build.clone(),
                 confirm: None,
                 finish: Finish::Nothing,
             };
@@ -152,7 +202,7 @@ impl fmt::Display for Several {
                 .map_or("?".to_string(), |c| c.host.dest.clone());
             let system = match self.system_of.get(i) {
                 Some(n) => format!("line {} of $systems", n + 1),
-                None if self.build.is_some() => "the build's $system".to_string(),
+                None if !self.build.is_empty() => "the build's $system".to_string(),
                 None => "as given".to_string(),
             };
             writeln!(

@@ -532,6 +532,7 @@ impl Fleet {
     /// Sets knob `key` of configuration `config` to `json_value` (JSON text, e.g. `"2"`,
     /// `"true"`, `"[\"a\"]"`, `"\"text\""`) and commits it. Knobs: rev, failBuild,
     /// activationExit, specialisations, configurationRevision, nixosVersion, kernelVersion,
+    /// sharedKernel,
     /// evalError, buildSeconds, breakSsh, activationSeconds, closurePaths, closurePathKiB,
     /// changedPaths, units (see tests/fleet/config/fake-nixos.nix).
     /// A new config name becomes a new nixosConfigurations entry.

@@ -11,6 +11,7 @@ mod magic_rollback;
 mod mixed;
 mod password;
 mod remote;
+mod several;
 mod state;
 mod surface;
 mod systemd;

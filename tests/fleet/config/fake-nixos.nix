@@ -20,6 +20,9 @@
 #   configurationRevision str     "rev-<rev>"  sw/bin/nixos-version --configuration-revision
 #   nixosVersion          str     "26.05.<rev>"
 #   kernelVersion         str     "6.1.0-rb"   kernel-modules/lib/modules/<kernelVersion>
+#   sharedKernel          bool    false        the kernel's derivation leaves out the
+#                                              configuration's name, so configurations with it
+#                                              and the same kernelVersion share that derivation
 #   evalError             bool    false        evaluating `config` throws
 #   buildSeconds          int     0            the toplevel's builder first sleeps this long
 #   breakSsh              bool    false        switch/test stop the host's sshd (existing
@@ -99,9 +102,9 @@ let
       configName = name;
     } // attrs);
 
-  kernel = mkDerivation "linux-${kernelVersion}" ./builders/kernel.sh {
+  kernel = mkDerivation "linux-${kernelVersion}" ./builders/kernel.sh ({
     inherit kernelVersion;
-  };
+  } // (if k.sharedKernel or false then { configName = "shared"; } else { }));
 
   mkToplevel = { specialisation ? "", specialisationPaths ? [ ], failBuild ? false, buildSeconds ? 0, closure ? [ ], unitSpecs ? [ ] }:
     mkDerivation "nixos-system-${name}-${nixosVersion}" ./builders/toplevel.sh {

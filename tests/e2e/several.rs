@@ -1,0 +1,230 @@
+//! Several targets in one run (`--target-host` given more than once, src/several.rs): one
+//! build of every configuration, the targets deployed in parallel, each with its own one SSH
+//! connection, a failure stopping only its own target, and the exit status of the first
+//! target (in the order given) that was not deployed.
+
+use crate::fleet::{Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions, run_command};
+use serde_json::Value;
+use std::path::Path;
+
+const WS: &str = "ws";
+const A: &str = "aquamarine";
+const B: &str = "beryl";
+const GONE: &str = "root@no-such-host.invalid";
+
+/// How many build logs on `host` name `needle`: Nix keeps one per derivation it built.
+fn build_logs(f: &Fleet, host: &str, needle: &str) -> usize {
+    fn walk(dir: &Path, needle: &str) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, needle)
+                } else {
+                    usize::from(e.file_name().to_string_lossy().contains(needle))
+                }
+            })
+            .sum()
+    }
+    walk(&f.host_path(host, "/nix/var/log/nix/drvs"), needle)
+}
+
+fn root(host: &str) -> String {
+    format!("root@{host}")
+}
+
+fn summary_row<'a>(stderr: &'a str, dest: &str) -> &'a str {
+    stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{dest} ")))
+        .unwrap_or_else(|| panic!("no summary row for {dest}: {stderr}"))
+}
+
+#[test]
+fn three_targets_one_build_a_failed_activation_and_an_unreachable_host() {
+    let f = Fleet::up(&[WS, A, B]);
+    f.knob(B, "activationExit", "4");
+    // A derivation both configurations have (the fake configurations share none otherwise).
+    f.knob(A, "sharedKernel", "true");
+    f.knob(B, "sharedKernel", "true");
+    let config = f.config_dir();
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        config.to_str().unwrap(),
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+        "--target-host",
+        GONE,
+    ]);
+    // The first target that was not deployed, in the order given: beryl's activation.
+    r.assert_status(4);
+
+    // aquamarine got its own configuration, named after its host name.
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{r:?}");
+    let (dest, path) = lines[0].split_once('\t').expect("HOST<TAB>PATH");
+    assert_eq!(dest, ra);
+    assert!(path.ends_with("-nixos-system-aquamarine-26.05.1"), "{r:?}");
+    assert_eq!(f.generations(A, SYSTEM_PROFILE), [1]);
+    assert_eq!(f.profile_target(A, SYSTEM_PROFILE).as_deref(), Some(path));
+    let a = f.activations(A);
+    assert_eq!((a.len(), a[0].action.as_str()), (1, "switch"));
+
+    // beryl's own configuration was activated, failed, and its profile was put back.
+    let b = f.activations(B);
+    assert_eq!(b.len(), 1, "{r:?}");
+    assert!(b[0].toplevel.contains("-nixos-system-beryl-"), "{b:?}");
+    assert_eq!(f.current_generation(B, SYSTEM_PROFILE), None, "{r:?}");
+
+    // One evaluation and one build of both configurations, and the derivation they share (the
+    // kernel) built once.
+    for phase in ["rb: evaluate on local done", "rb: build on local done"] {
+        let n = r.stderr.lines().filter(|l| l.starts_with(phase)).count();
+        assert_eq!(n, 1, "{phase}: {r:?}");
+    }
+    assert_eq!(build_logs(&f, WS, "-linux-6.1.0-rb.drv"), 1, "{r:?}");
+    assert!(build_logs(&f, WS, "-nixos-system-beryl-") > 0, "built here");
+
+    // Each target as if deployed alone: one connection, its probe, the copy, the activation.
+    let one = Sessions {
+        connections: 1,
+        sessions: 3,
+    };
+    assert_eq!(f.sessions(A), one);
+    assert_eq!(f.sessions(B), one);
+
+    // Each said, then the summary, then one line for the run.
+    assert!(
+        r.stderr
+            .contains("cannot connect to root@no-such-host.invalid"),
+        "{r:?}"
+    );
+    assert!(summary_row(&r.stderr, &ra).contains("deployed"));
+    assert!(summary_row(&r.stderr, &rb_).contains("failed (exit status 4)"));
+    assert!(summary_row(&r.stderr, GONE).contains("unreachable (exit status 255)"));
+    assert!(r.stderr.contains("rb: 1 of 3 targets deployed:"), "{r:?}");
+    assert_eq!(
+        r.stderr.lines().last(),
+        Some("rb: error: 2 of 3 targets were not deployed: root@beryl, root@no-such-host.invalid"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn one_configuration_for_every_target_and_one_document_with_each() {
+    let f = Fleet::up(&[WS, A, B]);
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb(&[
+        "boot",
+        "--flake",
+        &f.flake(A),
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+        "--json",
+    ]);
+    r.assert_success();
+    let d: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(
+        (d["success"].clone(), d["action"].clone()),
+        (true.into(), "boot".into())
+    );
+    let targets = d["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    for (t, dest) in targets.iter().zip([&ra, &rb_]) {
+        // Each the document a run with that target alone gives.
+        assert_eq!(t["targetHost"], dest.as_str(), "{d}");
+        assert_eq!(t["success"], true);
+        assert_eq!(t["generation"], 1);
+        assert!(
+            t["storePath"]
+                .as_str()
+                .unwrap()
+                .ends_with("-nixos-system-aquamarine-26.05.1")
+        );
+    }
+    assert_eq!(f.activations(B)[0].action, "boot");
+    assert!(
+        f.activations(B)[0]
+            .toplevel
+            .contains("-nixos-system-aquamarine-")
+    );
+}
+
+#[test]
+fn fail_fast_starts_no_other_target() {
+    let f = Fleet::up(&[WS, A, B]);
+    f.knob(B, "activationExit", "3");
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb_with(RbCall {
+        args: &[
+            "test",
+            "--flake",
+            f.config_dir().to_str().unwrap(),
+            "--target-host",
+            &rb_,
+            "--target-host",
+            &ra,
+            "--max-parallel",
+            "1",
+            "--fail-fast",
+        ],
+        ..Default::default()
+    });
+    r.assert_status(3);
+    assert!(f.activations(A).is_empty(), "{r:?}");
+    assert!(summary_row(&r.stderr, &ra).contains("not started"), "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+}
+
+#[test]
+fn what_several_targets_refuse_before_anything_runs() {
+    for (args, says) in [
+        (
+            &["edit"][..],
+            "can only be used with 'switch', 'boot', 'test', 'dry-activate' and 'build', not 'edit'",
+        ),
+        (
+            &["switch", "--rollback"],
+            "--rollback and --generation take one --target-host",
+        ),
+        (&["switch", "--upgrade"], "--upgrade and --upgrade-all"),
+        (
+            &["switch", "--target-host", "root@a"],
+            "--target-host root@a is given twice",
+        ),
+        (
+            &["switch", "--target-host", "localhost"],
+            "'localhost' is this machine",
+        ),
+    ] {
+        let mut cmd = std::process::Command::new(RB);
+        cmd.args(args).args([
+            "--flake",
+            "/nonexistent#x",
+            "--target-host",
+            "root@a",
+            "--target-host",
+            "root@b",
+        ]);
+        let r = run_command(cmd, None);
+        r.assert_status(2);
+        assert!(r.stderr.contains(says), "{args:?}: {r:?}");
+        assert_eq!(
+            r.stderr
+                .lines()
+                .filter(|l| l.starts_with("rb: error:"))
+                .count(),
+            1,
+            "{r:?}"
+        );
+    }
+}
