@@ -23,7 +23,7 @@ _rb() {
 
     case "${cmd}" in
         rb)
-            opts="-F -f -A -p -c -S -v -j -k -K -I -L -Q -s -h --version --flake --no-flake --file --attr --store-path --upgrade --upgrade-all --image-variant --profile-name --specialisation --rollback --generation --install-bootloader --diff --sudo --ask-elevate-password --ask-sudo-password --run0 --elevate --confirm-timeout --confirm-check --keep-generation-on-failure --target-host --build-host --json --plan --debug --use-remote-sudo --install-grub --fast --no-reexec --no-build-nix --no-ssh-tty --verbose --quiet --max-jobs --cores --log-format --keep-going --keep-failed --fallback --repair --option --builders --include --print-build-logs --show-trace --offline --no-net --accept-flake-config --refresh --impure --recreate-lock-file --no-update-lock-file --no-write-lock-file --no-registries --commit-lock-file --update-input --override-input --no-link --no-build-output --substitute-on-destination --use-substitutes --help switch boot test build dry-build dry-activate edit repl build-vm build-vm-with-bootloader build-image list-generations"
+            opts="-F -f -A -p -c -S -v -j -k -K -I -L -Q -s -h --version --flake --no-flake --file --attr --store-path --upgrade --upgrade-all --image-variant --profile-name --specialisation --rollback --generation --install-bootloader --diff --sudo --ask-elevate-password --ask-sudo-password --run0 --elevate --confirm-timeout --confirm-check --keep-generation-on-failure --target-host --build-host --max-parallel --fail-fast --json --plan --debug --use-remote-sudo --install-grub --fast --no-reexec --no-build-nix --no-ssh-tty --verbose --quiet --max-jobs --cores --log-format --keep-going --keep-failed --fallback --repair --option --builders --include --print-build-logs --show-trace --offline --no-net --accept-flake-config --refresh --impure --recreate-lock-file --no-update-lock-file --no-write-lock-file --no-registries --commit-lock-file --update-input --override-input --no-link --no-build-output --substitute-on-destination --use-substitutes --help switch boot test build dry-build dry-activate edit repl build-vm build-vm-with-bootloader build-image list-generations"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,6 +145,10 @@ _rb() {
                     ;;
                 --build-host)
                     if [[ "${cur}" == *@* ]]; then COMPREPLY=($(compgen -A hostname -P "${cur%%@*}@" -- "${cur#*@}")); else COMPREPLY=($(compgen -A hostname -- "${cur}")); fi
+                    return 0
+                    ;;
+                --max-parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --max-jobs)

@@ -13,6 +13,7 @@ complete -c rb -l confirm-timeout -d 'Magic rollback: keep the new configuration
 complete -c rb -l confirm-check -d 'Magic rollback: run CMD on the target before confirming; it must succeed (repeatable)' -r
 complete -c rb -l target-host -d 'Deploy to this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host' -r -f -a "(__fish_print_hostnames)"
 complete -c rb -l build-host -d 'Build on this machine over SSH: [user@]host, ssh://[user@]host, ssh-ng://[user@]host' -r -f -a "(__fish_print_hostnames)"
+complete -c rb -l max-parallel -d 'With several --target-host: deploy at most N hosts at once (copies and activations)' -r
 complete -c rb -s j -l max-jobs -d 'Number of build jobs Nix runs in parallel' -r -f
 complete -c rb -l cores -d 'Number of cores each build may use' -r -f
 complete -c rb -l log-format -d 'Format of Nix\'s log output, such as raw, bar-with-logs or internal-json' -r -f
@@ -32,6 +33,7 @@ complete -c rb -l sudo -d 'Elevate the steps that need root with sudo'
 complete -c rb -s S -l ask-sudo-password -l ask-elevate-password -d 'Ask for the sudo password once, before anything is built; implies --sudo'
 complete -c rb -l run0 -d 'Elevate the steps that need root with run0'
 complete -c rb -l keep-generation-on-failure -d 'When activation fails, keep the new generation as the profile and boot default'
+complete -c rb -l fail-fast -d 'With several --target-host: start no more hosts once one has failed'
 complete -c rb -l json -d 'Print one JSON document on stdout: the result of the run, the plan, or the generations'
 complete -c rb -l plan -d 'Print the steps that would run, with their hosts, and exit without running anything'
 complete -c rb -l debug -d 'Print debug messages on stderr'

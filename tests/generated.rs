@@ -64,7 +64,11 @@ fn completion(shell: Shell) -> String {
             Shell::Zsh => {
                 let line = script
                     .lines()
-                    .find(|l| l.starts_with(&format!("'--{long}=[")))
+                    // A repeatable option (`--target-host`) starts with `'*`.
+                    .find(|l| {
+                        l.starts_with(&format!("'--{long}=["))
+                            || l.starts_with(&format!("'*--{long}=["))
+                    })
                     .unwrap_or_default();
                 (
                     line.to_string(),

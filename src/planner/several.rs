@@ -21,6 +21,7 @@ const REALISE_EACH: &str = include_str!("../scripts/realise-each.sh");
 
 /// The plans of a run with several targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Several {
     /// The one build of every configuration, on this machine: what yields `$system` (the same
     /// configuration for all) or `$systems`; empty when nothing is built (`--store-path`,
@@ -228,3 +229,160 @@ impl fmt::Display for Several {
 }
 
 use std::fmt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use crate::request::resolve_for;
+    use crate::request::tests::ctx;
+    use clap::Parser;
+
+    const RUN: RunEnv = RunEnv {
+        run_id: "r1",
+        nix_sshopts: "-o ControlPath=/tmp/rb.t/%C",
+        cwd: "/home/me/cfg",
+        program: "rb",
+        use_nom: false,
+    };
+
+    /// Each target's request and whole plan, as `src/several.rs` makes them.
+    fn each(args: &str) -> (Vec<Request>, Vec<Plan>) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("rb").chain(args.split_whitespace())).unwrap();
+        let reqs: Vec<Request> = cli
+            .hosts
+            .target_host
+            .iter()
+            .map(|t| resolve_for(&cli, &ctx(&[]), Some(t)).unwrap())
+            .collect();
+        let plans = reqs
+            .iter()
+            .map(|r| plan(r, &NixCaps::floor(), &RUN).unwrap())
+            .collect();
+        (reqs, plans)
+    }
+
+    fn without_first_session(mut p: Plan) -> Plan {
+        p.sessions.remove(0);
+        p
+    }
+
+    fn local_step(kind: StepKind, message: &str, capture: Capture, argv: Vec<Word>) -> Session {
+        Session::one(
+            Host::Local,
+            Elevation::None,
+            Step {
+                message: Some(message.into()),
+                capture: Some(capture),
+                ..Step::new(kind, vec![Command::new(argv)])
+            },
+        )
+    }
+
+    #[test]
+    fn each_target_its_host_names_configuration_from_one_evaluation_and_one_build() {
+        // ctx() names an SSH host `<host>-name`: root@a and deploy@a share a configuration.
+        let args = "switch --flake /cfg --target-host root@a --target-host root@b \
+                    --target-host deploy@a --sudo";
+        let (reqs, plans) = each(args);
+        let s = several(&reqs, plans.clone()).unwrap();
+        let apply = "configurations: builtins.concatStringsSep \"\\n\" (map (name: \
+                     configurations.${name}.config.system.build.toplevel.drvPath) \
+                     [ \"a-name\" \"b-name\" ])";
+        let eval = [
+            "nix",
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "eval",
+            "--raw",
+            "/cfg#nixosConfigurations",
+            "--apply",
+            apply,
+        ];
+        let realise = [
+            "sh",
+            "-c",
+            REALISE_EACH,
+            "rb-realise-each",
+            "$drvs",
+            "--no-gc-warning",
+            "--quiet",
+        ]
+        .map(|w| match w {
+            "$drvs" => Word::var(Var::Drvs, ""),
+            w => Word::lit(w),
+        });
+        assert_eq!(
+            s,
+            Several {
+                build: vec![
+                    local_step(
+                        StepKind::Evaluate,
+                        "evaluating the system configurations...",
+                        Capture::PathLines(Var::Drvs),
+                        eval.map(Word::lit).to_vec(),
+                    ),
+                    local_step(
+                        StepKind::Build,
+                        "building the system configurations...",
+                        Capture::PathLines(Var::Systems),
+                        realise.to_vec(),
+                    ),
+                ],
+                // Each target's plan is its plan alone, from its copy on.
+                plans: plans.into_iter().map(without_first_session).collect(),
+                system_of: vec![0, 1, 0],
+            }
+        );
+        // Every plan still connects to its own target, and only to it.
+        let dests: Vec<Vec<&str>> = s
+            .plans
+            .iter()
+            .map(|p| p.connect.iter().map(|c| c.host.dest.as_str()).collect())
+            .collect();
+        assert_eq!(dests, [["root@a"], ["root@b"], ["deploy@a"]]);
+        assert!(
+            s.to_string()
+                .contains("for root@b ($system: line 2 of $systems)")
+        );
+    }
+
+    #[test]
+    fn one_configuration_for_all_is_built_as_for_one_target() {
+        for args in [
+            "boot --flake /cfg#web --target-host root@a --target-host root@b",
+            "test -f ./system.nix --target-host root@a --target-host root@b",
+        ] {
+            let (reqs, plans) = each(args);
+            let s = several(&reqs, plans.clone()).unwrap();
+            assert_eq!(s.build, vec![plans[0].sessions[0].clone()], "{args}");
+            assert_eq!(
+                s.plans,
+                plans
+                    .into_iter()
+                    .map(without_first_session)
+                    .collect::<Vec<_>>()
+            );
+            assert!(s.system_of.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_store_path_is_built_nowhere_and_magic_rollback_stays_per_target() {
+        let (reqs, plans) = each(
+            "switch --store-path /nix/store/x-sys --target-host root@a --target-host root@b \
+             --confirm-timeout 30",
+        );
+        let s = several(&reqs, plans.clone()).unwrap();
+        assert!(s.build.is_empty() && s.system_of.is_empty());
+        assert_eq!(s.plans, plans);
+        assert!(s.plans.iter().all(|p| p.confirm.is_some()));
+    }
+
+    #[test]
+    fn names_are_nix_strings() {
+        assert_eq!(nix_string("a"), "\"a\"");
+        assert_eq!(nix_string("a\"b${c}\\"), "\"a\\\"b\\${c}\\\\\"");
+    }
+}

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Realises several derivations with one nix-store, which prints their outputs in the order
 # given, one per line (several targets, src/planner/several.rs).
 # $1: the derivations, one per line; the other arguments are nix-store's options.
