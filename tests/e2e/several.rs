@@ -3,7 +3,7 @@
 //! connection, a failure stopping only its own target, and the exit status of the first
 //! target (in the order given) that was not deployed.
 
-use crate::fleet::{Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions, run_command};
+use crate::fleet::{DEPLOYPW_PASSWORD, Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions, run_command};
 use serde_json::Value;
 use std::path::Path;
 
@@ -227,4 +227,122 @@ fn what_several_targets_refuse_before_anything_runs() {
             "{r:?}"
         );
     }
+}
+
+#[test]
+fn one_sudo_password_for_every_target() {
+    let f = Fleet::up(&[WS, A, B]);
+    let config = f.config_dir();
+    let (pa, pb) = (format!("deploypw@{A}"), format!("deploypw@{B}"));
+    let deploy = |password: &str| {
+        f.rb_with(RbCall {
+            args: &[
+                "switch",
+                "--flake",
+                config.to_str().unwrap(),
+                "--target-host",
+                &pa,
+                "--target-host",
+                &pb,
+                "-S",
+            ],
+            stdin: Some(format!("{password}\n")),
+            ..Default::default()
+        })
+    };
+    // A wrong one is refused by each target's first session, before anything is built.
+    let r = deploy("wrong");
+    r.assert_status(1);
+    assert!(!r.stderr.contains("rb: evaluate on local"), "{r:?}");
+    for dest in [&pa, &pb] {
+        assert!(
+            r.stderr.contains(&format!(
+                "sudo on {dest} refused: the password was not accepted"
+            )),
+            "{r:?}"
+        );
+    }
+    // Read once (stdin has one line), tried and used on both.
+    let r = deploy(DEPLOYPW_PASSWORD);
+    r.assert_success();
+    for host in [A, B] {
+        let a = f.activations(host);
+        assert_eq!((a.len(), a[0].uid), (1, 0), "{host}: {r:?}");
+    }
+}
+
+#[test]
+fn magic_rollback_confirms_each_target_over_a_new_connection() {
+    let f = Fleet::up(&[WS, A, B]);
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        f.config_dir().to_str().unwrap(),
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+        "--confirm-timeout",
+        "30",
+    ]);
+    r.assert_success();
+    for (host, dest) in [(A, &ra), (B, &rb_)] {
+        assert!(
+            r.stderr.contains(&format!(
+                "confirmed over a new SSH connection: {dest} keeps the new configuration \
+                 (generation 1)"
+            )),
+            "{r:?}"
+        );
+        // As for one target: its connection (probe, copy, activation), and the confirmation's.
+        assert_eq!(
+            f.sessions(host),
+            Sessions {
+                connections: 2,
+                sessions: 4
+            }
+        );
+        assert_eq!(f.current_generation(host, SYSTEM_PROFILE), Some(1));
+    }
+}
+
+#[test]
+fn a_signal_stops_every_target_at_once() {
+    let f = Fleet::up(&[WS, A, B]);
+    for host in [A, B] {
+        f.knob(host, "activationSeconds", "40");
+    }
+    let tmp = crate::state::runtime_dir(&f, "rt");
+    let config = f.config_dir();
+    let (ra, rb_) = (root(A), root(B));
+    let running = crate::state::spawn_rb(
+        &f,
+        &[
+            "test",
+            "--flake",
+            config.to_str().unwrap(),
+            "--target-host",
+            &ra,
+            "--target-host",
+            &rb_,
+        ],
+        &[("XDG_RUNTIME_DIR", &tmp)],
+        None,
+    );
+    crate::state::wait_until(
+        "both activations",
+        std::time::Duration::from_secs(60),
+        || f.activations(A).len() == 1 && f.activations(B).len() == 1,
+    );
+    // SIGTERM to rb alone: it stops what it waits for on every target's thread.
+    let started = std::time::Instant::now();
+    running.signal("TERM");
+    let r = running.wait(std::time::Duration::from_secs(30));
+    r.assert_status(143);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stopped at once: {r:?}"
+    );
+    crate::state::assert_nothing_left(&tmp, "after SIGTERM");
 }
