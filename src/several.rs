@@ -421,13 +421,11 @@ fn deploy(
     let queue = Mutex::new(queue);
     let failed = AtomicBool::new(false);
     let workers = (cli.hosts.max_parallel as usize).clamp(1, total.max(1));
-    let (program, debug) = (report.program.clone(), report.debug);
+    let (program, debug) = (&report.program, report.debug);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let (queue, outcomes, failed, password) = (&queue, &outcomes, &failed, &password);
-            let program = program.clone();
             scope.spawn(move || {
-                let report = Report::new(program, debug);
                 loop {
                     let Some((i, mut t, plan, system)) =
                         queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
@@ -450,7 +448,12 @@ fn deploy(
                                 planned: t.planned.take(),
                             }
                         }
-                        None => one(&mut t, &plan, system, password.clone(), env, &report),
+                        None => {
+                            // Targets run side by side: each line of theirs names its target
+                            // (`rb: root@web1: copy on local`), their scripts' lines too.
+                            let report = Report::new(format!("{program}: {}", t.host.dest), debug);
+                            one(&mut t, &plan, system, password.clone(), env, &report)
+                        }
                     };
                     if outcome.result.is_err() {
                         failed.store(true, Ordering::SeqCst);
@@ -494,8 +497,15 @@ fn one(
         result = confirm::settle(&mut executor, c, result, &mut record);
     }
     t.transport.close();
-    if let Err(e) = &result {
-        say_error(report, &t.host.dest, e);
+    if let Err(e) = &result
+        && !matches!(e, Error::Interrupted(_))
+        && !report.was_told(e)
+    {
+        // The report's lines name the target already.
+        report.error(&e.to_string());
+        for hint in e.hints() {
+            report.hint(&hint);
+        }
     }
     Outcome {
         dest: t.host.dest.clone(),
