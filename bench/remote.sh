@@ -12,16 +12,21 @@
 #       --paths N    extra store paths in the system's closure (default 0; fleet knob
 #                    closurePaths, 64 KiB each)
 #       --rounds R   mean of R rounds (default 1)
+#       --several "1 3 10"
+#                    instead: one rb run deploying to each of that many fleet hosts at once
+#                    (several --target-host, each its own configuration, --max-parallel the
+#                    number of hosts), a first deploy, wall time and its ratio to one host's
 # Needs root, nix-bin, openssh-server, rustc and cargo (builds rb and the relay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RTT=0 PATHS=0 ROUNDS=1
+RTT=0 PATHS=0 ROUNDS=1 SEVERAL=""
 while (($#)); do
   case $1 in
   --rtt) RTT=$2 && shift 2 ;;
+  --several) SEVERAL=$2 && shift 2 ;;
   --paths) PATHS=$2 && shift 2 ;;
   --rounds) ROUNDS=$2 && shift 2 ;;
-  *) sed -n '2,15s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
+  *) sed -n '2,19s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
   esac
 done
 FLEET=$PWD/tests/fleet/fleet
@@ -41,11 +46,14 @@ NG=$(command -v nixos-rebuild-ng || true)
 
 now() { date +%s.%N; }
 
-# Put a relay in front of each remote host's sshd and point every ssh config at it.
+# Put a relay in front of each remote host's sshd (HOST... after DIR, default aquamarine and
+# builder) and point every ssh config at it.
 add_latency() {
   local dir=$1 h port relayed u
+  shift
+  (($#)) || set -- aquamarine builder
   ((RTT > 0)) || return 0
-  for h in aquamarine builder; do
+  for h in "$@"; do
     port=$(cat "$dir/hosts/$h/port")
     "$WORK/relay" 0 "$port" $((RTT / 2)) >"$dir/relay-$h" &
     RELAYS+=("$!")
@@ -125,7 +133,40 @@ deploy() {
   echo "$(awk "BEGIN { print $end - $start }") $a $b"
 }
 
+# several "1 3 10": rb deploying to that many hosts in one run (README, "Several targets").
+several() {
+  local n dir hosts targets seconds start end one="" i total c s
+  printf "%-6s %8s %8s   %-18s\n" hosts "wall(s)" "x 1 host" "h1 conn/sessions"
+  for n in $1; do
+    total=0
+    for round in $(seq "$ROUNDS"); do
+      dir=$WORK/several-$n-$round
+      hosts=() targets=()
+      for i in $(seq "$n"); do
+        hosts+=("h$i") targets+=(--target-host "root@h$i")
+      done
+      "$FLEET" up "$dir" ws "${hosts[@]}" >/dev/null
+      for i in "${hosts[@]}"; do "$FLEET" knob "$dir" "$i" closurePaths "$PATHS"; done
+      add_latency "$dir" "${hosts[@]}"
+      start=$(now)
+      "$FLEET" run "$dir" ws --cwd "$dir/work" -- "$RB" switch --flake "$dir/config" \
+        "${targets[@]}" --max-parallel "$n" >/dev/null 2>&1
+      end=$(now)
+      total=$(awk "BEGIN { print $total + $end - $start }")
+      read -r c s < <("$FLEET" sessions "$dir" h1 | sed 's/connections=\([0-9]*\) sessions=\([0-9]*\)/\1 \2/')
+      "$FLEET" down "$dir" >/dev/null
+    done
+    seconds=$(awk "BEGIN { print $total / $ROUNDS }")
+    [[ -n $one ]] || one=$seconds
+    printf "%-6s %8.2f %8.2f   %-18s\n" "$n" "$seconds" "$(awk "BEGIN { print $seconds / $one }")" "$c/$s"
+  done
+}
+
 echo "rtt ${RTT} ms, ${PATHS} extra store paths, $(nix --version), mean of $ROUNDS round(s)"
+if [[ -n $SEVERAL ]]; then
+  several "$SEVERAL"
+  exit 0
+fi
 [[ -n $NG ]] || echo "nixos-rebuild-ng: not on the PATH, not measured"
 printf "%-7s %-12s %-6s %8s %8s   %-9s %-9s\n" scenario deploy tool "wall(s)" "x floor" "target" "builder"
 for scenario in target both; do
