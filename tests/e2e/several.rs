@@ -115,6 +115,64 @@ fn three_targets_one_build_a_failed_activation_and_an_unreachable_host() {
         Some("rb: error: 2 of 3 targets were not deployed: root@beryl, root@no-such-host.invalid"),
         "{r:?}"
     );
+
+    // The same run with --json: one document, a member per target in the order given.
+    let r = f.rb(&[
+        "test",
+        "--flake",
+        config.to_str().unwrap(),
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+        "--target-host",
+        GONE,
+        "--json",
+    ]);
+    r.assert_status(4);
+    let d: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(d["success"], false);
+    let t = d["targets"].as_array().unwrap();
+    assert_eq!(t.len(), 3);
+    assert_eq!(
+        (t[0]["targetHost"].clone(), t[0]["success"].clone()),
+        (ra.as_str().into(), true.into())
+    );
+    assert_eq!(t[1]["error"]["step"], "activate", "{d}");
+    assert_eq!(t[1]["activation"]["status"], 4);
+    // Left out before its plan ran: the short document, naming it.
+    assert_eq!(t[2]["targetHost"], GONE);
+    assert_eq!(t[2]["error"]["status"], 255);
+    assert!(t[2].get("steps").is_none(), "{d}");
+}
+
+#[test]
+fn the_plan_shows_one_build_and_each_targets_pipeline_and_connects_nowhere() {
+    let mut cmd = std::process::Command::new(RB);
+    cmd.args([
+        "switch",
+        "--flake",
+        "/nonexistent",
+        "--target-host",
+        "root@a.invalid",
+        "--target-host",
+        "root@b.invalid",
+        "--plan",
+    ]);
+    let r = run_command(cmd, None);
+    r.assert_success();
+    for line in [
+        "plan for 'switch' on 2 targets:",
+        "first, one build for every target:",
+        "then, for root@a.invalid ($system: line 1 of $systems), at most --max-parallel targets at once:",
+        "then, for root@b.invalid ($system: line 2 of $systems), at most --max-parallel targets at once:",
+    ] {
+        assert!(r.stdout.lines().any(|l| l == line), "{line}: {r:?}");
+    }
+    assert!(
+        r.stdout.contains("\"<host name of root@b.invalid>\""),
+        "{r:?}"
+    );
 }
 
 #[test]
