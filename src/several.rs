@@ -1,13 +1,14 @@
-//! Several targets in one run: `--target-host` given more than once (README, "Several hosts").
+//! Several targets in one run: `--target-host` given more than once (README, "Several
+//! targets").
 //!
 //! One request and one plan per target, as for one target (`request::resolve_for`,
 //! `planner::plan`), then `planner::several` takes the build out of each plan and makes it one
-//! Nix invocation for all. The run:
+//! for all (one evaluation, one build). The run:
 //! 1. every target's connection opens at once, each with its probe (`probe.rs`): its host name
 //!    (the default configuration name), its Nix and its elevation, the sudo password (asked
 //!    once for all) tried there. A target that fails here is reported and left out; the
 //!    others go on;
-//! 2. one build of every configuration here;
+//! 2. one evaluation and one build of every configuration here (`planner/several.rs`);
 //! 3. each target's plan (copy, profile, activation, magic rollback) on a thread of its own,
 //!    at most `--max-parallel` at once, each with its own `Transport` (its one SSH master),
 //!    `Executor` and `Report`. A failure stops only that target, unless `--fail-fast`: then no
@@ -128,6 +129,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     // Every target's request, resolved without asking any host: the command line's errors
     // (as for one target) before anything connects, and the requests `--plan` shows.
     let mut hosts = Vec::new();
+    let mut unnamed = Vec::new();
     for t in &cli.hosts.target_host {
         let req = request::resolve_for(cli, &context(&env, None), Some(t))?;
         match &req.target_host {
@@ -138,10 +140,14 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
                 )));
             }
         }
+        unnamed.push(req);
     }
-    let first = request::resolve_for(cli, &context(&env, None), cli.hosts.target_host.first())?;
-    for w in &first.warnings {
+    // The command line's warnings and notes, the same for every target: said once.
+    for w in &unnamed[0].warnings {
         report.warn(w);
+    }
+    for n in &unnamed[0].notes {
+        report.debug(n);
     }
     let caps = NixCaps::detect();
     let id = run_id();
@@ -159,12 +165,11 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         .collect();
 
     if cli.output.plan {
+        // Connecting to no host: each remote host name is a placeholder, as for one target.
         let mut plans = Vec::new();
-        let mut reqs = Vec::new();
-        for (t, arg) in targets.iter_mut().zip(&cli.hosts.target_host) {
-            let req = request::resolve_for(cli, &context(&env, None), Some(arg))?;
+        for (t, req) in targets.iter_mut().zip(&unnamed) {
             plans.push(plan_for(
-                &req,
+                req,
                 &mut t.transport,
                 &caps,
                 &id,
@@ -172,8 +177,8 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
                 &env,
                 report,
             )?);
-            reqs.push(req);
         }
+        let reqs = unnamed;
         let several = planner::several(&reqs, plans)?;
         for t in &mut targets {
             t.transport.close();
@@ -193,7 +198,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     }
 
     // One password for every target, asked before any connection opens.
-    let checks = Checks::target(action, &first.elevation);
+    let checks = Checks::target(action, &unnamed[0].elevation);
     let password = match checks.needs_password() {
         true => Some(crate::password::ask(&cli.hosts.target_host.join(", "))?),
         false => None,
