@@ -404,3 +404,32 @@ fn a_signal_stops_every_target_at_once() {
     );
     crate::state::assert_nothing_left(&tmp, "after SIGTERM");
 }
+
+#[test]
+fn build_copies_each_target_its_configuration_and_activates_nothing() {
+    let f = Fleet::up(&[WS, A, B]);
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb(&[
+        "build",
+        "--flake",
+        f.config_dir().to_str().unwrap(),
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+    ]);
+    r.assert_success();
+    let lines: Vec<(&str, &str)> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_once('\t').unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    for ((dest, path), host) in lines.into_iter().zip([A, B]) {
+        assert_eq!(dest, root(host));
+        assert!(path.contains(&format!("-nixos-system-{host}-")), "{r:?}");
+        assert!(f.has_path(host, path), "{host} has its system");
+        assert!(f.activations(host).is_empty());
+        assert!(f.generations(host, SYSTEM_PROFILE).is_empty());
+    }
+}
