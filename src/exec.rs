@@ -467,7 +467,7 @@ fn apply_capture(capture: &Capture, lines: &[String], values: &mut Values) -> Re
                 .map(|l| l.trim())
                 .filter(|l| !l.is_empty())
                 .collect();
-            if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/')) {
+            if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/') && *p != "-") {
                 return Err(Error::Output(format!(
                     "expected store paths, one per line, got {lines:?}"
                 )));

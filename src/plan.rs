@@ -417,8 +417,8 @@ impl Word {
 pub enum Capture {
     /// `nix build --json`: the `out` output of the first entry is `$system`.
     BuildJson,
-    /// Every non-empty line is a store path; all of them, in order, one per line, are the
-    /// variable (several targets, `planner/several.rs`: `$drvs`, `$systems`).
+    /// Every non-empty line is a store path, or `-` for none; all of them, in order, one per
+    /// line, are the variable (several targets, `planner/several.rs`: `$drvs`, `$systems`).
     PathLines(Var),
     /// The last line is a store path, the value of the variable.
     PathLine(Var),

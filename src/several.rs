@@ -46,6 +46,9 @@ const ACTIONS: [Action; 5] = [
     Action::Build,
 ];
 
+/// Why a target did not start: `--fail-fast`, after another target failed.
+const NOT_STARTED: &str = "not started: --fail-fast, and another target failed";
+
 fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
@@ -410,6 +413,30 @@ fn deploy(
                     planned: None,
                 });
             }
+            (None, Some(s))
+                if t.planned.is_some() && systems.get(planned).map(String::as_str) == Some("-") =>
+            {
+                // The flake has no configuration of that name (`planner/several.rs`).
+                planned += 1;
+                let name = match t.planned.as_ref().map(|p| &p.0.source) {
+                    Some(crate::request::Source::Flake(f)) => f.configuration(),
+                    _ => "its configuration".into(),
+                };
+                let e = Error::Failed(format!(
+                    "the flake has no configuration {name} for {}",
+                    t.host.dest
+                ));
+                say_error(report, &t.host.dest, &e);
+                t.transport.close();
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Outcome {
+                    dest: t.host.dest.clone(),
+                    result: Err(e),
+                    started: false,
+                    record: Record::default(),
+                    took: Duration::ZERO,
+                    planned: t.planned.take(),
+                });
+            }
             (None, Some(s)) if t.planned.is_some() => {
                 let plan = s.plans[planned].clone();
                 if let Some(p) = t.planned.as_mut() {
@@ -439,7 +466,7 @@ fn deploy(
                     };
                     let skip = interrupt::signal().map(Error::Interrupted).or_else(|| {
                         (cli.hosts.fail_fast && failed.load(Ordering::SeqCst))
-                            .then(|| Error::Failed("not started: --fail-fast".into()))
+                            .then(|| Error::Failed(NOT_STARTED.into()))
                     });
                     let outcome = match skip {
                         Some(e) => {
@@ -527,7 +554,7 @@ fn result_word(o: &Outcome) -> String {
     match &o.result {
         Ok(()) => "deployed".into(),
         Err(Error::Interrupted(_)) => "interrupted".into(),
-        Err(_) if !o.started && matches!(o.result, Err(Error::Failed(_))) => "not started".into(),
+        Err(Error::Failed(m)) if m == NOT_STARTED => "not started".into(),
         Err(e @ Error::Unreachable { .. }) => {
             format!("unreachable (exit status {})", e.exit_status())
         }

@@ -118,13 +118,16 @@ fn nix_string(s: &str) -> String {
 }
 
 /// `nix eval` of the derivation of each of the flake's configurations `names` (`$drvs`, one
-/// per line, in order), then `nix-store --realise` of all of them (`$systems`, in order).
+/// per line, in order, `-` for a missing one), then `nix-store --realise` of all of them
+/// (`$systems`, in order, `-` for a missing one).
 fn evaluate_and_realise(req: &Request, flake: &str, names: &[&str]) -> Vec<Session> {
     let attr = attribute(req);
     let list: Vec<String> = names.iter().map(|n| nix_string(n)).collect();
+    // `-` for a name the flake has no configuration of: that target alone fails
+    // (`src/several.rs`), the others are built.
     let apply = format!(
         "configurations: builtins.concatStringsSep \"\\n\" (map (name: \
-         configurations.${{name}}.{attr}.drvPath) [ {} ])",
+         configurations.${{name}}.{attr}.drvPath or \"-\") [ {} ])",
         list.join(" ")
     );
     let mut evaluate = nix_new_style("eval");
@@ -288,7 +291,7 @@ mod tests {
         let (reqs, plans) = each(args);
         let s = several(&reqs, plans.clone()).unwrap();
         let apply = "configurations: builtins.concatStringsSep \"\\n\" (map (name: \
-                     configurations.${name}.config.system.build.toplevel.drvPath) \
+                     configurations.${name}.config.system.build.toplevel.drvPath or \"-\") \
                      [ \"a-name\" \"b-name\" ])";
         let eval = [
             "nix",

@@ -433,3 +433,53 @@ fn build_copies_each_target_its_configuration_and_activates_nothing() {
         assert!(f.generations(host, SYSTEM_PROFILE).is_empty());
     }
 }
+
+#[test]
+fn a_target_the_flake_has_no_configuration_for_fails_alone() {
+    let f = Fleet::up(&[WS, A, B]);
+    // The flake loses beryl's configuration (a host whose host name names none).
+    let config = f.config_dir();
+    let knobs = config.join("knobs.json");
+    let mut all: Value = serde_json::from_str(&std::fs::read_to_string(&knobs).unwrap()).unwrap();
+    all.as_object_mut().unwrap().remove(B);
+    std::fs::write(&knobs, all.to_string()).unwrap();
+    let mut git = std::process::Command::new("git");
+    git.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+        .args(["-c", "safe.directory=*", "-C"])
+        .arg(&config)
+        .args(["commit", "-qam", "no beryl"]);
+    run_command(git, None).assert_success();
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        config.to_str().unwrap(),
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+    ]);
+    r.assert_status(1);
+    assert!(
+        r.stderr.contains(&format!(
+            "rb: error: the flake has no configuration {}#nixosConfigurations.\"beryl\" for \
+             root@beryl",
+            config.display()
+        )),
+        "{r:?}"
+    );
+    assert!(summary_row(&r.stderr, &rb_).contains("failed (exit status 1)"));
+    assert!(summary_row(&r.stderr, &ra).contains("deployed"));
+    assert_eq!(f.generations(A, SYSTEM_PROFILE), [1]);
+    assert!(f.activations(B).is_empty());
+    // Nothing was copied to beryl: its connection's probe was its one session.
+    assert_eq!(
+        f.sessions(B),
+        Sessions {
+            connections: 1,
+            sessions: 1
+        }
+    );
+}
