@@ -147,6 +147,32 @@ fn three_targets_one_build_a_failed_activation_and_an_unreachable_host() {
 }
 
 #[test]
+fn a_build_host_with_several_targets_is_not_available_yet() {
+    let mut cmd = std::process::Command::new(RB);
+    cmd.args([
+        "switch",
+        "--flake",
+        "/nonexistent",
+        "--build-host",
+        "b.invalid",
+    ])
+    .args([
+        "--target-host",
+        "root@a.invalid",
+        "--target-host",
+        "root@c.invalid",
+    ]);
+    let r = run_command(cmd, None);
+    r.assert_status(1);
+    assert_eq!(
+        r.stderr.trim_end(),
+        "rb: error: --build-host with several --target-host is not available in this version \
+         of rb yet",
+        "{r:?}"
+    );
+}
+
+#[test]
 fn the_plan_shows_one_build_and_each_targets_pipeline_and_connects_nowhere() {
     let mut cmd = std::process::Command::new(RB);
     cmd.args([
