@@ -8,7 +8,10 @@
 //!    (the default configuration name), its Nix and its elevation, the sudo password (asked
 //!    once for all) tried there. A target that fails here is reported and left out; the
 //!    others go on;
-//! 2. one evaluation and one build of every configuration here (`planner/several.rs`);
+//! 2. one evaluation (here) and one build (here or on `--build-host`) of every configuration
+//!    (`planner/several.rs`), through the first planned target's transport, whose connection
+//!    to a build host its plan's build was made for (each target's transport connects to
+//!    the build host in step 1, for its copy from there);
 //! 3. each target's plan (copy, profile, activation, magic rollback) on a thread of its own,
 //!    at most `--max-parallel` at once, each with its own `Transport` (its one SSH master),
 //!    `Executor` and `Report`. A failure stops only that target, unless `--fail-fast`: then no
@@ -96,10 +99,13 @@ fn refuse(cli: &Cli) -> Result<()> {
     {
         return Err(usage(format!("--target-host {t} is given twice")));
     }
-    if cli.hosts.build_host.is_some() {
-        return Err(Error::NotYetAvailable(
-            "--build-host with several --target-host",
-        ));
+    if let Some(b) = &cli.hosts.build_host
+        && targets.contains(b)
+    {
+        return Err(usage(format!(
+            "--build-host {b} is also one of several --target-host: build elsewhere, or deploy \
+             it on its own"
+        )));
     }
     Ok(())
 }
@@ -206,7 +212,17 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         true => Some(crate::password::ask(&cli.hosts.target_host.join(", "))?),
         false => None,
     };
-    connect_all(&mut targets, &checks, password.as_deref(), report);
+    let builder = match &unnamed[0].build_host {
+        Host::Ssh(b) => Some(b.clone()),
+        Host::Local => None,
+    };
+    connect_all(
+        &mut targets,
+        &checks,
+        builder.as_ref(),
+        password.as_deref(),
+        report,
+    );
     if let Some(sig) = interrupt::signal() {
         close_all(&mut targets);
         return Err(Error::Interrupted(sig));
@@ -237,8 +253,9 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         false => Some(planner::several(&reqs, plans)?),
     };
     // The build, once for all; a failed build fails every target that got that far.
-    let systems = match &several {
-        Some(s) => match build(s, &env, report) {
+    let first_planned = targets.iter_mut().find(|t| t.planned.is_some());
+    let systems = match (&several, first_planned) {
+        (Some(s), Some(first)) => match build(s, &mut first.transport, &env, report) {
             Ok(systems) => systems,
             Err(e) => {
                 // No target gets anything: the build's error is the run's, as for one target.
@@ -246,7 +263,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
                 return Err(e);
             }
         },
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     let outcomes = deploy(
         cli,
@@ -286,14 +303,29 @@ fn plan_for(
 
 /// Opens every target's connection at once, each running its probe; a target that cannot
 /// be reached or deployed to is marked failed (and said), the others go on.
-fn connect_all(targets: &mut [Target], checks: &Checks, password: Option<&str>, report: &Report) {
+/// With a build host, each target's transport connects to it too (its plan copies from
+/// there), so that no connection opens while the targets deploy.
+fn connect_all(
+    targets: &mut [Target],
+    checks: &Checks,
+    builder: Option<&SshHost>,
+    password: Option<&str>,
+    report: &Report,
+) {
     std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter_mut()
             .map(|t| {
                 scope.spawn(move || {
                     t.transport.set_password(password.map(String::from));
-                    if let Err(e) = t.transport.hostname(&t.host, checks) {
+                    let connected =
+                        t.transport
+                            .hostname(&t.host, checks)
+                            .and_then(|_| match builder {
+                                Some(b) => t.transport.hostname(b, &Checks::builder()).map(|_| ()),
+                                None => Ok(()),
+                            });
+                    if let Err(e) = connected {
                         t.failed = Some(e);
                     }
                 })
@@ -335,8 +367,11 @@ fn say_error(report: &Report, dest: &str, e: &Error) {
 }
 
 /// Runs the one build; the system of each planned target, in order.
+/// `transport`: the first planned target's, whose connections its plan's build (the
+/// builds of the others' are the same) was made for.
 fn build(
     several: &Several,
+    transport: &mut Transport,
     env: &BTreeMap<String, String>,
     report: &Report,
 ) -> Result<Vec<String>> {
@@ -351,18 +386,15 @@ fn build(
         confirm: None,
         finish: Finish::Nothing,
     };
-    let mut transport = Transport::new(env);
     let mut executor = Executor {
-        transport: &mut transport,
+        transport,
         report,
         password: None,
         stdout_reserved: true,
         local_env: env,
     };
     let mut record = Record::default();
-    let result = executor.run_sessions(&plan, &mut record);
-    transport.close();
-    result?;
+    executor.run_sessions(&plan, &mut record)?;
     let missing = || Error::Internal("the build gave no system path".into());
     match several.system_of.is_empty() {
         true => {

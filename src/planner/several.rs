@@ -10,8 +10,10 @@
 //! evaluation) and one `nix-store --realise` of all of them, so that shared derivations are
 //! built once. `nix build` of several installables would do both in one process, but the
 //! order of its `--json` output is not the order of the installables (Nix 2.8 sorts it), and
-//! `nix-store --realise` prints each output in the order given. Each target's plan then
-//! starts at its copy, its `$system` handed to it from the build (`src/several.rs` runs it).
+//! `nix-store --realise` prints each output in the order given. With `--build-host`, the
+//! derivations are copied there in one copy (the first target's own copy of its derivation,
+//! given every one) and realised there. Each target's plan then starts at its copy, its
+//! `$system` handed to it from the build (`src/several.rs` runs it).
 
 use super::*;
 use crate::flake::FlakeRef;
@@ -36,9 +38,17 @@ pub struct Several {
     pub system_of: Vec<usize>,
 }
 
-/// Whether `session` is a plan's build on this machine (what `deploy` makes with `build`).
+/// `scripts/each-path.sh`: a command with the paths of `$drvs` appended.
+const EACH_PATH: &str = include_str!("../scripts/each-path.sh");
+
+/// Whether `session` is part of a plan's build (what `deploy` makes with `build` or
+/// `build_remotely`): the evaluation, the derivation's copy to the build host, the build.
 fn is_build(session: &Session) -> bool {
-    session.host.is_local() && session.steps.iter().any(|s| s.kind == StepKind::Build)
+    let drv = Word::var(Var::Drv, "");
+    session.steps.iter().any(|s| {
+        matches!(s.kind, StepKind::Build | StepKind::Evaluate)
+            || (s.kind == StepKind::Copy && s.commands.iter().any(|c| c.argv.contains(&drv)))
+    })
 }
 
 /// Takes the build out of each target's plan (`plans`, made by [`plan`] from `reqs`, one
@@ -60,7 +70,7 @@ pub fn several(reqs: &[Request], mut plans: Vec<Plan>) -> Result<Several> {
     }
     // The same configuration for every target (`--flake FLAKE#name`, `-f`, `<nixpkgs/nixos>`):
     // that build as it is, its `$system` for all.
-    if builds.iter().all(|b| b == &builds[0]) {
+    if builds.iter().all(|b| same(b, &builds[0])) {
         return Ok(Several {
             build: builds.swap_remove(0),
             plans,
@@ -93,11 +103,70 @@ pub fn several(reqs: &[Request], mut plans: Vec<Plan>) -> Result<Several> {
             }
         })
         .collect();
+    let mut build = evaluate_and_realise(&reqs[0], &flakes[0].flake, &names);
+    if let Host::Ssh(builder) = &reqs[0].build_host {
+        // With a build host: the derivations go there, in the copy the first target's plan
+        // has for its own (with its fallback), and are realised there.
+        let copy = builds[0]
+            .iter()
+            .find(|s| s.steps.iter().any(|st| st.kind == StepKind::Copy))
+            .ok_or_else(differ)?;
+        build[1].host = Host::Ssh(builder.clone());
+        build[1].steps[0].message = Some(format!(
+            "building the system configurations on {}...",
+            builder.dest
+        ));
+        build.insert(1, each_drv(copy).ok_or_else(differ)?);
+    }
     Ok(Several {
-        build: evaluate_and_realise(&reqs[0], &flakes[0].flake, &names),
+        build,
         plans,
         system_of,
     })
+}
+
+/// Whether two targets' builds are the same but for their commands' environment: a copy to
+/// the build host goes through each target's own connections (`NIX_SSHOPTS`), and the build
+/// runs through the first target's.
+fn same(a: &[Session], b: &[Session]) -> bool {
+    fn bare(s: &Session) -> Session {
+        let mut s = s.clone();
+        for step in &mut s.steps {
+            for cmd in &mut step.commands {
+                cmd.env = Env::Inherit(Vec::new());
+            }
+        }
+        s.fallback = s.fallback.as_deref().map(|f| Box::new(bare(f)));
+        s
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| bare(a) == bare(b))
+}
+
+/// A copy of `$drv` (and its fallbacks) made a copy of every derivation in `$drvs`.
+fn each_drv(copy: &Session) -> Option<Session> {
+    let mut session = copy.clone();
+    for step in &mut session.steps {
+        for cmd in &mut step.commands {
+            if cmd.argv.pop()? != Word::var(Var::Drv, "") {
+                return None;
+            }
+            let mut argv = [
+                Word::lit("sh"),
+                Word::lit("-c"),
+                Word::lit(EACH_PATH),
+                Word::lit("rb-each-path"),
+                Word::var(Var::Drvs, ""),
+            ]
+            .to_vec();
+            argv.append(&mut cmd.argv);
+            cmd.argv = argv;
+        }
+    }
+    session.fallback = match &copy.fallback {
+        Some(f) => Some(Box::new(each_drv(f)?)),
+        None => None,
+    };
+    Some(session)
 }
 
 /// A Nix string literal of `s`.
@@ -381,6 +450,71 @@ mod tests {
         assert!(s.build.is_empty() && s.system_of.is_empty());
         assert_eq!(s.plans, plans);
         assert!(s.plans.iter().all(|p| p.confirm.is_some()));
+    }
+
+    #[test]
+    fn with_a_build_host_the_derivations_go_there_once_and_each_target_copies_from_there() {
+        let (reqs, plans) =
+            each("switch --flake /cfg --build-host bld --target-host root@a --target-host root@b");
+        let s = several(&reqs, plans.clone()).unwrap();
+        // Each target's plan from the builder's copy to it on: its evaluation, the copy of its
+        // derivation and its build are the shared ones.
+        let rest: Vec<Plan> = plans
+            .into_iter()
+            .map(|mut p| {
+                p.sessions.drain(..3);
+                p
+            })
+            .collect();
+        assert_eq!(s.plans, rest);
+        assert!(
+            s.plans
+                .iter()
+                .all(|p| p.sessions[0].host.to_string() == "bld"
+                    && p.sessions[0].steps[0].kind == StepKind::Copy)
+        );
+        let shape: Vec<(String, StepKind, Option<Capture>)> = s
+            .build
+            .iter()
+            .map(|b| {
+                (
+                    b.host.to_string(),
+                    b.steps[0].kind,
+                    b.steps[0].capture.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (
+                    "local".into(),
+                    StepKind::Evaluate,
+                    Some(Capture::PathLines(Var::Drvs))
+                ),
+                ("local".into(), StepKind::Copy, None),
+                (
+                    "bld".into(),
+                    StepKind::Build,
+                    Some(Capture::PathLines(Var::Systems))
+                ),
+            ]
+        );
+        // The copy (and its nix-copy-closure fallback) takes every derivation of `$drvs`.
+        let copy = &s.build[1];
+        for cmd in [
+            &copy.steps[0].commands[0],
+            &copy.fallback.as_ref().unwrap().steps[0].commands[0],
+        ] {
+            assert_eq!(cmd.argv[2], Word::lit(EACH_PATH));
+            assert_eq!(cmd.argv[4], Word::var(Var::Drvs, ""));
+            assert!(!cmd.argv.contains(&Word::var(Var::Drv, "")));
+        }
+        assert_eq!(
+            s.build[2].steps[0].commands[0].argv[2],
+            Word::lit(REALISE_EACH)
+        );
+        assert_eq!(s.system_of, [0, 1]);
     }
 
     #[test]

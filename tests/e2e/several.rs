@@ -146,30 +146,73 @@ fn three_targets_one_build_a_failed_activation_and_an_unreachable_host() {
     assert!(t[2].get("steps").is_none(), "{d}");
 }
 
+/// Whether `host` built a configuration named `config` itself (Nix keeps a build log there).
+fn built_on(f: &Fleet, host: &str, config: &str) -> bool {
+    build_logs(f, host, &format!("-nixos-system-{config}-")) > 0
+}
+
 #[test]
-fn a_build_host_with_several_targets_is_not_available_yet() {
-    let mut cmd = std::process::Command::new(RB);
-    cmd.args([
+fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
+    let f = Fleet::up(&[WS, "builder", A, B]);
+    let (ra, rb_) = (root(A), root(B));
+    let r = f.rb(&[
         "switch",
         "--flake",
-        "/nonexistent",
+        f.config_dir().to_str().unwrap(),
         "--build-host",
-        "b.invalid",
-    ])
-    .args([
+        "builder",
         "--target-host",
-        "root@a.invalid",
+        &ra,
         "--target-host",
-        "root@c.invalid",
+        &rb_,
     ]);
-    let r = run_command(cmd, None);
-    r.assert_status(1);
+    r.assert_success();
+    for host in [A, B] {
+        assert!(built_on(&f, "builder", host), "{host}: {r:?}");
+        assert!(!built_on(&f, WS, host) && !built_on(&f, host, host));
+        let a = f.activations(host);
+        assert_eq!(a.len(), 1, "{r:?}");
+        assert!(a[0].toplevel.contains(&format!("-nixos-system-{host}-")));
+        assert_eq!(f.generations(host, SYSTEM_PROFILE), [1]);
+    }
+    // Each target as alone: rb's connection and the builder's, three sessions (probe, the
+    // builder's copy, activation). The builder: one connection per target (each target's copy
+    // from there goes through its own), a probe and a copy each, and the derivations' copy
+    // and the build once (alone: 1 connection, 4 sessions).
+    for host in [A, B] {
+        assert_eq!(
+            f.sessions(host),
+            Sessions {
+                connections: 2,
+                sessions: 3
+            }
+        );
+    }
     assert_eq!(
-        r.stderr.trim_end(),
-        "rb: error: --build-host with several --target-host is not available in this version \
-         of rb yet",
-        "{r:?}"
+        f.sessions("builder"),
+        Sessions {
+            connections: 2,
+            sessions: 6
+        }
     );
+    // One evaluation here, the derivations copied once, one build there.
+    for phase in ["rb: evaluate on local done", "rb: build on builder done"] {
+        let n = r.stderr.lines().filter(|l| l.starts_with(phase)).count();
+        assert_eq!(n, 1, "{phase}: {r:?}");
+    }
+    // A build host that is one of the targets is refused.
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        f.config_dir().to_str().unwrap(),
+        "--build-host",
+        &ra,
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+    ]);
+    r.assert_status(2);
 }
 
 #[test]
