@@ -518,6 +518,19 @@ mod tests {
     }
 
     #[test]
+    fn one_configuration_for_all_on_a_build_host_is_built_as_for_one_target() {
+        let (reqs, plans) = each(
+            "boot --flake /cfg#web --build-host bld --target-host root@a --target-host root@b",
+        );
+        let s = several(&reqs, plans.clone()).unwrap();
+        // The first target's evaluation, copy of the derivation (through its connection:
+        // at run time each target's copy names its own, `same`) and build.
+        assert_eq!(s.build, plans[0].sessions[..3]);
+        assert!(s.system_of.is_empty());
+        assert!(s.plans.iter().all(|p| p.sessions.len() == 2));
+    }
+
+    #[test]
     fn names_are_nix_strings() {
         assert_eq!(nix_string("a"), "\"a\"");
         assert_eq!(nix_string("a\"b${c}\\"), "\"a\\\"b\\${c}\\\\\"");

@@ -200,6 +200,26 @@ fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
         let n = r.stderr.lines().filter(|l| l.starts_with(phase)).count();
         assert_eq!(n, 1, "{phase}: {r:?}");
     }
+    // One configuration for both: built there as for one target.
+    f.knob(A, "rev", "2");
+    let r = f.rb(&[
+        "boot",
+        "--flake",
+        &f.flake(A),
+        "--build-host",
+        "builder",
+        "--target-host",
+        &ra,
+        "--target-host",
+        &rb_,
+    ]);
+    r.assert_success();
+    assert!(
+        f.activations(B)[1]
+            .toplevel
+            .ends_with("-nixos-system-aquamarine-26.05.2"),
+        "{r:?}"
+    );
     // A build host that is one of the targets is refused.
     let r = f.rb(&[
         "switch",
