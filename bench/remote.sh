@@ -4,14 +4,17 @@
 # remote call for profile and activation; no checks, no safety) and nixos-rebuild-ng when it is
 # on the PATH. For each scenario (target; build host + target) it runs a first deploy (fresh
 # hosts) and an incremental one (a new generation: only the toplevel changes), and prints wall
-# time, TCP connections and remote sessions per host.
+# time, TCP connections and remote sessions per host. Scenarios: `target` (built here, deployed
+# to aquamarine), `both` (built on builder, copied from there to aquamarine), `back` (built on
+# builder, copied back and activated here, on ws).
 #
-#   bench/remote.sh [--rtt MS] [--paths N] [--rounds R]
+#   bench/remote.sh [--rtt MS] [--paths N] [--rounds R] [--only SCENARIO]
 #       --rtt MS     round-trip time between any two hosts (default 0): bench/relay.rs, in front
 #                    of each host's sshd, delays each direction by MS/2
 #       --paths N    extra store paths in the system's closure (default 0; fleet knob
 #                    closurePaths, 64 KiB each)
 #       --rounds R   mean of R rounds (default 1)
+#       --only S     just scenario S (target, both or back)
 #       --several "1 3 10"
 #                    instead: one rb run deploying to each of that many fleet hosts at once
 #                    (several --target-host, each its own configuration, --max-parallel the
@@ -19,14 +22,15 @@
 # Needs root, nix-bin, openssh-server, rustc and cargo (builds rb and the relay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RTT=0 PATHS=0 ROUNDS=1 SEVERAL=""
+RTT=0 PATHS=0 ROUNDS=1 SCENARIOS=(target both back) SEVERAL=""
 while (($#)); do
   case $1 in
   --rtt) RTT=$2 && shift 2 ;;
   --several) SEVERAL=$2 && shift 2 ;;
   --paths) PATHS=$2 && shift 2 ;;
   --rounds) ROUNDS=$2 && shift 2 ;;
-  *) sed -n '2,19s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
+  --only) SCENARIOS=("$2") && shift 2 ;;
+  *) sed -n '2,22s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
   esac
 done
 FLEET=$PWD/tests/fleet/fleet
@@ -87,6 +91,15 @@ both)
   p=\$(ssh $ctl builder nix-store --realise "\$d")
   ssh $ctl builder $copy --to ssh-ng://root@aquamarine "\$p"
   ssh $ctl root@aquamarine "p=\$p; $set" ;;
+back)
+  # What this store lacks of the closure, in one stream (\`nix copy --from ssh-ng://\` asks
+  # path by path).
+  d=\$(nix eval --raw '${inst}.drvPath')
+  $copy --derivation --to ssh-ng://builder "\$d"
+  p=\$(ssh $ctl builder nix-store --realise "\$d")
+  m=\$(nix-store --check-validity --print-invalid \$(ssh $ctl builder nix-store -qR "\$p"))
+  [ -z "\$m" ] || ssh $ctl builder nix-store --export \$m | nix-store --import >/dev/null
+  $set ;;
 esac
 for s in /tmp/rb-bench-*; do ssh -o ControlPath="\$s" -O exit x 2>/dev/null || true; done
 EOF
@@ -97,6 +110,7 @@ args() {
   case $2 in
   target) echo "switch --flake $cfg#aquamarine --target-host root@aquamarine" ;;
   both) echo "switch --flake $cfg#aquamarine --build-host builder --target-host root@aquamarine" ;;
+  back) echo "switch --flake $cfg#aquamarine --build-host builder" ;;
   esac
 }
 
@@ -169,7 +183,7 @@ if [[ -n $SEVERAL ]]; then
 fi
 [[ -n $NG ]] || echo "nixos-rebuild-ng: not on the PATH, not measured"
 printf "%-7s %-12s %-6s %8s %8s   %-9s %-9s\n" scenario deploy tool "wall(s)" "x floor" "target" "builder"
-for scenario in target both; do
+for scenario in "${SCENARIOS[@]}"; do
   for kind in first incremental; do
     declare -A wall=() line=()
     tools=(rb floor)
@@ -195,7 +209,8 @@ for scenario in target both; do
     done
     for tool in "${tools[@]}"; do
       read -r t b <<<"${line[$tool]}"
-      [[ $scenario == both ]] || b=-
+      [[ $scenario != target ]] || b=-
+      [[ $scenario != back ]] || t=-
       printf "%-7s %-12s %-6s %8.2f %8.2f   %-9s %-9s\n" "$scenario" "$kind" "$tool" "${wall[$tool]}" \
         "$(awk "BEGIN { print ${wall[$tool]} / ${wall[floor]} }")" "$t" "$b"
     done

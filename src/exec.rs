@@ -259,19 +259,19 @@ impl Executor<'_, '_> {
         drop(interactive_guard);
         if let Some(sig) = interrupt::signal() {
             self.stop_remote(session, remote_pgid.as_deref());
-            // An activation under systemd-run is a unit of its own: it goes on without rb.
-            let unit = current
-                .filter(|&n| session.steps[n].kind == StepKind::Activate)
-                .and_then(|n| {
-                    session.steps[n]
-                        .commands
-                        .iter()
-                        .find_map(|c| c.systemd_run.clone())
-                });
-            if let Some(unit) = unit {
+            // A command under systemd-run (the planner puts activation there) is a unit of
+            // its own: it goes on without rb.
+            let unit = current.and_then(|n| {
+                session.steps[n]
+                    .commands
+                    .iter()
+                    .find_map(|c| c.systemd_run.clone())
+            });
+            if let (Some(unit), Some(n)) = (unit, current) {
                 self.report.warn(&format!(
-                    "where {host} runs systemd, the activation goes on there in the unit {unit} \
-                     until it ends (`systemctl status {unit}` shows how)"
+                    "where {host} runs systemd, {} goes on there in the unit {unit} until it \
+                     ends (`systemctl status {unit}` shows how)",
+                    session.steps[n].kind.what()
                 ));
             }
             return Err(Error::Interrupted(sig));

@@ -401,8 +401,8 @@ fn ctrl_c_during_activation_leaves_the_unit_to_finish() {
     assert!(unit.starts_with(ACTIVATION_UNIT), "{unit}");
     assert!(
         r.stderr.contains(&format!(
-            "where root@aquamarine runs systemd, the activation goes on there in the unit {unit} \
-             until it ends"
+            "where root@aquamarine runs systemd, activating the configuration goes on there in \
+             the unit {unit} until it ends"
         )),
         "{r:?}"
     );
