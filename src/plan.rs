@@ -109,6 +109,9 @@ pub enum Output {
     CopyLog,
     /// The elevation tool's first say: a failure here is its refusal.
     ElevationCheck,
+    /// A build whose command writes Nix's `--log-format internal-json` on stderr, which the
+    /// executor reads into the live progress (`src/progress/`).
+    NixLog,
 }
 
 impl Capture {

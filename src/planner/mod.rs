@@ -41,6 +41,9 @@ pub struct RunEnv<'a> {
     /// Local builds go through nix-output-monitor (`NIXOS_REBUILD_USE_NOM`, `nom` on the PATH,
     /// stderr a terminal: when nixos-rebuild-ng would).
     pub use_nom: bool,
+    /// rb draws progress on the terminal (`progress::drawn`): builds and copies write Nix's
+    /// `internal-json` log instead of being only `--quiet`.
+    pub progress: bool,
 }
 
 /// Builds the plan.
@@ -118,7 +121,7 @@ fn deploy(
                         return Ok(Finish::Nothing);
                     }
                 }
-                sessions.push(build(req, run.use_nom)?);
+                sessions.push(build(req, run.use_nom, run.progress)?);
                 if let (Host::Ssh(to), true) = (&req.target_host, copies) {
                     sessions.extend(specialisation_before_copy(req, &req.build_host));
                     sessions.push(copy_to(req, to, Var::System, run, caps));

@@ -10,6 +10,7 @@ const RUN: RunEnv = RunEnv {
     cwd: "/home/me/cfg",
     program: "rb",
     use_nom: false,
+    progress: false,
 };
 
 fn plan_of(args: &str) -> Plan {

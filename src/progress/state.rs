@@ -186,19 +186,27 @@ impl Tracker {
     /// The build an error names, with its last lines of output: what to show when the
     /// command failed. Falls back to the last build that ended when no error names one.
     pub fn failed_build(&self) -> Option<(&str, &[String])> {
-        let named = self.messages.iter().rev().find_map(|(level, text)| {
+        self.named_failure().or_else(|| {
+            self.finished
+                .back()
+                .map(|(drv, lines)| (drv.as_str(), lines.as_slice()))
+        })
+    }
+
+    /// The build an error of Nix names, with its last lines of output; None when no error
+    /// names a build that ran (the command succeeded, or failed for another reason).
+    pub fn named_failure(&self) -> Option<(&str, &[String])> {
+        self.messages.iter().rev().find_map(|(level, text)| {
             (*level == 0)
                 .then(|| {
                     self.finished
                         .iter()
                         .rev()
                         .find(|(drv, _)| text.contains(drv))
+                        .map(|(drv, lines)| (drv.as_str(), lines.as_slice()))
                 })
                 .flatten()
-        });
-        named
-            .or_else(|| self.finished.back())
-            .map(|(drv, lines)| (drv.as_str(), lines.as_slice()))
+        })
     }
 }
 
