@@ -59,15 +59,20 @@ impl Live {
     /// `what` (`copy on local`) starts on `host`: its line shows it, from no time on.
     pub fn start(&self, host: &str, what: &str) {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let bar = lines.entry(host.to_string()).or_insert_with(|| {
-            let bar = self.multi.add(ProgressBar::new_spinner());
-            bar.set_style(self.style());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
+        if let Some(bar) = lines.get(host) {
+            bar.set_prefix(what.to_string());
+            bar.set_message("");
+            bar.reset_elapsed();
+            return;
+        }
+        // Named before it is shown, so that no frame is drawn without its name (nor, before
+        // it joins the area, outside it).
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+            .with_style(self.style());
         bar.set_prefix(what.to_string());
-        bar.set_message("");
-        bar.reset_elapsed();
+        let bar = self.multi.add(bar);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        lines.insert(host.to_string(), bar);
     }
 
     /// The step on `host` ended: its line goes, `line` (if any) stays above the area, followed by
@@ -137,7 +142,7 @@ impl Live {
                 _ => None,
             };
             tracker.feed(&event);
-            if let Some(text) = text {
+            if let Some(text) = text.filter(|t| !needless(t)) {
                 let text = match self.color {
                     true => text,
                     false => strip_escapes(&text),
@@ -159,11 +164,21 @@ impl Live {
                 self.set_status(host, with_rate(status, &tracker, began.elapsed()));
             }
         }
+        // The phase's line says what was done when it leaves the area.
+        if let Some(totals) = tracker.totals() {
+            self.set_status(host, totals);
+        }
         for line in failure_lines(&tracker, &strip_escapes(&said_errors)) {
             self.say(&line);
         }
         Followed { tail }
     }
+}
+
+/// A warning of Nix's that says nothing to rb's user: `nix-store --realise` on a build host
+/// warns that its result has no GC root, but rb copies the result away at once.
+fn needless(text: &str) -> bool {
+    text.contains("you did not specify '--add-root'")
 }
 
 /// The failed build's last lines of output, unless Nix's error already showed them.

@@ -14,11 +14,13 @@ use std::io::IsTerminal;
 
 /// Whether rb draws the live status area: stderr is a terminal that can move its cursor
 /// (not `TERM=dumb`), and the user asked for none of Nix's own output (`-v`, `-L`,
-/// `--quiet`, `--log-format`: [`NixArgs::quiet_by_default`]), nor for rb's debug lines.
-/// `NO_COLOR` removes the colour only. Otherwise rb prints plain lines, one per phase.
+/// `--quiet`, `--log-format`: [`NixArgs::quiet_by_default`]), nor for rb's debug lines;
+/// and not with `NO_COLOR`, which asks for output without escape sequences (issue 13 lists
+/// it with a pipe and `--log-format`). Otherwise rb prints plain lines, one per phase.
 pub fn drawn(nix: &NixArgs, debug: bool, env: &BTreeMap<String, String>) -> bool {
     std::io::stderr().is_terminal()
         && env.get("TERM").is_none_or(|t| t != "dumb")
+        && env.get("NO_COLOR").is_none_or(|v| v.is_empty())
         && nix.quiet_by_default()
         && !debug
 }

@@ -257,6 +257,27 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// What the command did, once it ended: `built 3 derivations; copied 304 paths, 1.2 MiB`
+    /// (Nix 2.34 counts a top-level goal it never builds among those to build, so the
+    /// count of what was to be done would read "3 of 4").
+    pub fn totals(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        if self.builds.done > 0 {
+            parts.push(format!("built {}", plural(self.builds.done, "derivation")));
+        }
+        if let Some(p) = self.paths() {
+            let mut text = format!("copied {}", plural(p.done, "path"));
+            if let (done @ 1.., _) = self.bytes() {
+                text.push_str(&format!(", {}", bytes_text(done)));
+            }
+            parts.push(text);
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
 /// N of `copying N paths`.
 fn copying_count(text: &str) -> Option<u64> {
     let rest = text.strip_prefix("copying ")?;
@@ -367,6 +388,17 @@ mod tests {
             Some("copied 4 of 4 paths")
         );
         assert_eq!(Tracker::default().status(), None);
+        assert_eq!(
+            fed(COPY_34, usize::MAX).totals().as_deref(),
+            Some("copied 4 paths, 616 B")
+        );
+        for log in [BUILD_28, BUILD_34] {
+            assert_eq!(
+                fed(log, usize::MAX).totals().as_deref(),
+                Some("built 4 derivations")
+            );
+        }
+        assert_eq!(Tracker::default().totals(), None);
         assert_eq!(bytes_text(1536), "1.5 KiB");
         assert_eq!(bytes_text(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
