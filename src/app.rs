@@ -194,6 +194,9 @@ fn run_with(
     for n in &req.notes {
         report.debug(n);
     }
+    if !cli.output.plan {
+        crate::progress::ask::check(&req)?;
+    }
     let caps = NixCaps::detect();
     let mut guard = shared.borrow_mut();
     let transport = guard

@@ -95,6 +95,10 @@ impl Executor<'_, '_> {
                 fallback = &instead.fallback;
             }
             result.map_err(|e| self.explain(plan, session, e))?;
+            // `--ask`: the session showed what changes; go on only if the answer is yes.
+            if session.steps.iter().any(|s| s.output == Output::Ask) {
+                crate::progress::ask::confirm(self.report, plan.action, &session.host)?;
+            }
         }
         Ok(())
     }

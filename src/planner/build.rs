@@ -28,9 +28,10 @@ fn quiet(req: &Request, nom: bool, progress: bool) -> Vec<String> {
     }
 }
 
-/// A build step whose command writes Nix's `internal-json` log when rb draws progress.
-fn nix_log(progress: bool, dry: bool) -> Output {
-    match progress && !dry {
+/// A build step whose command writes Nix's `internal-json` log (rb draws progress, and the
+/// user asked for none of Nix's own output).
+fn nix_log(req: &Request, progress: bool, dry: bool) -> Output {
+    match progress && !dry && req.nix.quiet_by_default() {
         true => Output::NixLog,
         false => Output::Log,
     }
@@ -88,7 +89,7 @@ pub(super) fn build(req: &Request, nom: bool, progress: bool) -> Result<Session>
         Step {
             message: Some(BUILD_MESSAGE.into()),
             capture: (!dry).then_some(capture),
-            output: nix_log(progress && !nom, dry),
+            output: nix_log(req, progress && !nom, dry),
             ..Step::new(StepKind::Build, vec![Command::lit(&argv)])
         },
     ))
@@ -152,7 +153,7 @@ pub(super) fn build_remotely(
             Step {
                 message: Some(format!("building on {}...", builder.dest)),
                 capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
-                output: nix_log(run.progress, req.action == Action::DryBuild),
+                output: nix_log(req, run.progress, req.action == Action::DryBuild),
                 ..Step::new(StepKind::Build, vec![Command::new(realise)])
             },
         ),

@@ -147,6 +147,9 @@ fn deploy(
 
     Ok(match req.action {
         _ if activates => {
+            if req.ask {
+                sessions.push(preview(req, run));
+            }
             sessions.push(activation(req, run));
             Finish::NewConfiguration
         }

@@ -3,6 +3,7 @@
 //! live status area on a terminal that shows it ([`live`]); the run's one summary line
 //! ([`summary`]).
 
+pub mod ask;
 pub mod live;
 pub mod nixlog;
 pub mod state;

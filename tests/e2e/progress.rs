@@ -159,3 +159,90 @@ fn piped_output_is_plain_with_one_summary_line() {
     assert_eq!(summary.len(), 1, "{r:?}");
     assert!(summary[0].contains("(build "), "{r:?}");
 }
+
+/// `rb switch --ask` of the target's configuration to root@ the target.
+fn ask_args(f: &Fleet) -> Vec<String> {
+    [
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("root@{T}"),
+        "--ask",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn ask_shows_what_changes_and_yes_goes_on() {
+    let f = Fleet::up(&[WS, T]);
+    let args = ask_args(&f);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = on_terminal(&f, &args, Some("y\n"));
+    r.assert_success();
+    // The question stays on its line until the answer is typed (here before it was asked).
+    let drawn = rb::progress::live::strip_escapes(&r.stdout);
+    assert!(
+        drawn.contains(&format!("rb: go on with 'switch' on root@{T}? [y/N]")),
+        "{r:?}"
+    );
+    assert!(
+        drawn.contains("would activate"),
+        "dry-activate's words: {r:?}"
+    );
+    assert_eq!(
+        f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
+        Some(1)
+    );
+}
+
+#[test]
+fn ask_answered_no_leaves_the_target_alone() {
+    let f = Fleet::up(&[WS, T]);
+    let args = ask_args(&f);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = on_terminal(&f, &args, Some("n\n"));
+    r.assert_status(12);
+    assert_eq!(f.current_generation(T, crate::fleet::SYSTEM_PROFILE), None);
+    let actions: Vec<String> = f.activations(T).into_iter().map(|a| a.action).collect();
+    assert_eq!(
+        actions,
+        ["dry-activate"],
+        "only asked what would change: {r:?}"
+    );
+    let drawn = rb::progress::live::strip_escapes(&r.stdout);
+    assert!(
+        drawn.contains(&format!(
+            "rb: error: not changing root@{T}: the answer was no"
+        )),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn ask_without_a_terminal_needs_yes() {
+    let f = Fleet::up(&[WS, T]);
+    let args = ask_args(&f);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = f.rb(&args);
+    r.assert_status(2);
+    assert!(
+        r.stderr.contains("rb: error: --ask needs a terminal"),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, crate::fleet::SYSTEM_PROFILE), None);
+    // With --yes: what changes is shown, and the run goes on.
+    let mut with_yes = args.clone();
+    with_yes.push("--yes");
+    let r = f.rb(&with_yes);
+    r.assert_success();
+    let actions: Vec<String> = f.activations(T).into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["dry-activate", "switch"], "{r:?}");
+
+    assert!(!r.stderr.contains("[y/N]"), "{r:?}");
+    assert_eq!(
+        f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
+        Some(1)
+    );
+}
