@@ -209,7 +209,7 @@ fn run_with(
         String::new()
     };
     let id = run_id();
-    let progress = crate::progress::drawn(&cli.nix, cli.output.debug, &ctx.env);
+    let progress = crate::progress::drawn(cli, &ctx.env);
     let cwd = std::env::current_dir()
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "/".into());

@@ -9,7 +9,7 @@ pub mod nixlog;
 pub mod state;
 pub mod summary;
 
-use crate::cli::NixArgs;
+use crate::cli::{Action, Cli, NixArgs};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
@@ -17,9 +17,12 @@ use std::io::IsTerminal;
 /// (not `TERM=dumb`), and the user asked for none of Nix's own output (`-v`, `-L`,
 /// `--quiet`, `--log-format`: [`NixArgs::quiet_by_default`]), nor for rb's debug lines;
 /// and not with `NO_COLOR`, which asks for output without escape sequences (issue 13 lists
-/// it with a pipe and `--log-format`). Otherwise rb prints plain lines, one per phase.
-pub fn drawn(nix: &NixArgs, debug: bool, env: &BTreeMap<String, String>) -> bool {
-    std::io::stderr().is_terminal()
+/// it with a pipe and `--log-format`); nor for `edit` and `repl`, whose command has the
+/// terminal. Otherwise rb prints plain lines, one per phase.
+pub fn drawn(cli: &Cli, env: &BTreeMap<String, String>) -> bool {
+    let (nix, debug): (&NixArgs, bool) = (&cli.nix, cli.output.debug);
+    !matches!(cli.action, Some(Action::Edit | Action::Repl))
+        && std::io::stderr().is_terminal()
         && env.get("TERM").is_none_or(|t| t != "dumb")
         && env.get("NO_COLOR").is_none_or(|v| v.is_empty())
         && nix.quiet_by_default()
