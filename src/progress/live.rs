@@ -151,7 +151,8 @@ impl Live {
                     said_errors.push_str(&text);
                 }
                 self.say(&text);
-                tail.push_str(&text);
+                // Plain, for the messages rb looks for in it (`exec.rs`, `lacks_signature`).
+                tail.push_str(&strip_escapes(&text));
                 tail.push('\n');
                 if tail.len() > KEEP {
                     let cut = tail.len() - KEEP;

@@ -239,10 +239,31 @@ fn ask_without_a_terminal_needs_yes() {
     r.assert_success();
     let actions: Vec<String> = f.activations(T).into_iter().map(|a| a.action).collect();
     assert_eq!(actions, ["dry-activate", "switch"], "{r:?}");
+    // A local target the same way.
+    let r = f.rb(&["switch", "--flake", &f.flake(WS), "--ask", "--yes"]);
+    r.assert_success();
+    let actions: Vec<String> = f.activations(WS).into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["dry-activate", "switch"], "{r:?}");
 
     assert!(!r.stderr.contains("[y/N]"), "{r:?}");
     assert_eq!(
         f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
         Some(1)
     );
+}
+
+#[test]
+fn nix_output_asked_for_gives_plain_lines_on_a_terminal() {
+    let f = Fleet::up(&[WS]);
+    for asked in ["--log-format=bar-with-logs", "-L"] {
+        let r = on_terminal(&f, &["build", "--flake", &f.flake(WS), asked], None);
+        r.assert_success();
+        let out = lines(&r.stdout);
+        // rb's own start line, which the status area would have replaced.
+        assert!(
+            out.iter().any(|l| l == "rb: build on local"),
+            "{asked}: {r:?}"
+        );
+        assert!(!r.stdout.contains("@nix {"), "{asked}: {r:?}");
+    }
 }
