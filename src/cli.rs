@@ -163,11 +163,11 @@ pub struct ActivationArgs {
 
     /// Show what changes and ask before changing the target.
     ///
-    /// Before the profile is set and the configuration activated: the package diff (as
-    /// --diff), and the units switch-to-configuration would stop, restart and start. Anything
-    /// but "y" or "yes" exits with status 12 and leaves the target's profile and running
-    /// system as they were (the closure may already be in its store). Needs a terminal,
-    /// unless --yes is given too.
+    /// The package diff (as --diff), before the closure is copied to a remote target; where
+    /// the closure is on the target already, also the units switch-to-configuration would
+    /// stop, restart and start. Anything but "y" or "yes" exits with status 12 and leaves the
+    /// target's profile and running system as they were. Needs a terminal, unless --yes is
+    /// given too.
     #[arg(long)]
     pub ask: bool,
 

@@ -79,8 +79,12 @@ impl Executor<'_, '_> {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
+            // (`--ask`'s preview before a copy reaches the target over its connection too.)
             let needs_hosts = !session.host.is_local()
-                || session.steps.iter().any(|s| s.output == Output::CopyLog);
+                || session
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.output, Output::CopyLog | Output::Ask));
             if let Some(c) = connecting.take_if(|c| needs_hosts || c.failed()) {
                 self.transport
                     .finish_connecting(c)
@@ -97,7 +101,7 @@ impl Executor<'_, '_> {
             result.map_err(|e| self.explain(plan, session, e))?;
             // `--ask`: the session showed what changes; go on only if the answer is yes.
             if session.steps.iter().any(|s| s.output == Output::Ask) {
-                crate::progress::ask::confirm(self.report, plan.action, &session.host)?;
+                crate::progress::ask::confirm(self.report, plan)?;
             }
         }
         Ok(())

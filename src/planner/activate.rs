@@ -223,6 +223,37 @@ pub(super) fn preview(req: &Request, run: &RunEnv) -> Session {
     }
 }
 
+/// `--ask` before a copy: the package diff made here, where the new closure is, with the
+/// target's half over the run's master connection (`scripts/package-diff-here.sh`).
+pub(super) const DIFF_HERE_SCRIPT: &str = include_str!("../scripts/package-diff-here.sh");
+
+/// `--ask` when the closure still has to go to a remote target: rb asks before copying it,
+/// showing the package diff (the units dry-activate would name need the closure there, so
+/// they are not shown). With `--yes` nothing is asked: `preview`, after the copy, shows
+/// the units too.
+pub(super) fn preview_before_copy(to: &crate::host::SshHost, run: &RunEnv) -> Session {
+    let remote = crate::shell::join(&["sh", "-c", DIFF_SCRIPT, run.program]);
+    let mut diff = Command::new(vec![
+        Word::lit("sh"),
+        Word::lit("-c"),
+        Word::lit(DIFF_HERE_SCRIPT),
+        Word::lit(run.program),
+        Word::var(Var::System, ""),
+        Word::lit(&to.dest),
+        Word::Lit(remote),
+    ]);
+    diff.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    Session::one(
+        Host::Local,
+        Elevation::None,
+        Step {
+            capture: Some(Capture::PackageDiff),
+            output: Output::Ask,
+            ..Step::new(StepKind::Diff, vec![diff])
+        },
+    )
+}
+
 /// `--diff`, run where the new system will run, where both closures are: against that host's
 /// `/run/current-system` (nixos-rebuild-ng compares the local one), never failing the run.
 /// Its output is the closures' paths and sizes; rb makes the package diff of them

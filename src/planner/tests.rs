@@ -1223,18 +1223,22 @@ fn drawn_progress_asks_nix_for_its_json_log() {
     assert_eq!(p.sessions[0].steps[0].output, Output::Log);
 }
 
-/// `--ask`: a session of its own on the target shows what changes (the package diff, the
-/// units dry-activate names) and asks at its end; the activation session after it is as
-/// without `--ask`, its diff being shown already.
+/// `--ask`: a session of its own shows what changes and asks at its end. Before a copy to a
+/// remote target: the package diff, made here with the target's half over ssh. Where the
+/// closure is on the target already: on the target, the package diff and the units
+/// dry-activate names. The activation session after it is as without `--ask`, its diff
+/// being shown already.
 #[test]
 fn ask_previews_in_a_session_of_its_own_before_activation() {
     let kinds = |s: &Session| s.steps.iter().map(|s| s.kind).collect::<Vec<_>>();
     let p = plan_of("switch --flake /cfg#h --diff --ask --target-host root@aq");
     assert_eq!(p.sessions.len(), 4, "{p}");
-    let preview = &p.sessions[2];
-    assert_eq!(preview.host, Host::Ssh(ssh("root@aq")));
-    assert_eq!(kinds(preview), [StepKind::Diff, StepKind::DryActivate]);
-    assert_eq!(preview.steps[1].output, Output::Ask);
+    let preview = &p.sessions[1];
+    assert_eq!(preview.host, Host::Local);
+    assert_eq!(kinds(preview), [StepKind::Diff]);
+    assert_eq!(preview.steps[0].output, Output::Ask);
+    assert_eq!(preview.steps[0].capture, Some(Capture::PackageDiff));
+    assert_eq!(kinds(&p.sessions[2]), [StepKind::Copy]);
     assert_eq!(
         kinds(&p.sessions[3]),
         [
@@ -1243,10 +1247,20 @@ fn ask_previews_in_a_session_of_its_own_before_activation() {
             StepKind::Activate
         ]
     );
+    // The closure is on the target already (built there): asked there, with the units.
+    let p = plan_of("switch --flake /cfg#h --ask --build-host root@aq --target-host root@aq");
+    let preview = &p.sessions[p.sessions.len() - 2];
+    assert_eq!(preview.host, Host::Ssh(ssh("root@aq")));
+    // (In one session with the build there.)
+    assert_eq!(
+        kinds(preview)[kinds(preview).len() - 2..],
+        [StepKind::Diff, StepKind::DryActivate]
+    );
+    assert_eq!(preview.steps.last().unwrap().output, Output::Ask);
     // boot activates nothing now: no units to name.
-    let p = plan_of("boot --flake /cfg#h --ask --target-host root@aq");
-    assert_eq!(kinds(&p.sessions[2]), [StepKind::Diff]);
-    assert_eq!(p.sessions[2].steps[0].output, Output::Ask);
+    let p = plan_of("boot --flake /cfg#h --ask");
+    assert_eq!(kinds(&p.sessions[1]), [StepKind::Diff]);
+    assert_eq!(p.sessions[1].steps[0].output, Output::Ask);
     // --yes: shown, not asked.
     let p = plan_of("switch --flake /cfg#h --ask --yes");
     assert!(

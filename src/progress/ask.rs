@@ -3,9 +3,8 @@
 //! on. No leaves the target's profile and running system as they were (exit status 12,
 //! `error::exit::DECLINED`).
 
-use crate::action::Action;
 use crate::error::{Error, Result};
-use crate::host::Host;
+use crate::plan::{Plan, StepKind};
 use crate::report::Report;
 use crate::request::Request;
 use std::io::{IsTerminal, Write};
@@ -21,8 +20,16 @@ pub fn check(req: &Request) -> Result<()> {
     }
 }
 
-/// Asks whether to go on with `action` on `host`; anything but yes is [`Error::Declined`].
-pub fn confirm(report: &Report, action: Action, host: &Host) -> Result<()> {
+/// Asks whether to go on with the plan's action on its target (the host that activates; the
+/// preview may have run elsewhere, before a copy); anything but yes is [`Error::Declined`].
+pub fn confirm(report: &Report, plan: &Plan) -> Result<()> {
+    let action = plan.action;
+    let host = plan
+        .sessions
+        .iter()
+        .find(|s| s.steps.iter().any(|s| s.kind == StepKind::Activate))
+        .map(|s| s.host.to_string())
+        .ok_or_else(|| Error::Internal("--ask in a plan that activates nothing".into()))?;
     if let Some(live) = report.live() {
         live.clear();
     }
@@ -36,13 +43,13 @@ pub fn confirm(report: &Report, action: Action, host: &Host) -> Result<()> {
     match line.as_deref().map(answer) {
         Some(true) => Ok(()),
         Some(false) => Err(Error::Declined {
-            host: host.to_string(),
+            host: host.clone(),
             why: "the answer was no".into(),
         }),
         None => {
             eprintln!();
             Err(Error::Declined {
-                host: host.to_string(),
+                host: host.clone(),
                 why: "the input ended before an answer".into(),
             })
         }

@@ -187,13 +187,22 @@ fn ask_shows_what_changes_and_yes_goes_on() {
         drawn.contains(&format!("rb: go on with 'switch' on root@{T}? [y/N]")),
         "{r:?}"
     );
-    assert!(
-        drawn.contains("would activate"),
-        "dry-activate's words: {r:?}"
-    );
+    // The package diff, in rb's words: the target runs no system yet.
+    assert!(drawn.contains("nothing to compare with"), "{r:?}");
     assert_eq!(
         f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
         Some(1)
+    );
+    // Once the target runs a system, the diff made before the copy compares with it.
+    f.knob(T, "closurePaths", "3");
+    let r = on_terminal(&f, &args, Some("y\n"));
+    r.assert_success();
+    let drawn = rb::progress::live::strip_escapes(&r.stdout);
+    assert!(drawn.contains("<<< /nix/store/"), "{r:?}");
+    assert!(drawn.contains("Added packages:"), "{r:?}");
+    assert_eq!(
+        f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
+        Some(2)
     );
 }
 
@@ -205,12 +214,11 @@ fn ask_answered_no_leaves_the_target_alone() {
     let r = on_terminal(&f, &args, Some("n\n"));
     r.assert_status(12);
     assert_eq!(f.current_generation(T, crate::fleet::SYSTEM_PROFILE), None);
-    let actions: Vec<String> = f.activations(T).into_iter().map(|a| a.action).collect();
-    assert_eq!(
-        actions,
-        ["dry-activate"],
-        "only asked what would change: {r:?}"
-    );
+    // Asked before the copy: nothing went to the target.
+    assert!(f.activations(T).is_empty(), "{r:?}");
+    let system = f.rb(&["build", "--flake", &f.flake(T)]);
+    system.assert_success();
+    assert!(!f.has_path(T, system.stdout_trimmed()), "{r:?}");
     let drawn = rb::progress::live::strip_escapes(&r.stdout);
     assert!(
         drawn.contains(&format!(
