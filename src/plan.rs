@@ -112,9 +112,6 @@ pub enum Output {
     /// `--ask`: it shows what changes on the target; once its session ended, rb asks whether
     /// to go on (`progress::ask`).
     Ask,
-    /// A build whose command writes Nix's `--log-format internal-json` on stderr, which the
-    /// executor reads into the live progress (`src/progress/`).
-    NixLog,
 }
 
 impl Capture {

@@ -28,15 +28,6 @@ fn quiet(req: &Request, nom: bool, progress: bool) -> Vec<String> {
     }
 }
 
-/// A build step whose command writes Nix's `internal-json` log (rb draws progress, and the
-/// user asked for none of Nix's own output).
-fn nix_log(req: &Request, progress: bool, dry: bool) -> Output {
-    match progress && !dry && req.nix.quiet_by_default() {
-        true => Output::NixLog,
-        false => Output::Log,
-    }
-}
-
 /// Evaluate and build the configuration here, in one Nix process.
 pub(super) fn build(req: &Request, nom: bool, progress: bool) -> Result<Session> {
     let attr = &attribute(req);
@@ -89,7 +80,6 @@ pub(super) fn build(req: &Request, nom: bool, progress: bool) -> Result<Session>
         Step {
             message: Some(BUILD_MESSAGE.into()),
             capture: (!dry).then_some(capture),
-            output: nix_log(req, progress && !nom, dry),
             ..Step::new(StepKind::Build, vec![Command::lit(&argv)])
         },
     ))
@@ -153,7 +143,6 @@ pub(super) fn build_remotely(
             Step {
                 message: Some(format!("building on {}...", builder.dest)),
                 capture: (req.action != Action::DryBuild).then_some(Capture::PathLine(Var::System)),
-                output: nix_log(req, run.progress, req.action == Action::DryBuild),
                 ..Step::new(StepKind::Build, vec![Command::new(realise)])
             },
         ),
