@@ -258,9 +258,9 @@ impl Tracker {
 }
 
 impl Tracker {
-    /// What the command did, once it ended: `built 3 derivations; copied 304 paths, 1.2 MiB`
-    /// (Nix 2.34 counts a top-level goal it never builds among those to build, so the
-    /// count of what was to be done would read "3 of 4").
+    /// What the command did, once it ended: `built 3 derivations; copied 304 of 304 paths,
+    /// 1.2 MiB` (Nix 2.34 counts a top-level goal it never builds among those to build, so
+    /// the builds' "of" would read "3 of 4"; the copies' is what was to be copied).
     pub fn totals(&self) -> Option<String> {
         let mut parts = Vec::new();
         let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
@@ -268,7 +268,8 @@ impl Tracker {
             parts.push(format!("built {}", plural(self.builds.done, "derivation")));
         }
         if let Some(p) = self.paths() {
-            let mut text = format!("copied {}", plural(p.done, "path"));
+            let all = p.expected.max(p.done);
+            let mut text = format!("copied {} of {}", p.done, plural(all, "path"));
             if let (done @ 1.., _) = self.bytes() {
                 text.push_str(&format!(", {}", bytes_text(done)));
             }
@@ -390,7 +391,7 @@ mod tests {
         assert_eq!(Tracker::default().status(), None);
         assert_eq!(
             fed(COPY_34, usize::MAX).totals().as_deref(),
-            Some("copied 4 paths, 616 B")
+            Some("copied 4 of 4 paths, 616 B")
         );
         for log in [BUILD_28, BUILD_34] {
             assert_eq!(
