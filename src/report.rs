@@ -86,7 +86,13 @@ impl Report {
     /// Progress: one line as a step starts (a phase's, or any with `--verbose`).
     pub fn step_started(&self, kind: StepKind, host: &str) {
         if let Some(live) = self.live.get() {
-            return live.start(host, &format!("{} on {host}", kind.name()));
+            // A build here evaluates the configuration first (a build host's realises a
+            // derivation evaluated before): said until Nix reports builds or copies.
+            let doing = match (kind, host) {
+                (StepKind::Build, "local") => "evaluating",
+                _ => "",
+            };
+            return live.start(host, &format!("{} on {host}", kind.name()), doing);
         }
         if !kind.is_phase() && !self.debug {
             return;

@@ -56,12 +56,13 @@ impl Live {
         });
     }
 
-    /// `what` (`copy on local`) starts on `host`: its line shows it, from no time on.
-    pub fn start(&self, host: &str, what: &str) {
+    /// `what` (`copy on local`) starts on `host`: its line shows it, from no time on, saying
+    /// `doing` until its command reports how far it is.
+    pub fn start(&self, host: &str, what: &str, doing: &str) {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bar) = lines.get(host) {
             bar.set_prefix(what.to_string());
-            bar.set_message("");
+            bar.set_message(doing.to_string());
             bar.reset_elapsed();
             return;
         }
@@ -70,6 +71,7 @@ impl Live {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
             .with_style(self.style());
         bar.set_prefix(what.to_string());
+        bar.set_message(doing.to_string());
         let bar = self.multi.add(bar);
         bar.enable_steady_tick(Duration::from_millis(120));
         lines.insert(host.to_string(), bar);
