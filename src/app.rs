@@ -76,7 +76,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
     }
     crate::interrupt::install();
     let report = Report::new(program.clone(), cli.output.debug || cli.nix.verbose > 0);
-    match run_cli(&cli, &report) {
+    let result = run_cli(&cli, &report);
+    // What the status area still shows (an interrupted phase) goes before the last words.
+    if let Some(live) = report.live() {
+        live.clear();
+    }
+    match result {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
             match &e {
@@ -205,6 +210,9 @@ fn run_with(
     for n in &req.notes {
         report.debug(n);
     }
+    if !cli.output.plan {
+        crate::progress::ask::check(&req)?;
+    }
     let caps = NixCaps::detect();
     let mut guard = shared.borrow_mut();
     let transport = guard
@@ -217,6 +225,7 @@ fn run_with(
         String::new()
     };
     let id = run_id();
+    let progress = crate::progress::drawn(cli, &ctx.env);
     let cwd = std::env::current_dir()
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "/".into());
@@ -229,6 +238,7 @@ fn run_with(
             cwd: &cwd,
             program: &report.program,
             use_nom: use_nom(&ctx.env),
+            progress,
         },
     )?;
     if cli.output.plan {
@@ -243,6 +253,9 @@ fn run_with(
         transport.ensure_password(&req.target_host.to_string())?;
     }
     let password = transport.password().map(String::from);
+    if progress {
+        report.draw_progress();
+    }
     let mut executor = Executor {
         transport,
         report,
@@ -264,6 +277,15 @@ fn run_with(
         return result;
     }
     result?;
+    let summary = crate::progress::summary::line(
+        &report.program,
+        req.action.name(),
+        &req.target_host.to_string(),
+        &record,
+    );
+    if let Some(line) = summary {
+        report.info(&line);
+    }
     finish(&plan, &record, report)
 }
 

@@ -161,6 +161,20 @@ pub struct ActivationArgs {
     #[arg(long)]
     pub diff: bool,
 
+    /// Show what changes and ask before changing the target.
+    ///
+    /// The package diff (as --diff), before the closure is copied to a remote target; where
+    /// the closure is on the target already, also the units switch-to-configuration would
+    /// stop, restart and start. Anything but "y" or "yes" exits with status 12 and leaves the
+    /// target's profile and running system as they were. Needs a terminal, unless --yes is
+    /// given too.
+    #[arg(long)]
+    pub ask: bool,
+
+    /// With --ask: show what changes, and go on without asking (for runs without a terminal).
+    #[arg(long, requires = "ask")]
+    pub yes: bool,
+
     /// Elevate the steps that need root with sudo.
     ///
     /// Setting the profile and activating run as root through sudo, on the target host or here.

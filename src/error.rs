@@ -30,6 +30,8 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 127;
     /// A bug in rb: something it relies on did not hold (sysexits' EX_SOFTWARE).
     pub const INTERNAL: i32 = 70;
+    /// `--ask` was answered no: the target's profile and running system were not touched.
+    pub const DECLINED: i32 = 12;
 }
 
 #[derive(Debug, Error)]
@@ -161,6 +163,10 @@ pub enum Error {
         status: i32,
     },
 
+    /// `--ask` answered no (or the question's input ended): nothing changed on `host`.
+    #[error("not changing {host}: {why}")]
+    Declined { host: String, why: String },
+
     /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
     #[error("{why}")]
     Unconfirmed {
@@ -184,6 +190,7 @@ impl Error {
             Error::Internal(_) => exit::INTERNAL,
             Error::RolledBack { .. } | Error::CheckFailed { .. } => exit::ROLLED_BACK,
             Error::Unconfirmed { .. } => exit::UNCONFIRMED,
+            Error::Declined { .. } => exit::DECLINED,
             Error::Failed(_)
             | Error::NotYetAvailable(_)
             | Error::Spawn { .. }

@@ -79,8 +79,12 @@ impl Executor<'_, '_> {
             if let Some(sig) = interrupt::signal() {
                 return Err(Error::Interrupted(sig));
             }
+            // (`--ask`'s preview before a copy reaches the target over its connection too.)
             let needs_hosts = !session.host.is_local()
-                || session.steps.iter().any(|s| s.output == Output::CopyLog);
+                || session
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.output, Output::CopyLog | Output::Ask));
             if let Some(c) = connecting.take_if(|c| needs_hosts || c.failed()) {
                 self.transport
                     .finish_connecting(c)
@@ -95,6 +99,10 @@ impl Executor<'_, '_> {
                 fallback = &instead.fallback;
             }
             result.map_err(|e| self.explain(plan, session, e))?;
+            // `--ask`: the session showed what changes; go on only if the answer is yes.
+            if session.steps.iter().any(|s| s.output == Output::Ask) {
+                crate::progress::ask::confirm(self.report, plan)?;
+            }
         }
         Ok(())
     }
@@ -165,10 +173,15 @@ impl Executor<'_, '_> {
                     })?,
             ));
         }
-        // A copy's stderr is read on its way through, for messages rb can explain better.
+        // A copy's stderr is read on its way through, for messages rb can explain better; with
+        // the live status area, every command's is, for Nix's progress and to keep its lines
+        // above the area (`progress::live`).
         let copies = session.steps.iter().any(|s| s.output == Output::CopyLog);
-        if copies {
+        let live = self.report.live().filter(|_| !interactive).cloned();
+        if copies || live.is_some() {
             cmd.stderr(Stdio::piped());
+        }
+        if copies {
             // `nix copy` stopped by SIGTERM leaves its temporary directory behind; in rb's
             // private directory, it goes when that does.
             if let (true, Some(dir)) = (session.host.is_local(), self.transport.scratch_dir()) {
@@ -181,13 +194,16 @@ impl Executor<'_, '_> {
             "ssh".into()
         };
         let mut child = self.start(&mut cmd, session, interactive, program)?;
-        let stderr_tail = child
-            .stderr
-            .take()
-            .map(|err| std::thread::spawn(move || tee(err)));
+        let host = session.host.to_string();
+        let stderr_tail = child.stderr.take().map(|err| {
+            let host = host.clone();
+            std::thread::spawn(move || match live {
+                Some(live) => live.follow(&host, err).tail,
+                None => tee(err),
+            })
+        });
         let interactive_guard = interactive.then(interrupt::Interactive::start);
 
-        let host = session.host.to_string();
         let mut lines: Vec<Vec<String>> = vec![Vec::new(); session.steps.len()];
         let mut current: Option<usize> = None;
         let mut remote_pgid: Option<String> = None;

@@ -79,6 +79,23 @@ impl NixArgs {
         self.verbose == 0 && self.quiet == 0 && !self.print_build_logs && self.log_format.is_none()
     }
 
+    /// What rb adds to a build or copy of its own (README, "Progress"): nothing when the user
+    /// asked for Nix's output; `--quiet` when rb prints plain lines; and when rb draws
+    /// progress on a terminal (`drawn`), Nix's `internal-json` log too, which
+    /// `src/progress/` reads. Nix sends every activity (builds, copies, a builder's lines) in
+    /// that format whatever the verbosity, and `--quiet` drops only its informational
+    /// messages ("these N paths will be fetched"); errors and warnings still come (checked
+    /// on Nix 2.8 and 2.34).
+    pub fn rb_log_options(&self, drawn: bool) -> Vec<String> {
+        match (self.quiet_by_default(), drawn) {
+            (false, _) => vec![],
+            (true, false) => vec!["--quiet".into()],
+            (true, true) => ["--quiet", "--log-format", "internal-json"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
     fn common(&self, out: &mut Vec<String>, cmd: NixCommand) {
         let copy = matches!(cmd, NixCommand::CopyClosure | NixCommand::Copy);
         if self.verbose > 0 {

@@ -20,7 +20,7 @@ pub fn ask(host: &str) -> Result<String> {
         let _ = std::io::stderr().flush();
         set_echo(false);
     }
-    let read = read_line_interruptibly();
+    let read = read_line_interruptibly("the sudo password");
     if terminal {
         set_echo(true);
         eprintln!();
@@ -41,8 +41,8 @@ fn set_echo(on: bool) {
 }
 
 /// One line from stdin (None at end of input), read on a thread of its own so that a signal
-/// (rb's handler keeps SIGINT from killing it) can end the wait.
-fn read_line_interruptibly() -> Result<Option<String>> {
+/// (rb's handler keeps SIGINT from killing it) can end the wait. `what` names it in an error.
+pub fn read_line_interruptibly(what: &str) -> Result<Option<String>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -55,8 +55,7 @@ fn read_line_interruptibly() -> Result<Option<String>> {
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(read) => {
-                return read
-                    .map_err(|e| Error::Failed(format!("could not read the sudo password: {e}")));
+                return read.map_err(|e| Error::Failed(format!("could not read {what}: {e}")));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),

@@ -109,6 +109,9 @@ pub enum Output {
     CopyLog,
     /// The elevation tool's first say: a failure here is its refusal.
     ElevationCheck,
+    /// `--ask`: it shows what changes on the target; once its session ended, rb asks whether
+    /// to go on (`progress::ask`).
+    Ask,
 }
 
 impl Capture {
@@ -142,6 +145,8 @@ pub enum StepKind {
     UpgradeChannels,
     /// `--diff`: what changes between the running system and the new one.
     Diff,
+    /// `--ask`: the units switch-to-configuration would stop, restart and start.
+    DryActivate,
     /// `list-generations`: the profile's generations and their facts.
     ListGenerations,
     /// `edit` without a flake: which file the configuration is in.
@@ -187,6 +192,7 @@ impl StepKind {
             StepKind::Activate => "activating the configuration",
             StepKind::UpgradeChannels => "updating the channels",
             StepKind::Diff => "comparing the systems",
+            StepKind::DryActivate => "finding the units that would change",
             StepKind::ListGenerations => "listing the profile's generations",
             StepKind::FindConfig => "finding the configuration file",
             StepKind::Edit => "editing the configuration",
@@ -210,6 +216,7 @@ impl StepKind {
             StepKind::Activate => "activate",
             StepKind::UpgradeChannels => "upgrade-channels",
             StepKind::Diff => "diff",
+            StepKind::DryActivate => "dry-activate",
             StepKind::ListGenerations => "list-generations",
             StepKind::FindConfig => "find-config",
             StepKind::Edit => "edit",

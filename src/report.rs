@@ -5,6 +5,7 @@
 
 use crate::error::Error;
 use crate::plan::StepKind;
+use crate::progress::live::Live;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -19,11 +20,13 @@ pub struct Report {
     /// Errors already on stderr in other words: a command that failed printed rb's own
     /// message for that failure (`plan::Command::on_failure`), so rb does not add its line.
     told: std::cell::RefCell<Vec<String>>,
+    /// The live status area, when rb draws one (`progress::drawn`): every line goes above it.
+    live: std::cell::OnceCell<Live>,
 }
 
 /// One whole line on stderr in a single write, so that it never interleaves with what the
-/// commands rb runs write at the same time.
-fn say(line: String) {
+/// commands rb runs write at the same time; above the live status area when there is one.
+fn say_plain(line: String) {
     let _ = std::io::stderr()
         .lock()
         .write_all(format!("{line}\n").as_bytes());
@@ -39,6 +42,24 @@ impl Report {
             color,
             json_printed: std::cell::Cell::new(false),
             told: Default::default(),
+            live: Default::default(),
+        }
+    }
+
+    /// From now on, progress is the live status area (`progress::drawn` said so).
+    pub fn draw_progress(&self) {
+        let _ = self.live.set(Live::new(self.color));
+    }
+
+    /// The live status area, when rb draws one.
+    pub fn live(&self) -> Option<&Live> {
+        self.live.get()
+    }
+
+    fn say(&self, line: String) {
+        match self.live.get() {
+            Some(live) => live.say(&line),
+            None => say_plain(line),
         }
     }
 
@@ -64,10 +85,19 @@ impl Report {
 
     /// Progress: one line as a step starts (a phase's, or any with `--verbose`).
     pub fn step_started(&self, kind: StepKind, host: &str) {
+        if let Some(live) = self.live.get() {
+            // A build here evaluates the configuration first (a build host's realises a
+            // derivation evaluated before): said until Nix reports builds or copies.
+            let doing = match (kind, host) {
+                (StepKind::Build, "local") => "evaluating",
+                _ => "",
+            };
+            return live.start(host, &format!("{} on {host}", kind.name()), doing);
+        }
         if !kind.is_phase() && !self.debug {
             return;
         }
-        say(format!(
+        self.say(format!(
             "{} {} on {host}",
             self.paint("1;34", &format!("{}:", self.program)),
             kind.name()
@@ -77,51 +107,58 @@ impl Report {
     /// Progress: one line as a step ends, with its duration (a phase's, a failed step's, or
     /// any with `--verbose`).
     pub fn step_finished(&self, kind: StepKind, host: &str, took: Duration, failed: Option<i32>) {
-        if !kind.is_phase() && failed.is_none() && !self.debug {
-            return;
-        }
+        let shown = kind.is_phase() || failed.is_some() || self.debug;
         let outcome = match failed {
             None => self.paint("32", "done"),
             Some(code) => self.paint("1;31", &format!("failed (exit status {code})")),
         };
-        say(format!(
+        let line = format!(
             "{} {} on {host} {outcome} in {:.2}s",
             self.paint("1;34", &format!("{}:", self.program)),
             kind.name(),
             took.as_secs_f64()
-        ));
+        );
+        match self.live.get() {
+            // The phase's line leaves the area, saying how far its command got.
+            Some(live) => live.finish(host, shown.then_some(line.as_str()), failed.is_none()),
+            None if shown => self.say(line),
+            None => {}
+        }
     }
 
     pub fn info(&self, msg: &str) {
-        say(msg.to_string());
+        self.say(msg.to_string());
     }
 
     pub fn warn(&self, msg: &str) {
-        say(format!("{}: warning: {msg}", self.program));
+        self.say(format!("{}: warning: {msg}", self.program));
     }
 
     pub fn error(&self, msg: &str) {
-        say(format!("{}: error: {msg}", self.program));
+        self.say(format!("{}: error: {msg}", self.program));
     }
 
     /// What to do about the error just said.
     pub fn hint(&self, msg: &str) {
-        say(format!("hint: {msg}"));
+        self.say(format!("hint: {msg}"));
     }
 
     pub fn debug(&self, msg: &str) {
         if self.debug {
-            say(format!("{}: debug: {msg}", self.program));
+            self.say(format!("{}: debug: {msg}", self.program));
         }
     }
 
     /// A line a session printed on stdout that belongs to no step.
     pub fn passthrough(&self, line: &str) {
-        say(line.to_string());
+        self.say(line.to_string());
     }
 
     /// A result line: the first part on stderr, the value alone on stdout, as nixos-rebuild.
     pub fn result(&self, label: &str, value: &str) {
+        if let Some(live) = self.live.get() {
+            live.clear();
+        }
         eprint!("{label}");
         let _ = std::io::stderr().flush();
         let mut out = std::io::stdout().lock();

@@ -91,6 +91,12 @@ pub struct Request {
     /// `NIXOS_REBUILD_I_UNDERSTAND_THE_CONSEQUENCES_PLEASE_BREAK_MY_SYSTEM`).
     pub check_closure: bool,
     pub diff: bool,
+    /// `--ask`: show what changes on the target and ask before changing it (README,
+    /// "Progress"); `ask_yes` (`--yes`): show it and go on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ask: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ask_yes: bool,
     pub image_variant: Option<String>,
     pub upgrade: Upgrade,
     /// `--json`: machine-readable output (list-generations).
@@ -153,6 +159,10 @@ pub fn resolve_for(cli: &Cli, ctx: &Context, target: Option<&String>) -> Result<
     }
     if legacy.no_build_nix {
         warnings.push("--no-build-nix is deprecated, we do not build nix anymore".into());
+    }
+    let ask = act.ask && action.activates() && action != Action::DryActivate;
+    if act.ask && !ask {
+        warnings.push(format!("--ask is a no-op with '{}'", action.name()));
     }
     let mut diff = act.diff;
     if diff && !action.diffs() {
@@ -308,6 +318,8 @@ pub fn resolve_for(cli: &Cli, ctx: &Context, target: Option<&String>) -> Result<
             .get("NIXOS_REBUILD_I_UNDERSTAND_THE_CONSEQUENCES_PLEASE_BREAK_MY_SYSTEM")
             .is_none_or(|v| v.is_empty()),
         diff,
+        ask,
+        ask_yes: ask && act.yes,
         image_variant: src.image_variant.clone(),
         upgrade,
         json: cli.output.json,

@@ -297,6 +297,9 @@ fn plan_for(
             cwd,
             program: &report.program,
             use_nom: use_nom(env),
+            // Plain lines: the live area keeps one line per host, and several plans would
+            // all copy "on local" at once (README, "Progress").
+            progress: false,
         },
     )
 }

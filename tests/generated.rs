@@ -510,6 +510,7 @@ mod man {
             ("NOT_FOUND", exit::NOT_FOUND),
             ("ROLLED_BACK", exit::ROLLED_BACK),
             ("UNCONFIRMED", exit::UNCONFIRMED),
+            ("DECLINED", exit::DECLINED),
             ("INTERNAL", exit::INTERNAL),
         ] {
             text = text.replace(&format!("@{name}@"), &value.to_string());

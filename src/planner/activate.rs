@@ -83,8 +83,9 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
             ],
         ));
     }
-    // What will change, shown while the running system is still the old one.
-    if req.diff {
+    // What will change, shown while the running system is still the old one (with `--ask`,
+    // by the session before, `preview`).
+    if req.diff && !req.ask {
         steps.push(diff_step(run));
     }
     // Magic rollback: armed once the checks passed, before anything changes.
@@ -135,16 +136,7 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         });
     }
 
-    // Exactly the environment nixos-rebuild-ng gives switch-to-configuration.
-    let env = Env::Clean(vec![
-        EnvVar::Keep("PATH".into()),
-        EnvVar::Keep("LOCALE_ARCHIVE".into()),
-        EnvVar::Keep("NIXOS_NO_CHECK".into()),
-        EnvVar::Set(
-            "NIXOS_INSTALL_BOOTLOADER".into(),
-            if req.install_bootloader { "1" } else { "0" }.into(),
-        ),
-    ]);
+    let env = stc_env(req);
     let activate = Command {
         argv: vec![
             Word::var(
@@ -177,6 +169,89 @@ pub(super) fn activation(req: &Request, run: &RunEnv) -> Session {
         steps,
         fallback: None,
     }
+}
+
+/// Exactly the environment nixos-rebuild-ng gives switch-to-configuration.
+fn stc_env(req: &Request) -> Env {
+    Env::Clean(vec![
+        EnvVar::Keep("PATH".into()),
+        EnvVar::Keep("LOCALE_ARCHIVE".into()),
+        EnvVar::Keep("NIXOS_NO_CHECK".into()),
+        EnvVar::Set(
+            "NIXOS_INSTALL_BOOTLOADER".into(),
+            if req.install_bootloader { "1" } else { "0" }.into(),
+        ),
+    ])
+}
+
+/// `--ask`'s look at the units: `switch-to-configuration dry-activate`, never failing.
+pub(super) const DRY_ACTIVATE_SCRIPT: &str = include_str!("../scripts/dry-activate.sh");
+
+/// `--ask`: what changes on the target, shown before rb asks whether to go on
+/// (`progress::ask`), in a session of its own that changes nothing: the package diff (as
+/// `--diff`'s), and for an action that activates now (switch, test) the units
+/// switch-to-configuration would stop, restart and start. Elevated as activation is, since
+/// dry-activate reads what only root may. Its last step asks (`Output::Ask`), unless `--yes`.
+pub(super) fn preview(req: &Request, run: &RunEnv) -> Session {
+    let mut steps = vec![diff_step(run)];
+    if matches!(req.action.stc_action(), Some("switch" | "test")) {
+        let stc_dir = match &req.specialisation {
+            Some(s) => format!("/specialisation/{s}"),
+            None => String::new(),
+        };
+        let mut dry = Command::new(vec![
+            Word::lit("sh"),
+            Word::lit("-c"),
+            Word::lit(DRY_ACTIVATE_SCRIPT),
+            Word::lit(run.program),
+            Word::var(
+                Var::System,
+                format!("{stc_dir}/bin/switch-to-configuration"),
+            ),
+        ]);
+        dry.env = stc_env(req);
+        steps.push(Step::new(StepKind::DryActivate, vec![dry]));
+    }
+    if let (false, Some(last)) = (req.ask_yes, steps.last_mut()) {
+        last.output = Output::Ask;
+    }
+    Session {
+        host: req.target_host.clone(),
+        elevation: req.elevation.clone(),
+        steps,
+        fallback: None,
+    }
+}
+
+/// `--ask` before a copy: the package diff made here, where the new closure is, with the
+/// target's half over the run's master connection (`scripts/package-diff-here.sh`).
+pub(super) const DIFF_HERE_SCRIPT: &str = include_str!("../scripts/package-diff-here.sh");
+
+/// `--ask` when the closure still has to go to a remote target: rb asks before copying it,
+/// showing the package diff (the units dry-activate would name need the closure there, so
+/// they are not shown). With `--yes` nothing is asked: `preview`, after the copy, shows
+/// the units too.
+pub(super) fn preview_before_copy(to: &crate::host::SshHost, run: &RunEnv) -> Session {
+    let remote = crate::shell::join(&["sh", "-c", DIFF_SCRIPT, run.program]);
+    let mut diff = Command::new(vec![
+        Word::lit("sh"),
+        Word::lit("-c"),
+        Word::lit(DIFF_HERE_SCRIPT),
+        Word::lit(run.program),
+        Word::var(Var::System, ""),
+        Word::lit(&to.dest),
+        Word::Lit(remote),
+    ]);
+    diff.env = Env::Inherit(vec![("NIX_SSHOPTS".into(), run.nix_sshopts.into())]);
+    Session::one(
+        Host::Local,
+        Elevation::None,
+        Step {
+            capture: Some(Capture::PackageDiff),
+            output: Output::Ask,
+            ..Step::new(StepKind::Diff, vec![diff])
+        },
+    )
 }
 
 /// `--diff`, run where the new system will run, where both closures are: against that host's

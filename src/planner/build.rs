@@ -17,16 +17,19 @@ pub(super) fn classic_target(req: &Request, attr: &str) -> (String, String) {
     }
 }
 
-/// `--quiet` for a build when rb keeps Nix quiet
-/// ([`NixArgs::quiet_by_default`](crate::cli::NixArgs::quiet_by_default)); not for a dry run,
+/// rb's own log options for a build ([`NixArgs::rb_log_options`](crate::cli::NixArgs)):
+/// `--quiet`, and Nix's `internal-json` log when rb draws progress; none for a dry run,
 /// whose output is what Nix would build, nor through nom, which reads Nix's log itself.
-pub(super) fn quiet(req: &Request, nom: bool) -> Option<String> {
+pub(super) fn quiet(req: &Request, nom: bool, progress: bool) -> Vec<String> {
     let dry = req.action == Action::DryBuild;
-    (req.nix.quiet_by_default() && !dry && !nom).then(|| "--quiet".into())
+    match dry || nom {
+        true => vec![],
+        false => req.nix.rb_log_options(progress),
+    }
 }
 
 /// Evaluate and build the configuration here, in one Nix process.
-pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
+pub(super) fn build(req: &Request, nom: bool, progress: bool) -> Result<Session> {
     let attr = &attribute(req);
     let dry = req.action == Action::DryBuild;
     let link = req.action.leaves_result_link();
@@ -53,7 +56,7 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
                 argv.push("--dry-run".into());
             }
             argv.extend(req.nix.for_command(NixCommand::FlakeBuild));
-            argv.extend(quiet(req, nom));
+            argv.extend(quiet(req, nom, progress));
             (argv, Capture::BuildJson)
         }
         _ => {
@@ -67,7 +70,7 @@ pub(super) fn build(req: &Request, nom: bool) -> Result<Session> {
                 argv.push("--dry-run".into());
             }
             argv.extend(req.nix.for_command(NixCommand::LegacyBuild));
-            argv.extend(quiet(req, nom));
+            argv.extend(quiet(req, nom, progress));
             (argv, Capture::PathLine(Var::System))
         }
     };
@@ -120,7 +123,7 @@ pub(super) fn build_remotely(
         req.nix
             .for_command(NixCommand::Realise)
             .into_iter()
-            .chain(quiet(req, false))
+            .chain(quiet(req, false, run.progress))
             .map(Word::Lit),
     );
     vec![

@@ -23,10 +23,11 @@ pub(super) const COPY_FROM_SCRIPT: &str = include_str!("../scripts/copy-from.sh"
 /// The host's half, which `COPY_FROM_SCRIPT` runs there over ssh.
 pub(super) const EXPORT_CLOSURE_SCRIPT: &str = include_str!("../scripts/export-closure.sh");
 
-/// Nix's options for a copy: the user's, and `--quiet` when rb keeps Nix quiet
-/// ([`NixArgs::quiet_by_default`](crate::cli::NixArgs::quiet_by_default)).
-fn copy_options(req: &Request, cmd: NixCommand) -> impl Iterator<Item = Word> {
-    let quiet = req.nix.quiet_by_default().then(|| "--quiet".to_string());
+/// Nix's options for a copy: the user's, and rb's own
+/// ([`NixArgs::rb_log_options`](crate::cli::NixArgs): `--quiet`, and Nix's `internal-json` log
+/// when rb draws progress).
+fn copy_options(req: &Request, cmd: NixCommand, progress: bool) -> impl Iterator<Item = Word> {
+    let quiet = req.nix.rb_log_options(progress);
     req.nix
         .for_command(cmd)
         .into_iter()
@@ -36,9 +37,16 @@ fn copy_options(req: &Request, cmd: NixCommand) -> impl Iterator<Item = Word> {
 
 /// `nix-copy-closure --to|--from HOST PATH`: the legacy protocol, one or two round trips per
 /// store path, on every Nix.
-fn legacy(req: &Request, direction: &str, host: &SshHost, what: Var, on: Nix) -> Command {
+fn legacy(
+    req: &Request,
+    direction: &str,
+    host: &SshHost,
+    what: Var,
+    on: Nix,
+    progress: bool,
+) -> Command {
     let mut argv = vec![Word::lit("nix-copy-closure")];
-    argv.extend(copy_options(req, NixCommand::CopyClosure));
+    argv.extend(copy_options(req, NixCommand::CopyClosure, progress));
     argv.extend([
         Word::lit(direction),
         Word::lit(host.legacy_dest(on == Nix::Known(true))),
@@ -63,9 +71,9 @@ impl Nix {
 }
 
 /// `nix copy` between stores given as `--from`/`--to` URIs.
-fn nix_copy(req: &Request, stores: &[(&str, String)], what: Var) -> Command {
+fn nix_copy(req: &Request, stores: &[(&str, String)], what: Var, progress: bool) -> Command {
     let mut argv: Vec<Word> = nix_new_style("copy").into_iter().map(Word::Lit).collect();
-    argv.extend(copy_options(req, NixCommand::Copy));
+    argv.extend(copy_options(req, NixCommand::Copy, progress));
     // Like nix-copy-closure: a closure we built ourselves needs no signature; the
     // destination honours this only for trusted users, so the trust rules stay Nix's own.
     argv.push(Word::lit("--no-check-sigs"));
@@ -96,7 +104,8 @@ fn copy_session(on: &Host, command: Command, message: Option<String>) -> Session
 }
 
 /// The copy of `what` to `to`, run on `on` (with `env`): streamed, with today's legacy copy
-/// as its fallback for a plain host; then `then`, if given, as the last resort.
+/// as its fallback for a plain host; then `then`, if given, as the last resort. `nix`: what is
+/// known of the copying side's Nix; `progress`: it writes its log for rb's status area.
 fn copy_to_from(
     req: &Request,
     on: &Host,
@@ -104,25 +113,34 @@ fn copy_to_from(
     what: Var,
     env: &Env,
     then: Option<Session>,
-    nix: Nix,
+    (nix, progress): (Nix, bool),
 ) -> Session {
     let with_env = |mut c: Command| {
         c.env = env.clone();
         c
     };
     if !streams_to(to) {
-        let mut session = copy_session(on, with_env(legacy(req, "--to", to, what, nix)), None);
+        let mut session = copy_session(
+            on,
+            with_env(legacy(req, "--to", to, what, nix, progress)),
+            None,
+        );
         session.fallback = then.map(Box::new);
         return session;
     }
-    let streamed = with_env(nix_copy(req, &[("--to", to.streamed_uri())], what));
+    let streamed = with_env(nix_copy(
+        req,
+        &[("--to", to.streamed_uri())],
+        what,
+        progress,
+    ));
     let mut session = copy_session(on, streamed, None);
     session.fallback = match to.scheme_given {
         true => then.map(Box::new),
         false => {
             let mut fallback = copy_session(
                 on,
-                with_env(legacy(req, "--to", to, what, nix)),
+                with_env(legacy(req, "--to", to, what, nix, progress)),
                 Some(format!(
                     "the streamed copy to {} failed; copying with nix-copy-closure instead \
                      (one round trip per store path)",
@@ -155,7 +173,7 @@ pub(super) fn copy_to(
         what,
         &nix_sshopts(run),
         None,
-        Nix::local(caps),
+        (Nix::local(caps), run.progress),
     )
 }
 
@@ -168,11 +186,23 @@ pub(super) fn copy_from(req: &Request, from: &SshHost, run: &RunEnv, caps: &NixC
         c.env = env.clone();
         c
     };
-    let legacy = with_env(legacy(req, "--from", from, Var::System, Nix::local(caps)));
+    let legacy = with_env(legacy(
+        req,
+        "--from",
+        from,
+        Var::System,
+        Nix::local(caps),
+        run.progress,
+    ));
     match (from.scheme.as_str(), from.scheme_given) {
         ("ssh-ng", true) => copy_session(
             &Host::Local,
-            with_env(nix_copy(req, &[("--from", from.store_uri())], Var::System)),
+            with_env(nix_copy(
+                req,
+                &[("--from", from.store_uri())],
+                Var::System,
+                run.progress,
+            )),
             None,
         ),
         (_, true) => copy_session(&Host::Local, legacy, None),
@@ -214,6 +244,7 @@ pub(super) fn copy_between(
         req,
         &[("--from", builder.store_uri()), ("--to", to.store_uri())],
         Var::System,
+        run.progress,
     );
     relay.env = nix_sshopts(run);
     let relay = copy_session(
@@ -231,6 +262,6 @@ pub(super) fn copy_between(
         Var::System,
         &Env::Inherit(Vec::new()),
         Some(relay),
-        Nix::Unknown,
+        (Nix::Unknown, run.progress),
     )
 }

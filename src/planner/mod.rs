@@ -45,6 +45,9 @@ pub struct RunEnv<'a> {
     /// Local builds go through nix-output-monitor (`NIXOS_REBUILD_USE_NOM`, `nom` on the PATH,
     /// stderr a terminal: when nixos-rebuild-ng would).
     pub use_nom: bool,
+    /// rb draws progress on the terminal (`progress::drawn`): builds and copies write Nix's
+    /// `internal-json` log instead of being only `--quiet`.
+    pub progress: bool,
 }
 
 /// Builds the plan.
@@ -105,10 +108,20 @@ fn deploy(
     }
 
     let copies = req.action != Action::DryBuild;
+    // `--ask` with a closure here to copy to a remote target: asked before the copy.
+    let ask_before_copy = req.ask && !req.ask_yes && activates;
+    let mut asked = false;
+    let mut preview_here = |sessions: &mut Vec<Session>, to: &crate::host::SshHost| {
+        if ask_before_copy {
+            sessions.push(preview_before_copy(to, run));
+            asked = true;
+        }
+    };
     match &req.source {
         Source::StorePath { path } => {
             inputs.push((Var::System, path.clone()));
             if let Host::Ssh(to) = &req.target_host {
+                preview_here(sessions, to);
                 sessions.push(copy_to(req, to, Var::System, run, caps));
             }
         }
@@ -122,9 +135,10 @@ fn deploy(
                         return Ok(Finish::Nothing);
                     }
                 }
-                sessions.push(build(req, run.use_nom)?);
+                sessions.push(build(req, run.use_nom, run.progress)?);
                 if let (Host::Ssh(to), true) = (&req.target_host, copies) {
                     sessions.extend(specialisation_before_copy(req, &req.build_host));
+                    preview_here(sessions, to);
                     sessions.push(copy_to(req, to, Var::System, run, caps));
                 }
             }
@@ -148,6 +162,9 @@ fn deploy(
 
     Ok(match req.action {
         _ if activates => {
+            if req.ask && !asked {
+                sessions.push(preview(req, run));
+            }
             sessions.push(activation(req, run));
             Finish::NewConfiguration
         }

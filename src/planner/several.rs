@@ -221,7 +221,7 @@ fn evaluate_and_realise(req: &Request, flake: &str, names: &[&str]) -> Vec<Sessi
         req.nix
             .for_command(NixCommand::Realise)
             .into_iter()
-            .chain(quiet(req, false))
+            .chain(quiet(req, false, false))
             .map(Word::Lit),
     );
     vec![
@@ -316,6 +316,7 @@ mod tests {
         cwd: "/home/me/cfg",
         program: "rb",
         use_nom: false,
+        progress: false,
     };
 
     /// Each target's request and whole plan, as `src/several.rs` makes them.

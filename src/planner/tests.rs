@@ -10,6 +10,7 @@ const RUN: RunEnv = RunEnv {
     cwd: "/home/me/cfg",
     program: "rb",
     use_nom: false,
+    progress: false,
 };
 
 fn plan_of(args: &str) -> Plan {
@@ -1171,6 +1172,112 @@ fn diff_runs_on_the_target_in_the_activation_session() {
         p.sessions.last().unwrap(),
         &one_step(Host::Ssh(ssh("root@aq")), Elevation::None, diff)
     );
+}
+
+/// On a terminal (`RunEnv::progress`), builds and copies write Nix's `internal-json` log for
+/// rb's status area, and still `--quiet`; the user's own log options leave them alone.
+#[test]
+fn drawn_progress_asks_nix_for_its_json_log() {
+    let drawn = RunEnv {
+        progress: true,
+        ..RUN
+    };
+    let json = ["--quiet", "--log-format", "internal-json"].map(Word::lit);
+    let has_json = |c: &Command| c.argv.windows(3).any(|w| w == json);
+    let p = plan(
+        &req("switch --flake /cfg#h --target-host root@aq").unwrap(),
+        &NixCaps::floor(),
+        &drawn,
+    )
+    .unwrap();
+    let build = &p.sessions[0].steps[0];
+    assert!(has_json(&build.commands[0]), "{p}");
+    let copy = &p.sessions[1];
+    assert!(has_json(&copy.steps[0].commands[0]), "{p}");
+    assert!(
+        has_json(&copy.fallback.as_ref().unwrap().steps[0].commands[0]),
+        "{p}"
+    );
+    let p = plan(
+        &req("switch --flake /cfg#h --build-host b --target-host root@aq").unwrap(),
+        &NixCaps::floor(),
+        &drawn,
+    )
+    .unwrap();
+    let realise = p
+        .sessions
+        .iter()
+        .flat_map(|s| &s.steps)
+        .find(|s| s.kind == StepKind::Build)
+        .unwrap();
+    assert!(has_json(&realise.commands[0]), "{p}");
+    // -L: Nix's own output, as asked.
+    let p = plan(
+        &req("switch --flake /cfg#h -L").unwrap(),
+        &NixCaps::floor(),
+        &drawn,
+    )
+    .unwrap();
+    assert!(!has_json(&p.sessions[0].steps[0].commands[0]), "{p}");
+}
+
+/// `--ask`: a session of its own shows what changes and asks at its end. Before a copy to a
+/// remote target: the package diff, made here with the target's half over ssh. Where the
+/// closure is on the target already: on the target, the package diff and the units
+/// dry-activate names. The activation session after it is as without `--ask`, its diff
+/// being shown already.
+#[test]
+fn ask_previews_in_a_session_of_its_own_before_activation() {
+    let kinds = |s: &Session| s.steps.iter().map(|s| s.kind).collect::<Vec<_>>();
+    let p = plan_of("switch --flake /cfg#h --diff --ask --target-host root@aq");
+    assert_eq!(p.sessions.len(), 4, "{p}");
+    let preview = &p.sessions[1];
+    assert_eq!(preview.host, Host::Local);
+    assert_eq!(kinds(preview), [StepKind::Diff]);
+    assert_eq!(preview.steps[0].output, Output::Ask);
+    assert_eq!(preview.steps[0].capture, Some(Capture::PackageDiff));
+    assert_eq!(kinds(&p.sessions[2]), [StepKind::Copy]);
+    assert_eq!(
+        kinds(&p.sessions[3]),
+        [
+            StepKind::CheckClosure,
+            StepKind::SetProfile,
+            StepKind::Activate
+        ]
+    );
+    // The closure is on the target already (built there): asked there, with the units.
+    let p = plan_of("switch --flake /cfg#h --ask --build-host root@aq --target-host root@aq");
+    let preview = &p.sessions[p.sessions.len() - 2];
+    assert_eq!(preview.host, Host::Ssh(ssh("root@aq")));
+    // (In one session with the build there.)
+    assert_eq!(
+        kinds(preview)[kinds(preview).len() - 2..],
+        [StepKind::Diff, StepKind::DryActivate]
+    );
+    assert_eq!(preview.steps.last().unwrap().output, Output::Ask);
+    // boot activates nothing now: no units to name.
+    let p = plan_of("boot --flake /cfg#h --ask");
+    assert_eq!(kinds(&p.sessions[1]), [StepKind::Diff]);
+    assert_eq!(p.sessions[1].steps[0].output, Output::Ask);
+    // --yes: shown, not asked.
+    let p = plan_of("switch --flake /cfg#h --ask --yes");
+    assert!(
+        p.sessions
+            .iter()
+            .flat_map(|s| &s.steps)
+            .all(|s| s.output != Output::Ask),
+        "{p}"
+    );
+    assert!(
+        p.sessions
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(|s| s.kind == StepKind::DryActivate)
+    );
+    // Nothing to ask for an action that changes nothing.
+    let r = req("build --flake /cfg#h --ask").unwrap();
+    assert!(!r.ask);
+    assert_eq!(r.warnings, ["--ask is a no-op with 'build'"]);
 }
 
 #[test]

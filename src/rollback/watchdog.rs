@@ -572,6 +572,7 @@ mod tests {
             cwd: "/home/me/cfg",
             program: "rb",
             use_nom: false,
+            progress: false,
         };
         let req = crate::request::tests::req(
             "switch --flake /cfg#h --target-host root@aq --confirm-timeout 30",

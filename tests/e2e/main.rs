@@ -10,6 +10,7 @@ mod local;
 mod magic_rollback;
 mod mixed;
 mod password;
+mod progress;
 mod remote;
 mod several;
 mod state;

@@ -1,0 +1,279 @@
+//! What rb shows while it runs (README, "Progress"): the live status area on a terminal
+//! (`script` gives rb a pseudo-terminal), plain lines when piped, the summary line, `--ask`.
+//! Assertions are on rb's own words, never on one Nix version's.
+
+use crate::fleet::{Fleet, RB, RunCall, RunResult};
+
+const WS: &str = "ws";
+const T: &str = "aquamarine";
+const B: &str = "builder";
+
+/// rb with `args` on a terminal of the workstation; what it wrote there is in `stdout`
+/// (a terminal has one output), `input` typed in.
+fn on_terminal(f: &Fleet, args: &[&str], input: Option<&str>) -> RunResult {
+    let line = std::iter::once(RB.to_string())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    f.run(
+        WS,
+        RunCall {
+            argv: &["script", "-qec", &line, "/dev/null"],
+            env: vec![("TERM".into(), "xterm".into())],
+            stdin: input.map(String::from),
+            cwd: Some(f.workdir()),
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn a_big_deploy_shows_live_progress_on_a_terminal() {
+    let f = Fleet::up(&[WS, T]);
+    f.knob(T, "closurePaths", "300");
+    f.knob(T, "closurePathKiB", "1");
+    let target = format!("root@{T}");
+    let r = on_terminal(
+        &f,
+        &["switch", "--flake", &f.flake(T), "--target-host", &target],
+        None,
+    );
+    r.assert_success();
+    let out = &r.stdout;
+    assert!(out.contains('\x1b'), "the area is drawn: {r:?}");
+    let copied = lines(out)
+        .into_iter()
+        .find(|l| l.starts_with("rb: copy on local done in "))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    // "(copied 304 of 304 paths…)": the closure and the system's own paths, as the area
+    // counted them.
+    let n = count_after(&copied, "(copied ");
+    assert!(n >= 300, "{copied}");
+    assert!(
+        copied.contains(&format!("copied {n} of {n} paths")),
+        "{copied}"
+    );
+    assert!(!out.contains("copying path"), "{r:?}");
+    assert!(
+        lines(out).iter().any(|l| l.starts_with(&format!(
+            "rb: switch on {target}: generation 1, /nix/store/"
+        ))),
+        "the summary line: {r:?}"
+    );
+}
+
+/// What the terminal shows in the end: lines without escape sequences, each line as its
+/// last redraw left it.
+fn lines(out: &str) -> Vec<String> {
+    // A redraw clears its line first (`ESC [2K`): what follows is the line's new text.
+    let plain = rb::progress::live::strip_escapes(&out.replace("\x1b[2K", "\r"));
+    plain
+        .split('\n')
+        .map(|l| {
+            let l = l.trim_end_matches('\r');
+            l.rsplit('\r').next().unwrap_or(l).trim().to_string()
+        })
+        .collect()
+}
+
+/// The number right after `after` in `line`.
+fn count_after(line: &str, after: &str) -> u64 {
+    let rest = &line[line.find(after).map_or(0, |i| i + after.len())..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failed_build_shows_its_last_lines_and_one_error() {
+    let f = Fleet::up(&[WS]);
+    f.knob(WS, "failBuild", "true");
+    let r = on_terminal(&f, &["build", "--flake", &f.flake(WS)], None);
+    assert_ne!(r.status, 0, "{r:?}");
+    let out = lines(&r.stdout);
+    // The builder's last words (the fleet's), whether Nix's error or rb shows them.
+    assert!(
+        out.iter()
+            .any(|l| l.contains("failed on purpose (knob failBuild)")),
+        "{r:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("rb: build on local failed (exit status ")),
+        "{r:?}"
+    );
+    let errors: Vec<_> = out.iter().filter(|l| l.starts_with("rb: error:")).collect();
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert!(!out.iter().any(|l| l.starts_with("@nix")), "{r:?}");
+}
+
+#[test]
+fn a_build_on_a_build_host_shows_progress() {
+    let f = Fleet::up(&[WS, B, T]);
+    let target = format!("root@{T}");
+    let r = on_terminal(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            &f.flake(T),
+            "--build-host",
+            B,
+            "--target-host",
+            &target,
+        ],
+        None,
+    );
+    r.assert_success();
+    let out = lines(&r.stdout);
+    let built = out
+        .iter()
+        .find(|l| l.starts_with("rb: build on builder done in "))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    let n = count_after(built, "(built ");
+    assert!(n >= 1 && built.contains(" derivation"), "{built}");
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("rb: copy on builder done in ") && l.contains(" paths")),
+        "{r:?}"
+    );
+    assert!(!out.iter().any(|l| l.starts_with("@nix")), "{r:?}");
+}
+
+#[test]
+fn piped_output_is_plain_with_one_summary_line() {
+    let f = Fleet::up(&[WS, T]);
+    let target = format!("root@{T}");
+    let r = f.rb(&["switch", "--flake", &f.flake(T), "--target-host", &target]);
+    r.assert_success();
+    assert!(!r.stderr.contains('\x1b'), "{r:?}");
+    assert!(!r.stderr.contains("@nix"), "{r:?}");
+    let summary: Vec<_> = r
+        .stderr
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "rb: switch on {target}: generation 1, /nix/store/"
+            ))
+        })
+        .collect();
+    assert_eq!(summary.len(), 1, "{r:?}");
+    assert!(summary[0].contains("(build "), "{r:?}");
+}
+
+/// `rb switch --ask` of the target's configuration to root@ the target.
+fn ask_args(f: &Fleet) -> Vec<String> {
+    [
+        "switch",
+        "--flake",
+        &f.flake(T),
+        "--target-host",
+        &format!("root@{T}"),
+        "--ask",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn ask_shows_what_changes_and_yes_goes_on() {
+    let f = Fleet::up(&[WS, T]);
+    let args = ask_args(&f);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = on_terminal(&f, &args, Some("y\n"));
+    r.assert_success();
+    // The question stays on its line until the answer is typed (here before it was asked).
+    let drawn = rb::progress::live::strip_escapes(&r.stdout);
+    assert!(
+        drawn.contains(&format!("rb: go on with 'switch' on root@{T}? [y/N]")),
+        "{r:?}"
+    );
+    // The package diff, in rb's words: the target runs no system yet.
+    assert!(drawn.contains("nothing to compare with"), "{r:?}");
+    assert_eq!(
+        f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
+        Some(1)
+    );
+    // Once the target runs a system, the diff made before the copy compares with it.
+    f.knob(T, "closurePaths", "3");
+    let r = on_terminal(&f, &args, Some("y\n"));
+    r.assert_success();
+    let drawn = rb::progress::live::strip_escapes(&r.stdout);
+    assert!(drawn.contains("<<< /nix/store/"), "{r:?}");
+    assert!(drawn.contains("Added packages:"), "{r:?}");
+    assert_eq!(
+        f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
+        Some(2)
+    );
+}
+
+#[test]
+fn ask_answered_no_leaves_the_target_alone() {
+    let f = Fleet::up(&[WS, T]);
+    let args = ask_args(&f);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = on_terminal(&f, &args, Some("n\n"));
+    r.assert_status(12);
+    assert_eq!(f.current_generation(T, crate::fleet::SYSTEM_PROFILE), None);
+    // Asked before the copy: nothing went to the target.
+    assert!(f.activations(T).is_empty(), "{r:?}");
+    let system = f.rb(&["build", "--flake", &f.flake(T)]);
+    system.assert_success();
+    assert!(!f.has_path(T, system.stdout_trimmed()), "{r:?}");
+    let drawn = rb::progress::live::strip_escapes(&r.stdout);
+    assert!(
+        drawn.contains(&format!(
+            "rb: error: not changing root@{T}: the answer was no"
+        )),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn ask_without_a_terminal_needs_yes() {
+    let f = Fleet::up(&[WS, T]);
+    let args = ask_args(&f);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = f.rb(&args);
+    r.assert_status(2);
+    assert!(
+        r.stderr.contains("rb: error: --ask needs a terminal"),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, crate::fleet::SYSTEM_PROFILE), None);
+    // With --yes: what changes is shown, and the run goes on.
+    let mut with_yes = args.clone();
+    with_yes.push("--yes");
+    let r = f.rb(&with_yes);
+    r.assert_success();
+    let actions: Vec<String> = f.activations(T).into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["dry-activate", "switch"], "{r:?}");
+    // A local target the same way.
+    let r = f.rb(&["switch", "--flake", &f.flake(WS), "--ask", "--yes"]);
+    r.assert_success();
+    let actions: Vec<String> = f.activations(WS).into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["dry-activate", "switch"], "{r:?}");
+
+    assert!(!r.stderr.contains("[y/N]"), "{r:?}");
+    assert_eq!(
+        f.current_generation(T, crate::fleet::SYSTEM_PROFILE),
+        Some(1)
+    );
+}
+
+#[test]
+fn nix_output_asked_for_gives_plain_lines_on_a_terminal() {
+    let f = Fleet::up(&[WS]);
+    for asked in ["--log-format=bar-with-logs", "-L"] {
+        let r = on_terminal(&f, &["build", "--flake", &f.flake(WS), asked], None);
+        r.assert_success();
+        let out = lines(&r.stdout);
+        // rb's own start line, which the status area would have replaced.
+        assert!(
+            out.iter().any(|l| l == "rb: build on local"),
+            "{asked}: {r:?}"
+        );
+        assert!(!r.stdout.contains("@nix {"), "{asked}: {r:?}");
+    }
+}
