@@ -131,6 +131,22 @@ struct Outcome {
     planned: Option<(Request, Plan)>,
 }
 
+impl Outcome {
+    /// A target whose plan never ran, `e` saying why; its connection is closed. `keep_plan`:
+    /// its `--json` document still shows the plan it would have run.
+    fn not_started(t: &mut Target, e: Error, keep_plan: bool) -> Outcome {
+        t.transport.close();
+        Outcome {
+            dest: t.host.dest.clone(),
+            result: Err(e),
+            started: false,
+            record: Record::default(),
+            took: Duration::ZERO,
+            planned: t.planned.take().filter(|_| keep_plan),
+        }
+    }
+}
+
 pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     refuse(cli)?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
@@ -438,15 +454,8 @@ fn deploy(
     for (i, mut t) in targets.into_iter().enumerate() {
         match (t.failed.take(), &several) {
             (Some(e), _) => {
-                t.transport.close();
-                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Outcome {
-                    dest: t.host.dest.clone(),
-                    result: Err(e),
-                    started: false,
-                    record: Record::default(),
-                    took: Duration::ZERO,
-                    planned: None,
-                });
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] =
+                    Some(Outcome::not_started(&mut t, e, false));
             }
             (None, Some(s))
                 if t.planned.is_some() && systems.get(planned).map(String::as_str) == Some("-") =>
@@ -462,15 +471,8 @@ fn deploy(
                     t.host.dest
                 ));
                 say_error(report, &t.host.dest, &e);
-                t.transport.close();
-                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Outcome {
-                    dest: t.host.dest.clone(),
-                    result: Err(e),
-                    started: false,
-                    record: Record::default(),
-                    took: Duration::ZERO,
-                    planned: t.planned.take(),
-                });
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] =
+                    Some(Outcome::not_started(&mut t, e, true));
             }
             (None, Some(s)) if t.planned.is_some() => {
                 let plan = s.plans[planned].clone();
@@ -504,17 +506,7 @@ fn deploy(
                             .then(|| Error::Failed(NOT_STARTED.into()))
                     });
                     let outcome = match skip {
-                        Some(e) => {
-                            t.transport.close();
-                            Outcome {
-                                dest: t.host.dest.clone(),
-                                result: Err(e),
-                                started: false,
-                                record: Record::default(),
-                                took: Duration::ZERO,
-                                planned: t.planned.take(),
-                            }
-                        }
+                        Some(e) => Outcome::not_started(&mut t, e, true),
                         None => {
                             // Targets run side by side: each line of theirs names its target
                             // (`rb: root@web1: copy on local`), their scripts' lines too.

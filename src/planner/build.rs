@@ -28,6 +28,15 @@ pub(super) fn quiet(req: &Request, nom: bool, progress: bool) -> Vec<String> {
     }
 }
 
+/// `nix-store --realise`'s options: the user's, then rb's log options (see [`quiet`]).
+pub(super) fn realise_options(req: &Request, progress: bool) -> impl Iterator<Item = Word> {
+    req.nix
+        .for_command(NixCommand::Realise)
+        .into_iter()
+        .chain(quiet(req, false, progress))
+        .map(Word::Lit)
+}
+
 /// Evaluate and build the configuration here, in one Nix process.
 pub(super) fn build(req: &Request, nom: bool, progress: bool) -> Result<Session> {
     let attr = &attribute(req);
@@ -119,13 +128,7 @@ pub(super) fn build_remotely(
     if req.action == Action::DryBuild {
         realise.push(Word::lit("--dry-run"));
     }
-    realise.extend(
-        req.nix
-            .for_command(NixCommand::Realise)
-            .into_iter()
-            .chain(quiet(req, false, run.progress))
-            .map(Word::Lit),
-    );
+    realise.extend(realise_options(req, run.progress));
     vec![
         Session::one(
             Host::Local,

@@ -217,13 +217,7 @@ fn evaluate_and_realise(req: &Request, flake: &str, names: &[&str]) -> Vec<Sessi
         Word::var(Var::Drvs, ""),
         Word::lit("--no-gc-warning"),
     ];
-    realise.extend(
-        req.nix
-            .for_command(NixCommand::Realise)
-            .into_iter()
-            .chain(quiet(req, false, false))
-            .map(Word::Lit),
-    );
+    realise.extend(realise_options(req, false));
     vec![
         Session::one(
             Host::Local,
