@@ -375,7 +375,11 @@ impl Executor<'_, '_> {
             Some(pw) if session.elevation.sends_password() => Stdin::Line(pw),
             _ => Stdin::Nothing,
         };
-        process::start(cmd, &program, stdin)
+        let stop = match session.steps.iter().all(|s| s.may_be_killed()) {
+            true => process::Stop::TermThenKill,
+            false => process::Stop::Term,
+        };
+        process::start(cmd, &program, stdin, stop)
     }
 
     /// After an interruption: stop what the session started on its host. Elevated sessions

@@ -554,6 +554,14 @@ impl fmt::Display for Plan {
 }
 
 impl Step {
+    /// Whether the step's process may be killed outright when it has not ended shortly after
+    /// rb asked it to stop (`process::Stop`): a build, an evaluation or a copy leaves nothing
+    /// half done that Nix does not clean up itself (a half-copied closure never becomes valid
+    /// there). Anything that sets a profile or activates must end on its own.
+    pub fn may_be_killed(&self) -> bool {
+        self.output == Output::CopyLog || matches!(self.kind, StepKind::Build | StepKind::Evaluate)
+    }
+
     /// A step that runs `commands`, their output progress on stderr, capturing nothing; a
     /// planner sets what differs (`Step { capture: …, ..Step::new(…) }`).
     pub fn new(kind: StepKind, commands: Vec<Command>) -> Step {

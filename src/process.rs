@@ -50,20 +50,43 @@ impl Stdin<'_> {
     }
 }
 
-/// The processes rb waits for, one per thread that runs a session (`several.rs` runs one
-/// thread per target), stopped by [`stop_child`].
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// How [`stop_child`] stops a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM, then wait for it to end however long that takes (an activation, a profile
+    /// change: cutting them short is worse than waiting).
+    Term,
+    /// SIGTERM, then SIGKILL if it still runs [`KILL_AFTER`] later. For builds and copies
+    /// (`plan::Step::may_be_killed`): a `nix copy` blocked reading a stalled remote does not
+    /// see SIGTERM until the read returns, and Ctrl-C must not wait for a remote timeout.
+    TermThenKill,
+}
 
-fn waiting_for(pid: u32) {
+/// How long a [`Stop::TermThenKill`] process has to end after SIGTERM.
+pub const KILL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The processes rb waits for, one per thread that runs a session (`several.rs` runs one
+/// thread per target), and how each is stopped by [`stop_child`].
+static CHILDREN: Mutex<Vec<(u32, Stop)>> = Mutex::new(Vec::new());
+
+fn waiting_for(pid: u32, stop: Stop) {
     if let Ok(mut c) = CHILDREN.lock() {
-        c.push(pid);
+        c.push((pid, stop));
     }
 }
 
 fn ended(pid: u32) {
     if let Ok(mut c) = CHILDREN.lock() {
-        c.retain(|&p| p != pid);
+        c.retain(|&(p, _)| p != pid);
     }
+}
+
+/// Whether rb still waits for `pid` (it is not reaped, so the number is still its own).
+fn still_waiting_for(pid: u32) -> bool {
+    CHILDREN
+        .lock()
+        .map(|c| c.iter().any(|&(p, _)| p == pid))
+        .unwrap_or(false)
 }
 
 fn spawn_error(program: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -73,14 +96,14 @@ fn spawn_error(program: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Starts `cmd` as the process rb waits for: [`stop_child`] stops it until [`wait`] (or
-/// [`wait_with_output`]) says it ended. `program` names it if it cannot start.
-pub fn start(cmd: &mut Command, program: &str, stdin: Stdin) -> Result<Child> {
+/// Starts `cmd` as the process rb waits for: [`stop_child`] stops it (as `stop` says) until
+/// [`wait`] (or [`wait_with_output`]) says it ended. `program` names it if it cannot start.
+pub fn start(cmd: &mut Command, program: &str, stdin: Stdin, stop: Stop) -> Result<Child> {
     let mut child = cmd
         .stdin(stdin.stdio())
         .spawn()
         .map_err(spawn_error(program))?;
-    waiting_for(child.id());
+    waiting_for(child.id(), stop);
     stdin.feed(&mut child);
     Ok(child)
 }
@@ -138,13 +161,25 @@ pub fn stdout_of(argv: &[&str]) -> Option<String> {
 /// Sends SIGTERM to the processes rb waits for, if any: on a signal (`interrupt.rs`), or when
 /// a host connected to during the build turns out unreachable (`transport.rs`).
 pub fn stop_child() {
-    let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
-    for pid in pids {
-        quietly(
-            Command::new("kill").args(["-TERM", &pid.to_string()]),
-            Stdin::Nothing,
-        );
+    let children = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+    for (pid, stop) in children {
+        kill("-TERM", pid);
+        if stop == Stop::TermThenKill {
+            std::thread::spawn(move || {
+                std::thread::sleep(KILL_AFTER);
+                if still_waiting_for(pid) {
+                    kill("-KILL", pid);
+                }
+            });
+        }
     }
+}
+
+fn kill(signal: &str, pid: u32) {
+    quietly(
+        Command::new("kill").args([signal, &pid.to_string()]),
+        Stdin::Nothing,
+    );
 }
 
 #[cfg(test)]
@@ -192,14 +227,48 @@ mod tests {
             Command::new("sleep").arg("30").stdout(Stdio::null()),
             "sleep",
             Stdin::Nothing,
+            Stop::Term,
         )
         .unwrap();
         let pid = child.id();
-        let waited = || CHILDREN.lock().unwrap().contains(&pid);
-        assert!(waited());
+        assert!(still_waiting_for(pid));
         stop_child();
         let status = wait(&mut child).unwrap();
         assert!(!status.success());
-        assert!(!waited());
+        assert!(!still_waiting_for(pid));
+    }
+
+    #[test]
+    fn a_build_or_copy_that_ignores_sigterm_is_killed_and_nothing_else_is() {
+        // A process that ignores SIGTERM, as a `nix copy` blocked on a stalled remote does.
+        let stubborn = |stop| {
+            let mut child = start(
+                Command::new("sh")
+                    .args(["-c", "trap '' TERM; echo ready; sleep 30 & wait; sleep 30"])
+                    .stdout(Stdio::piped()),
+                "sh",
+                Stdin::Nothing,
+                stop,
+            )
+            .unwrap();
+            let mut ready = String::new();
+            use std::io::BufRead;
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut ready)
+                .unwrap();
+            child
+        };
+        let mut killable = stubborn(Stop::TermThenKill);
+        let mut patient = stubborn(Stop::Term);
+        let started = std::time::Instant::now();
+        stop_child();
+        let status = wait(&mut killable).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+        assert!(started.elapsed() >= KILL_AFTER);
+        // The other one is still running, SIGTERM notwithstanding.
+        assert!(patient.try_wait().unwrap().is_none());
+        patient.kill().unwrap();
+        wait(&mut patient).unwrap();
     }
 }
