@@ -19,6 +19,8 @@
 #                    instead: one rb run deploying to each of that many fleet hosts at once
 #                    (several --target-host, each its own configuration, --max-parallel the
 #                    number of hosts), a first deploy, wall time and its ratio to one host's
+# The fleet's Nix is this machine's unless RB_FLEET_ROOT names a root (bookworm 2.8, trixie
+# 2.26, sid 2.34: tests/fleet/roots ensure makes them); the first line says which ran.
 # Needs root, nix-bin, openssh-server, rustc and cargo (builds rb and the relay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ while (($#)); do
   --paths) PATHS=$2 && shift 2 ;;
   --rounds) ROUNDS=$2 && shift 2 ;;
   --only) SCENARIOS=("$2") && shift 2 ;;
-  *) sed -n '2,22s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
+  *) sed -n '2,24s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
   esac
 done
 FLEET=$PWD/tests/fleet/fleet
@@ -176,7 +178,13 @@ several() {
   done
 }
 
-echo "rtt ${RTT} ms, ${PATHS} extra store paths, $(nix --version), mean of $ROUNDS round(s)"
+# The Nix the fleet runs (its root's, see tests/fleet/roots), not necessarily this machine's.
+fleet_nix() {
+  "$FLEET" up "$WORK/version" ws >/dev/null
+  "$FLEET" run "$WORK/version" ws -- nix --version
+  "$FLEET" down "$WORK/version" >/dev/null
+}
+echo "rtt ${RTT} ms, ${PATHS} extra store paths, $(fleet_nix), mean of $ROUNDS round(s)"
 if [[ -n $SEVERAL ]]; then
   several "$SEVERAL"
   exit 0
