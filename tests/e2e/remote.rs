@@ -2,7 +2,7 @@
 //! sshd's own log counts TCP connections and remote sessions (round trips).
 
 use crate::fleet::{
-    DEPLOYPW_PASSWORD, Fleet, RbCall, RunCall, RunResult, SYSTEM_PROFILE, Sessions,
+    DEPLOYPW_PASSWORD, Fleet, HOST_PATH, RbCall, RunCall, RunResult, SYSTEM_PROFILE, Sessions,
 };
 use std::path::Path;
 
@@ -756,6 +756,42 @@ fn results_come_back_from_a_build_host_in_one_streamed_session() {
         ),
         small
     );
+}
+
+/// When this machine cannot make the streamed copy back (here: its `mkfifo` fails, as
+/// scripts/copy-from.sh needs one), rb says so in one line, copies back with
+/// nix-copy-closure --from and switches as usual.
+#[test]
+fn results_come_back_the_legacy_way_when_the_stream_cannot_be_made() {
+    let f = Fleet::up(&[WS, B]);
+    let broken = f.dir().join("no-mkfifo");
+    std::fs::create_dir_all(&broken).unwrap();
+    let mkfifo = broken.join("mkfifo");
+    std::fs::write(
+        &mkfifo,
+        "#!/bin/sh\necho 'mkfifo: refused by the test' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&mkfifo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{HOST_PATH}", broken.display());
+    let r = f.rb_with(RbCall {
+        args: &["switch", "--flake", &f.flake(WS), "--build-host", B],
+        env: vec![("PATH".into(), path)],
+        ..Default::default()
+    });
+    r.assert_success();
+    let notes: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("copying with nix-copy-closure instead"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{r:?}");
+    assert!(notes[0].contains(B), "{r:?}");
+    assert!(!r.stderr.contains("rb: error:"), "{r:?}");
+    assert!(f.has_path(WS, r.stdout_trimmed()), "result copied back");
+    assert!(!built_on(&f, WS, WS), "nothing built here");
+    assert_eq!(f.current_generation(WS, SYSTEM_PROFILE), Some(1));
 }
 
 /// A target whose SSH sessions have no nix-daemon cannot take a streamed copy: rb says so in
