@@ -460,29 +460,16 @@ fn deploy_and_cut_the_connection(f: &Fleet) -> crate::fleet::RunResult {
 
 /// The same, returning rb while it still runs.
 fn start_and_cut_the_connection(f: &Fleet) -> crate::state::Running {
-    use crate::state::{runtime_dir, spawn_rb, wait_until};
+    use crate::state::{runtime_dir, switch_until_activating};
     f.knob(T, "rev", "2");
     f.knob(T, "activationSeconds", "2");
     let rt = runtime_dir(f, "rt");
-    let flake = f.flake(T);
-    let tgt = target();
-    let run = spawn_rb(
+    let run = switch_until_activating(
         f,
-        &[
-            "switch",
-            "--flake",
-            &flake,
-            "--target-host",
-            &tgt,
-            "--confirm-timeout",
-            "30",
-        ],
+        T,
+        &["--confirm-timeout", "30"],
         &[("XDG_RUNTIME_DIR", &rt)],
-        None,
     );
-    wait_until("the activation", Duration::from_secs(60), || {
-        f.activations(T).len() == 2
-    });
     assert_eq!(kill_masters(&rt), 1, "rb's control master");
     run
 }
@@ -699,29 +686,11 @@ fn a_connection_lost_during_activation_is_confirmed_once_its_unit_is_over() {
 
 #[test]
 fn interrupted_while_trying_to_confirm_rb_stops_and_says_what_follows() {
-    use crate::state::{spawn_rb, wait_until};
+    use crate::state::switch_until_activating;
     let (f, _) = fleet_on_generation_1("");
     f.knob(T, "rev", "2");
     f.knob(T, "breakSsh", "true");
-    let flake = f.flake(T);
-    let tgt = target();
-    let run = spawn_rb(
-        &f,
-        &[
-            "switch",
-            "--flake",
-            &flake,
-            "--target-host",
-            &tgt,
-            "--confirm-timeout",
-            "3",
-        ],
-        &[],
-        None,
-    );
-    wait_until("the activation", Duration::from_secs(60), || {
-        f.activations(T).len() == 2
-    });
+    let run = switch_until_activating(&f, T, &["--confirm-timeout", "3"], &[]);
     // rb now tries new connections, which sshd refuses.
     std::thread::sleep(Duration::from_millis(1500));
     let stopped = Instant::now();

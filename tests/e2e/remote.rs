@@ -781,11 +781,7 @@ fn results_come_back_the_legacy_way_when_the_stream_cannot_be_made() {
         ..Default::default()
     });
     r.assert_success();
-    let notes: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("copying with nix-copy-closure instead"))
-        .collect();
+    let notes = fallback_notes(&r);
     assert_eq!(notes.len(), 1, "{r:?}");
     assert!(notes[0].contains(B), "{r:?}");
     assert!(!r.stderr.contains("rb: error:"), "{r:?}");
@@ -801,11 +797,7 @@ fn a_target_without_nix_daemon_gets_the_legacy_copy() {
     let f = Fleet::up(&[WS, "aquamarine:nodaemon"]);
     let r = switch_to(&f, &format!("root@{T}"), &[]);
     r.assert_success();
-    let notes: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("copying with nix-copy-closure instead"))
-        .collect();
+    let notes = fallback_notes(&r);
     assert_eq!(notes.len(), 1, "{r:?}");
     assert!(!r.stderr.contains("rb: error:"), "{r:?}");
     assert!(f.has_path(T, r.stdout_trimmed()));
@@ -924,4 +916,12 @@ fn a_big_deploy_prints_a_few_lines_when_piped() {
     );
     assert!(r.stderr.contains("copying path"), "{r:?}");
     assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+}
+
+/// rb's lines saying a streamed copy failed and the legacy one runs instead.
+fn fallback_notes(r: &RunResult) -> Vec<&str> {
+    r.stderr
+        .lines()
+        .filter(|l| l.contains("copying with nix-copy-closure instead"))
+        .collect()
 }

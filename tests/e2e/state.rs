@@ -238,6 +238,27 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Starts `rb switch --flake <host> --target-host root@<host>` and `extra` in the background
+/// (with `env`), and returns once the new generation's activation has begun on `host` (its
+/// second activation: the fleet is on generation 1), for tests that cut or stop something
+/// while switch-to-configuration runs (set knob activationSeconds to give them time).
+pub fn switch_until_activating(
+    f: &Fleet,
+    host: &str,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> Running {
+    let flake = f.flake(host);
+    let target = format!("root@{host}");
+    let mut args = vec!["switch", "--flake", &flake, "--target-host", &target];
+    args.extend_from_slice(extra);
+    let run = spawn_rb(f, &args, env, None);
+    wait_until("the activation", Duration::from_secs(60), || {
+        f.activations(host).len() == 2
+    });
+    run
+}
+
 /// rb running in the background on the fleet's workstation, in a process group of its own
 /// (as a shell runs a foreground job).
 pub struct Running {

@@ -9,7 +9,7 @@
 
 use crate::fleet::{Fleet, RunCall, SYSTEM_PROFILE};
 use crate::magic_rollback::{eventually, kill_masters, read, watchdog_dirs};
-use crate::state::{runtime_dir, spawn_rb, wait_until};
+use crate::state::{runtime_dir, switch_until_activating};
 use std::time::{Duration, Instant};
 
 const WS: &str = "ws";
@@ -328,25 +328,12 @@ fn a_connection_lost_during_activation_the_unit_finishes_and_rb_confirms() {
     f.knob(T, "activationSeconds", "3");
     f.knob(T, "units", r#"{"web": "ok", "api": "ok"}"#);
     let rt = runtime_dir(&f, "rt");
-    let flake = f.flake(T);
-    let tgt = target();
-    let run = spawn_rb(
+    let run = switch_until_activating(
         &f,
-        &[
-            "switch",
-            "--flake",
-            &flake,
-            "--target-host",
-            &tgt,
-            "--confirm-timeout",
-            "30",
-        ],
+        T,
+        &["--confirm-timeout", "30"],
         &[("XDG_RUNTIME_DIR", &rt)],
-        None,
     );
-    wait_until("the activation", Duration::from_secs(60), || {
-        f.activations(T).len() == 2
-    });
     // Drop rb's connection (its control master) while switch-to-configuration sleeps.
     assert_eq!(kill_masters(&rt), 1, "rb's control master");
     let r = run.wait(Duration::from_secs(90));
@@ -375,17 +362,7 @@ fn ctrl_c_during_activation_leaves_the_unit_to_finish() {
     f.knob(T, "rev", "2");
     f.knob(T, "activationSeconds", "3");
     f.knob(T, "units", r#"{"web": "ok", "api": "ok"}"#);
-    let flake = f.flake(T);
-    let tgt = target();
-    let run = spawn_rb(
-        &f,
-        &["switch", "--flake", &flake, "--target-host", &tgt],
-        &[],
-        None,
-    );
-    wait_until("the activation", Duration::from_secs(60), || {
-        f.activations(T).len() == 2
-    });
+    let run = switch_until_activating(&f, T, &[], &[]);
     run.ctrl_c();
     let r = run.wait(Duration::from_secs(30));
     r.assert_status(130);
@@ -536,25 +513,12 @@ fn the_watchdog_waits_for_the_activation_unit_after_the_session_is_gone() {
     f.knob(T, "breakSsh", "true");
     f.knob(T, "activationSeconds", "4");
     let rt = runtime_dir(&f, "rt");
-    let flake = f.flake(T);
-    let tgt = target();
-    let run = spawn_rb(
+    let run = switch_until_activating(
         &f,
-        &[
-            "switch",
-            "--flake",
-            &flake,
-            "--target-host",
-            &tgt,
-            "--confirm-timeout",
-            "1",
-        ],
+        T,
+        &["--confirm-timeout", "1"],
         &[("XDG_RUNTIME_DIR", &rt)],
-        None,
     );
-    wait_until("the activation", Duration::from_secs(60), || {
-        f.activations(T).len() == 2
-    });
     // rb and its connection die, and so does the deploying session on the target: only the
     // activation's unit is left.
     run.signal("KILL");
