@@ -5,11 +5,11 @@
 #   sh -c "$(cat copy-from.sh)" rb-copy-from HOST REMOTE-COMMAND PATH
 # REMOTE-COMMAND runs scripts/export-closure.sh on HOST, quoted for its shell; NIX_SSHOPTS holds
 # ssh's options (the run's master connection), split into words as Nix splits them.
-# The session: PATH goes to HOST, which answers with PATH's closure and an empty line; the
-# paths of it that this store lacks go back, and HOST streams them, in `nix-store --export`
-# form, into `nix-store --import` here. Trust is Nix's own: the import is as signed or unsigned
-# as `nix-copy-closure --from` would make it. Exits with ssh's status when the remote side
-# failed, else with the import's.
+# The session: PATH goes to HOST, which answers with how many paths PATH's closure has and
+# the closure; the paths of it that this store lacks go back, and HOST streams them, in
+# `nix-store --export` form, into `nix-store --import` here. Trust is Nix's own: the import is
+# as signed or unsigned as `nix-copy-closure --from` would make it. Exits with ssh's status
+# when the remote side failed, else with the import's.
 set -u
 host=$1 remote=$2 path=$3
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rb-copy.XXXXXX") || exit 1
@@ -20,9 +20,10 @@ mkfifo "$dir/back" || exit 1
 receive() {
   exec 5>"$dir/back"
   printf '%s\n' "$path" >&5
-  closure=
-  # `read` takes a pipe a byte at a time, so the export stream after the empty line stays.
-  while IFS= read -r p && [ -n "$p" ]; do closure="$closure $p"; done
+  # How many paths, then the paths. `head` reads in blocks, which cannot take any of the
+  # export stream after the list: HOST sends that only once it has the answer below.
+  IFS= read -r count || return 1
+  closure=$(head -n "$count")
   set -f
   if [ -n "$closure" ]; then
     # shellcheck disable=SC2086 # a list of store paths
