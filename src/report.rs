@@ -20,6 +20,9 @@ pub struct Report {
     /// Errors already on stderr in other words: a command that failed printed rb's own
     /// message for that failure (`plan::Command::on_failure`), so rb does not add its line.
     told: std::cell::RefCell<Vec<String>>,
+    /// Whether the configuration was evaluated in a step of its own (several targets' one
+    /// evaluation): the build after it evaluates nothing.
+    evaluated: std::cell::Cell<bool>,
     /// The live status area, when rb draws one (`progress::drawn`): every line goes above it.
     live: std::cell::OnceCell<Live>,
 }
@@ -42,6 +45,7 @@ impl Report {
             color,
             json_printed: std::cell::Cell::new(false),
             told: Default::default(),
+            evaluated: Default::default(),
             live: Default::default(),
         }
     }
@@ -49,6 +53,12 @@ impl Report {
     /// From now on, progress is the live status area (`progress::drawn` said so).
     pub fn draw_progress(&self) {
         let _ = self.live.set(Live::new(self.color));
+    }
+
+    /// From now on, progress goes to `live`: another report's area, as one target's plan of
+    /// several sees it (`Live::for_target`), so that its steps show on its target's line.
+    pub fn draw_progress_on(&self, live: Live) {
+        let _ = self.live.set(live);
     }
 
     /// The live status area, when rb draws one.
@@ -87,9 +97,12 @@ impl Report {
     pub fn step_started(&self, kind: StepKind, host: &str) {
         if let Some(live) = self.live.get() {
             // A build here evaluates the configuration first (a build host's realises a
-            // derivation evaluated before): said until Nix reports builds or copies.
+            // derivation evaluated before, and so does a build after an evaluation of its
+            // own): said until Nix reports builds or copies.
+            self.evaluated
+                .set(self.evaluated.get() || kind == StepKind::Evaluate);
             let doing = match (kind, host) {
-                (StepKind::Build, "local") => "evaluating",
+                (StepKind::Build, "local") if !self.evaluated.get() => "evaluating",
                 _ => "",
             };
             return live.start(host, &format!("{} on {host}", kind.name()), doing);

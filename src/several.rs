@@ -20,6 +20,11 @@
 //! 4. a summary table on stderr, `HOST<TAB>PATH` on stdout for each target deployed (or one
 //!    `--json` document with each target's result), and the exit status of the first target
 //!    that was not deployed (`Error::TargetsFailed`).
+//!
+//! On a terminal the live area has a line per target for the whole run (`progress/live.rs`,
+//! `Live::add_targets`): its state (connecting, waiting for the build, each step of its plan:
+//! its report draws on that line, `Live::for_target`), then its result; the build has its
+//! own line, once for all. Piped, each step is a plain line naming its target.
 
 use crate::app::{context_with, local_hostname, result_document, run_id, use_nom};
 use crate::cli::{Action, Cli};
@@ -31,6 +36,7 @@ use crate::nix::NixCaps;
 use crate::plan::{Finish, Plan, SCHEMA_VERSION, StepKind, Var};
 use crate::planner::{self, Several};
 use crate::probe::Checks;
+use crate::progress::live::{self, Live};
 use crate::report::Report;
 use crate::request::{self, Request};
 use crate::rollback::confirm;
@@ -132,6 +138,12 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Its line in the live area says how it ended.
+    fn show(&self, live: Option<&Live>) {
+        let error = self.result.as_ref().err();
+        show_ended(live, &self.dest, error, generation(self), self.took);
+    }
+
     /// A target whose plan never ran, `e` saying why; its connection is closed. `keep_plan`:
     /// its `--json` document still shows the plan it would have run.
     fn not_started(t: &mut Target, e: Error, keep_plan: bool) -> Outcome {
@@ -204,7 +216,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
             )?);
         }
         let reqs = unnamed;
-        let several = planner::several(&reqs, plans)?;
+        let several = planner::several(&reqs, plans, report.live().is_some())?;
         for t in &mut targets {
             t.transport.close();
         }
@@ -228,6 +240,18 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         true => Some(crate::password::ask(&cli.hosts.target_host.join(", "))?),
         false => None,
     };
+    // On a terminal, the live area, once the password is asked: a line for each target.
+    if crate::progress::drawn(cli, &env) {
+        report.draw_progress();
+        if let Some(live) = report.live() {
+            live.add_targets(
+                &targets
+                    .iter()
+                    .map(|t| t.host.dest.clone())
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
     let builder = match &unnamed[0].build_host {
         Host::Ssh(b) => Some(b.clone()),
         Host::Local => None,
@@ -266,8 +290,13 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         targets.iter().filter_map(|t| t.planned.clone()).unzip();
     let several = match plans.is_empty() {
         true => None,
-        false => Some(planner::several(&reqs, plans)?),
+        false => Some(planner::several(&reqs, plans, report.live().is_some())?),
     };
+    show_connected(
+        report.live(),
+        &targets,
+        several.as_ref().is_some_and(|s| !s.build.is_empty()),
+    );
     // The build, once for all; a failed build fails every target that got that far.
     let first_planned = targets.iter_mut().find(|t| t.planned.is_some());
     let systems = match (&several, first_planned) {
@@ -275,6 +304,9 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
             Ok(systems) => systems,
             Err(e) => {
                 // No target gets anything: the build's error is the run's, as for one target.
+                for t in targets.iter().filter(|t| t.planned.is_some()) {
+                    show_ended(report.live(), &t.host.dest, Some(&e), None, Duration::ZERO);
+                }
                 close_all(&mut targets);
                 return Err(e);
             }
@@ -313,9 +345,9 @@ fn plan_for(
             cwd,
             program: &report.program,
             use_nom: use_nom(env),
-            // Plain lines: the live area keeps one line per host, and several plans would
-            // all copy "on local" at once (README, "Progress").
-            progress: false,
+            // Nix's log for the live area: each target's steps go on its own line there
+            // (`Live::for_target`), not on the host's they run on (all copy "on local").
+            progress: report.live().is_some(),
         },
     )
 }
@@ -385,6 +417,56 @@ fn say_error(report: &Report, dest: &str, e: &Error) {
     }
 }
 
+/// The live area, once the targets are connected and planned: a target left out says why,
+/// the others that they wait for the build (`building`).
+fn show_connected(live: Option<&Live>, targets: &[Target], building: bool) {
+    for t in targets {
+        match &t.failed {
+            Some(e) => show_ended(live, &t.host.dest, Some(e), None, Duration::ZERO),
+            None if building => {
+                if let Some(live) = live {
+                    live.target_state(&t.host.dest, "waiting for the build");
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// `dest`'s line in the live area, if rb draws one, says how it ended: `error`, or deployed
+/// (with its `generation`, when it set one, and the time it took).
+fn show_ended(
+    live: Option<&Live>,
+    dest: &str,
+    error: Option<&Error>,
+    generation: Option<u64>,
+    took: Duration,
+) {
+    if let Some(live) = live {
+        live.ended(
+            dest,
+            &ended_message(error, generation, took),
+            error.is_none(),
+        );
+    }
+}
+
+/// What a target's line says once it is over: its result as the summary table says it, with
+/// the generation and time when deployed, else the failed step or the error's first line.
+fn ended_message(error: Option<&Error>, generation: Option<u64>, took: Duration) -> String {
+    let word = result_word(error);
+    match (error, generation) {
+        (None, Some(g)) => format!("{word}: generation {g} in {:.2}s", took.as_secs_f64()),
+        (None, None) => format!("{word} in {:.2}s", took.as_secs_f64()),
+        (Some(Error::Interrupted(_)), _) => word,
+        (Some(Error::Failed(m)), _) if m == NOT_STARTED => {
+            live::ended_message(&word, Some("--fail-fast"))
+        }
+        (Some(Error::Command { what, .. }), _) => live::ended_message(&word, Some(what)),
+        (Some(e), _) => live::ended_message(&word, Some(&e.to_string())),
+    }
+}
+
 /// Runs the one build; the system of each planned target, in order.
 /// `transport`: the first planned target's, whose connections its plan's build (the
 /// builds of the others' are the same) was made for.
@@ -448,6 +530,7 @@ fn deploy(
     password: Option<String>,
 ) -> Vec<Outcome> {
     let total = targets.len();
+    let live = report.live();
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..total).map(|_| None).collect());
     let mut queue = VecDeque::new();
     let mut planned = 0;
@@ -471,8 +554,9 @@ fn deploy(
                     t.host.dest
                 ));
                 say_error(report, &t.host.dest, &e);
-                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] =
-                    Some(Outcome::not_started(&mut t, e, true));
+                let outcome = Outcome::not_started(&mut t, e, true);
+                outcome.show(live);
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
             }
             (None, Some(s)) if t.planned.is_some() => {
                 let plan = s.plans[planned].clone();
@@ -490,6 +574,13 @@ fn deploy(
     let queue = Mutex::new(queue);
     let failed = AtomicBool::new(false);
     let workers = (cli.hosts.max_parallel as usize).clamp(1, total.max(1));
+    if let Some(live) = live {
+        let queued = queue.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, t, _, _) in queued.iter().skip(workers) {
+            let waiting = format!("waiting: at most {workers} at once (--max-parallel)");
+            live.target_state(&t.host.dest, &waiting);
+        }
+    }
     let (program, debug) = (&report.program, report.debug);
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -511,12 +602,17 @@ fn deploy(
                             // Targets run side by side: each line of theirs names its target
                             // (`rb: root@web1: copy on local`), their scripts' lines too.
                             let report = Report::new(format!("{program}: {}", t.host.dest), debug);
+                            // Its steps on its line of the live area.
+                            if let Some(live) = live {
+                                report.draw_progress_on(live.for_target(&t.host.dest));
+                            }
                             one(&mut t, &plan, system, password.clone(), env, &report)
                         }
                     };
                     if outcome.result.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
+                    outcome.show(live);
                     outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
                 }
             });
@@ -576,19 +672,19 @@ fn one(
     }
 }
 
-/// What the summary says of a target's result.
-fn result_word(o: &Outcome) -> String {
-    match &o.result {
-        Ok(()) => "deployed".into(),
-        Err(Error::Interrupted(_)) => "interrupted".into(),
-        Err(Error::Failed(m)) if m == NOT_STARTED => "not started".into(),
-        Err(e @ Error::Unreachable { .. }) => {
+/// What the summary says of a target's result (`error`: none when it was deployed).
+fn result_word(error: Option<&Error>) -> String {
+    match error {
+        None => "deployed".into(),
+        Some(Error::Interrupted(_)) => "interrupted".into(),
+        Some(Error::Failed(m)) if m == NOT_STARTED => "not started".into(),
+        Some(e @ Error::Unreachable { .. }) => {
             format!("unreachable (exit status {})", e.exit_status())
         }
-        Err(e @ (Error::RolledBack { .. } | Error::CheckFailed { .. })) => {
+        Some(e @ (Error::RolledBack { .. } | Error::CheckFailed { .. })) => {
             format!("rolled back (exit status {})", e.exit_status())
         }
-        Err(e) => format!("failed (exit status {})", e.exit_status()),
+        Some(e) => format!("failed (exit status {})", e.exit_status()),
     }
 }
 
@@ -627,12 +723,16 @@ pub fn summary(rows: &[(String, String, String, String)]) -> Vec<String> {
 }
 
 fn conclude(cli: &Cli, report: &Report, action: Action, outcomes: Vec<Outcome>) -> Result<()> {
+    // The targets' lines (their results) stay above the table.
+    if let Some(live) = report.live() {
+        live.clear();
+    }
     let rows: Vec<_> = outcomes
         .iter()
         .map(|o| {
             (
                 o.dest.clone(),
-                result_word(o),
+                result_word(o.result.as_ref().err()),
                 generation(o).map_or("-".to_string(), |g| g.to_string()),
                 match o.started {
                     true => format!("{:.2}s", o.took.as_secs_f64()),
@@ -706,5 +806,47 @@ fn target_document(o: &Outcome) -> serde_json::Value {
                 })),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_targets_line_ends_with_its_result_and_why() {
+        let took = Duration::from_millis(1234);
+        assert_eq!(
+            ended_message(None, Some(42), took),
+            "deployed: generation 42 in 1.23s"
+        );
+        assert_eq!(ended_message(None, None, took), "deployed in 1.23s");
+        let activation = Error::Command {
+            what: "activating the configuration".into(),
+            host: "root@beryl".into(),
+            status: 4,
+        };
+        assert_eq!(
+            ended_message(Some(&activation), None, took),
+            "failed (exit status 4): activating the configuration"
+        );
+        assert_eq!(
+            ended_message(Some(&Error::Interrupted(2)), None, took),
+            "interrupted"
+        );
+        let skipped = Error::Failed(NOT_STARTED.into());
+        assert_eq!(
+            ended_message(Some(&skipped), None, Duration::ZERO),
+            "not started: --fail-fast"
+        );
+        let gone = Error::Unreachable {
+            host: "root@x".into(),
+            why: "ssh: Could not resolve hostname x".into(),
+        };
+        assert_eq!(
+            ended_message(Some(&gone), None, Duration::ZERO),
+            "unreachable (exit status 255): cannot connect to root@x: ssh: Could not resolve \
+             hostname x"
+        );
     }
 }

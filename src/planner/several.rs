@@ -52,8 +52,9 @@ fn is_build(session: &Session) -> bool {
 }
 
 /// Takes the build out of each target's plan (`plans`, made by [`plan`] from `reqs`, one
-/// request per target) and makes it one.
-pub fn several(reqs: &[Request], mut plans: Vec<Plan>) -> Result<Several> {
+/// request per target) and makes it one; `progress`: as [`RunEnv::progress`], for the build
+/// made here.
+pub fn several(reqs: &[Request], mut plans: Vec<Plan>, progress: bool) -> Result<Several> {
     let mut builds = Vec::new();
     for plan in &mut plans {
         let (build, rest): (Vec<Session>, Vec<Session>) =
@@ -103,7 +104,7 @@ pub fn several(reqs: &[Request], mut plans: Vec<Plan>) -> Result<Several> {
             }
         })
         .collect();
-    let mut build = evaluate_and_realise(&reqs[0], &flakes[0].flake, &names);
+    let mut build = evaluate_and_realise(&reqs[0], &flakes[0].flake, &names, progress);
     if let Host::Ssh(builder) = &reqs[0].build_host {
         // With a build host: the derivations go there, in the copy the first target's plan
         // has for its own (with its fallback), and are realised there.
@@ -189,7 +190,12 @@ fn nix_string(s: &str) -> String {
 /// `nix eval` of the derivation of each of the flake's configurations `names` (`$drvs`, one
 /// per line, in order, `-` for a missing one), then `nix-store --realise` of all of them
 /// (`$systems`, in order, `-` for a missing one).
-fn evaluate_and_realise(req: &Request, flake: &str, names: &[&str]) -> Vec<Session> {
+fn evaluate_and_realise(
+    req: &Request,
+    flake: &str,
+    names: &[&str],
+    progress: bool,
+) -> Vec<Session> {
     let attr = attribute(req);
     let list: Vec<String> = names.iter().map(|n| nix_string(n)).collect();
     // `-` for a name the flake has no configuration of: that target alone fails
@@ -217,7 +223,7 @@ fn evaluate_and_realise(req: &Request, flake: &str, names: &[&str]) -> Vec<Sessi
         Word::var(Var::Drvs, ""),
         Word::lit("--no-gc-warning"),
     ];
-    realise.extend(realise_options(req, false));
+    realise.extend(realise_options(req, progress));
     vec![
         Session::one(
             Host::Local,
@@ -353,7 +359,14 @@ mod tests {
         let args = "switch --flake /cfg --target-host root@a --target-host root@b \
                     --target-host deploy@a --sudo";
         let (reqs, plans) = each(args);
-        let s = several(&reqs, plans.clone()).unwrap();
+        let s = several(&reqs, plans.clone(), false).unwrap();
+        // On a terminal, the one build writes Nix's log for the live area, as one target's.
+        let drawn = several(&reqs, plans.clone(), true).unwrap();
+        let argv = &drawn.build[1].steps[0].commands[0].argv;
+        assert!(
+            argv.ends_with(&["--quiet", "--log-format", "internal-json"].map(Word::lit)),
+            "{argv:?}"
+        );
         let apply = "configurations: builtins.concatStringsSep \"\\n\" (map (name: \
                      configurations.${name}.config.system.build.toplevel.drvPath or \"-\") \
                      [ \"a-name\" \"b-name\" ])";
@@ -422,7 +435,7 @@ mod tests {
             "test -f ./system.nix --target-host root@a --target-host root@b",
         ] {
             let (reqs, plans) = each(args);
-            let s = several(&reqs, plans.clone()).unwrap();
+            let s = several(&reqs, plans.clone(), false).unwrap();
             assert_eq!(s.build, vec![plans[0].sessions[0].clone()], "{args}");
             assert_eq!(
                 s.plans,
@@ -441,7 +454,7 @@ mod tests {
             "switch --store-path /nix/store/x-sys --target-host root@a --target-host root@b \
              --confirm-timeout 30",
         );
-        let s = several(&reqs, plans.clone()).unwrap();
+        let s = several(&reqs, plans.clone(), false).unwrap();
         assert!(s.build.is_empty() && s.system_of.is_empty());
         assert_eq!(s.plans, plans);
         assert!(s.plans.iter().all(|p| p.confirm.is_some()));
@@ -451,7 +464,7 @@ mod tests {
     fn with_a_build_host_the_derivations_go_there_once_and_each_target_copies_from_there() {
         let (reqs, plans) =
             each("switch --flake /cfg --build-host bld --target-host root@a --target-host root@b");
-        let s = several(&reqs, plans.clone()).unwrap();
+        let s = several(&reqs, plans.clone(), false).unwrap();
         // Each target's plan from the builder's copy to it on: its evaluation, the copy of its
         // derivation and its build are the shared ones.
         let rest: Vec<Plan> = plans
@@ -517,7 +530,7 @@ mod tests {
         let (reqs, plans) = each(
             "boot --flake /cfg#web --build-host bld --target-host root@a --target-host root@b",
         );
-        let s = several(&reqs, plans.clone()).unwrap();
+        let s = several(&reqs, plans.clone(), false).unwrap();
         // The first target's evaluation, copy of the derivation (through its connection:
         // at run time each target's copy names its own, `same`) and build.
         assert_eq!(s.build, plans[0].sessions[..3]);

@@ -112,7 +112,18 @@ pub fn settle(
         })
         .cloned();
     let started = Instant::now();
-    let reached = reach(exec, confirm, host, mode)?;
+    // The live area shows the wait (which is no step of the plan's, so says so itself): as a
+    // line of its own for one target, on its target's line for several.
+    let report = exec.report;
+    let what = format!("{} on {}", StepKind::Confirm.name(), host.dest);
+    if let Some(live) = report.live() {
+        live.start(&host.dest, &what, "");
+    }
+    let reached = reach(exec, confirm, host, mode);
+    if let Some(live) = report.live() {
+        live.finish(&host.dest, None, false);
+    }
+    let reached = reached?;
     if let Reached::Verdict(v, _) = &reached {
         // For the --json document's `confirmation`.
         record.values.insert(Var::Verdict, v.report_lines());

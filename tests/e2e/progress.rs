@@ -277,3 +277,103 @@ fn nix_output_asked_for_gives_plain_lines_on_a_terminal() {
         assert!(!r.stdout.contains("@nix {"), "{asked}: {r:?}");
     }
 }
+
+/// What the area's line of `dest` said, frame after frame, in `text` (the terminal's output
+/// without escape sequences): the text after `dest` each time it starts a line, up to the end
+/// of that line. (The area writes its lines one after the other, each filled with spaces to
+/// the terminal's width, so a frame is no line of `text`.)
+fn states_of(text: &str, dest: &str) -> Vec<String> {
+    text.match_indices(dest)
+        .filter_map(|(i, _)| {
+            let rest = &text[i + dest.len()..];
+            // Not "rb: root@a: …" (a line above the area) nor another target's name.
+            rest.starts_with(' ').then(|| {
+                let line = rest.trim_start();
+                line[..line.find(['\n', '\r']).unwrap_or(line.len())]
+                    .trim_end()
+                    .to_string()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn several_targets_show_a_line_each_with_its_state_then_its_result() {
+    const B2: &str = "beryl";
+    let f = Fleet::up(&[WS, T, B2]);
+    for host in [T, B2] {
+        // Long enough for the area to draw each state (at most 20 frames a second): a build
+        // of a second, a copy of 100 paths, an activation of a second.
+        f.knob(host, "buildSeconds", "1");
+        f.knob(host, "closurePaths", "100");
+        f.knob(host, "closurePathKiB", "1");
+        f.knob(host, "activationSeconds", "1");
+    }
+    f.knob(B2, "activationExit", "4");
+    let (ra, rb_) = (format!("root@{T}"), format!("root@{B2}"));
+    let config = f.config_dir();
+    let r = on_terminal(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            config.to_str().unwrap(),
+            "--target-host",
+            &ra,
+            "--target-host",
+            &rb_,
+        ],
+        None,
+    );
+    r.assert_status(4);
+    assert!(r.stdout.contains('\x1b'), "the area is drawn: {r:?}");
+    let text = rb::progress::live::strip_escapes(&r.stdout);
+    let table = text
+        .find("rb: 1 of 2 targets deployed:")
+        .unwrap_or_else(|| panic!("the summary table stays: {r:?}"));
+    let (area, rest) = text.split_at(table);
+    for dest in [&ra, &rb_] {
+        let states = states_of(area, dest);
+        // Its line, keyed by the target (the copies all run on local), in each state.
+        for state in [
+            "connecting",
+            "waiting for the build",
+            "copy on local",
+            "activate",
+        ] {
+            assert!(
+                states.iter().any(|s| s.starts_with(state)),
+                "{dest}: '{state}' never drawn: {states:#?}\n{r:?}"
+            );
+        }
+        // The area's last frame stays above the table: the target's result.
+        let last = states.last().unwrap_or_else(|| panic!("{r:?}"));
+        let result = match dest == &ra {
+            true => "deployed: generation 1 in ",
+            false => "failed (exit status 4): ",
+        };
+        assert!(last.starts_with(result), "{dest}: {last}\n{r:?}");
+        assert!(
+            rest.lines()
+                .any(|l| l.trim_start().starts_with(dest.as_str())),
+            "{dest}'s summary row: {r:?}"
+        );
+    }
+    // The build's own line in the area (not only its line above it), once for all.
+    assert!(
+        area.match_indices("build on local")
+            .any(|(i, _)| !area[..i].ends_with("rb: ")),
+        "{r:?}"
+    );
+    // Each target's phases above the area, as piped, and the run's error after the table.
+    let said = lines(&r.stdout);
+    for line in [
+        format!("rb: {ra}: copy on local done in "),
+        format!("rb: {rb_}: activate on {rb_} failed (exit status 4)"),
+        format!("rb: error: 1 of 2 targets were not deployed: {rb_}"),
+    ] {
+        assert!(said.iter().any(|l| l.starts_with(&line)), "{line}: {r:?}");
+    }
+    assert!(!r.stdout.contains("@nix"), "{r:?}");
+    assert_eq!(f.generations(T, crate::fleet::SYSTEM_PROFILE), [1]);
+}
