@@ -85,6 +85,13 @@ fn refuse(cli: &Cli) -> Result<()> {
             action.name()
         )));
     }
+    if cli.activation.ask && !cli.activation.yes {
+        // Each target would ask on the one terminal at once, from its own thread.
+        return Err(usage(
+            "--ask asks about one target; with several --target-host add --yes to show each \
+             target's changes and go on",
+        ));
+    }
     if cli.activation.rollback || cli.activation.generation.is_some() {
         return Err(usage(
             "--rollback and --generation take one --target-host: each host has generations of \

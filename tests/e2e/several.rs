@@ -344,6 +344,7 @@ fn what_several_targets_refuse_before_anything_runs() {
             "--rollback and --generation take one --target-host",
         ),
         (&["switch", "--upgrade"], "--upgrade and --upgrade-all"),
+        (&["switch", "--ask"], "--ask asks about one target"),
         (
             &["switch", "--target-host", "root@a"],
             "--target-host root@a is given twice",
