@@ -4,14 +4,19 @@
 //! One request and one plan per target, as for one target (`request::resolve_for`,
 //! `planner::plan`), then `planner::several` takes the build out of each plan and makes it one
 //! for all (one evaluation, one build). The run:
-//! 1. every target's connection opens at once, each with its probe (`probe.rs`): its host name
-//!    (the default configuration name), its Nix and its elevation, the sudo password (asked
-//!    once for all) tried there. A target that fails here is reported and left out; the
-//!    others go on;
+//! 1. every target's connection opens, each with its probe (`probe.rs`): its host name, its
+//!    Nix and its elevation, the sudo password (asked once for all, before anything) tried
+//!    there. When the configurations are named after the targets' host names (`--flake
+//!    FLAKE` without `#name`), the connections open first, all at once, since the plans need
+//!    those names; otherwise (`--flake FLAKE#name`, no flake) they open while the build
+//!    runs, as one target's does. A target that fails here is reported and left out; the
+//!    others go on (a build running beside is stopped only once every target has failed);
 //! 2. one evaluation (here) and one build (here or on `--build-host`) of every configuration
-//!    (`planner/several.rs`), through the first planned target's transport, whose connection
-//!    to a build host its plan's build was made for (each target's transport connects to
-//!    the build host in step 1, for its copy from there);
+//!    (`planner/several.rs`), through the build's own transport. With a build host, that
+//!    transport's connection there is the build host's one for the run (one probe), opened
+//!    while the evaluation runs; every target's transport shares its SSH control directory
+//!    (`Transport::sharing`) and adopts that connection for its copy from the build host
+//!    (`Transport::adopt`), which closes when every target is over;
 //! 3. each target's plan (copy, profile, activation, magic rollback) on a thread of its own,
 //!    at most `--max-parallel` at once, each with its own `Transport` (its one SSH master),
 //!    `Executor` and `Report`. A failure stops only that target, unless `--fail-fast`: then no
@@ -33,17 +38,19 @@ use crate::exec::{Executor, Record};
 use crate::host::{Host, SshHost};
 use crate::interrupt;
 use crate::nix::NixCaps;
-use crate::plan::{Finish, Plan, SCHEMA_VERSION, StepKind, Var};
+use crate::plan::{Connect, Finish, Plan, SCHEMA_VERSION, StepKind, Var};
 use crate::planner::{self, Several};
 use crate::probe::Checks;
 use crate::progress::live::{self, Live};
 use crate::report::Report;
 use crate::request::{self, Request};
 use crate::rollback::confirm;
-use crate::transport::Transport;
+use crate::transport::{Connecting, Transport};
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The actions that take several targets: those that deploy a configuration built here.
@@ -62,14 +69,23 @@ fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
 
-/// The run's context, with `hostname` the one a target's request gets for its name.
-fn context(env: &BTreeMap<String, String>, hostname: Option<String>) -> request::Context {
+/// The run's context, with `hostname` the one a target's request gets for its name;
+/// `asked` is set when a request asks a remote host for it.
+fn context(
+    env: &BTreeMap<String, String>,
+    hostname: Option<String>,
+    asked: &Rc<Cell<bool>>,
+) -> request::Context {
+    let asked = asked.clone();
     context_with(
         env.clone(),
         Box::new(move |host, _| match (host, &hostname) {
             (Host::Local, _) => Ok(local_hostname()),
             (Host::Ssh(_), Some(name)) => Ok(name.clone()),
-            (Host::Ssh(h), None) => Ok(format!("<host name of {}>", h.dest)),
+            (Host::Ssh(h), None) => {
+                asked.set(true);
+                Ok(format!("<host name of {}>", h.dest))
+            }
         }),
     )
 }
@@ -171,11 +187,13 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let action = cli.action.unwrap_or(Action::Build);
     // Every target's request, resolved without asking any host: the command line's errors
-    // (as for one target) before anything connects, and the requests `--plan` shows.
+    // (as for one target) before anything connects, and the requests `--plan` shows. When
+    // none of them asked a host for its name, these are the requests that run.
+    let asked = Rc::new(Cell::new(false));
     let mut hosts = Vec::new();
     let mut unnamed = Vec::new();
     for t in &cli.hosts.target_host {
-        let req = request::resolve_for(cli, &context(&env, None), Some(t))?;
+        let req = request::resolve_for(cli, &context(&env, None, &asked), Some(t))?;
         match &req.target_host {
             Host::Ssh(h) => hosts.push(h.clone()),
             Host::Local => {
@@ -186,6 +204,9 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         }
         unnamed.push(req);
     }
+    // `--flake FLAKE` without `#name`: each configuration is named after the host name the
+    // target's connection learns, so the connections open before the build.
+    let names_from_hosts = asked.get();
     // The command line's warnings and notes, the same for every target: said once.
     for w in &unnamed[0].warnings {
         report.warn(w);
@@ -198,15 +219,28 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     let cwd = std::env::current_dir()
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "/".into());
-    let mut targets: Vec<Target> = hosts
-        .into_iter()
-        .map(|host| Target {
+    let builder = match &unnamed[0].build_host {
+        Host::Ssh(b) => Some(b.clone()),
+        Host::Local => None,
+    };
+    // The build's own transport: with a build host, its one connection there for the run.
+    // Each target's transport shares its SSH control directory, so that the target's copy
+    // from the build host (and its relay through here, by `NIX_SSHOPTS`) goes through that
+    // connection instead of one of the target's own.
+    let mut build_transport = Transport::new(&env);
+    let mut targets = Vec::new();
+    for host in hosts {
+        let transport = match &builder {
+            Some(_) => Transport::sharing(&mut build_transport)?,
+            None => Transport::new(&env),
+        };
+        targets.push(Target {
             host,
-            transport: Transport::new(&env),
+            transport,
             planned: None,
             failed: None,
-        })
-        .collect();
+        });
+    }
 
     if cli.output.plan {
         // Connecting to no host: each remote host name is a placeholder, as for one target.
@@ -223,10 +257,12 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
             )?);
         }
         let reqs = unnamed;
-        let several = planner::several(&reqs, plans, report.live().is_some())?;
-        for t in &mut targets {
-            t.transport.close();
-        }
+        let how = planner::How {
+            connect_first: names_from_hosts,
+            progress: report.live().is_some(),
+        };
+        let several = planner::several(&reqs, plans, how)?;
+        close_all(&mut targets);
         if cli.output.json {
             let doc = serde_json::json!({
                 "version": SCHEMA_VERSION,
@@ -259,32 +295,32 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
             );
         }
     }
-    let builder = match &unnamed[0].build_host {
-        Host::Ssh(b) => Some(b.clone()),
-        Host::Local => None,
-    };
-    connect_all(
-        &mut targets,
-        &checks,
-        builder.as_ref(),
-        password.as_deref(),
-        report,
-    );
-    if let Some(sig) = interrupt::signal() {
-        close_all(&mut targets);
-        return Err(Error::Interrupted(sig));
+    for t in &mut targets {
+        t.transport.set_password(password.clone());
     }
-    for (t, arg) in targets.iter_mut().zip(&cli.hosts.target_host) {
+    if names_from_hosts {
+        connect_all(&mut targets, &checks, report);
+        if let Some(sig) = interrupt::signal() {
+            close_all(&mut targets);
+            return Err(Error::Interrupted(sig));
+        }
+    }
+    let plan = |req: Request, transport: &mut Transport| -> Result<(Request, Plan)> {
+        let plan = plan_for(&req, transport, &caps, &id, &cwd, &env, report)?;
+        Ok((req, plan))
+    };
+    let given = cli.hosts.target_host.iter();
+    for ((t, req), arg) in targets.iter_mut().zip(unnamed).zip(given) {
         if t.failed.is_some() {
             continue;
         }
-        let name = t.transport.hostname(&t.host, &checks);
-        let planned = name.and_then(|name| {
-            let req = request::resolve_for(cli, &context(&env, Some(name)), Some(arg))?;
-            let plan = plan_for(&req, &mut t.transport, &caps, &id, &cwd, &env, report)?;
-            Ok((req, plan))
-        });
-        match planned {
+        let req = match names_from_hosts {
+            true => t.transport.hostname(&t.host, &checks).and_then(|name| {
+                request::resolve_for(cli, &context(&env, Some(name), &asked), Some(arg))
+            }),
+            false => Ok(req),
+        };
+        match req.and_then(|req| plan(req, &mut t.transport)) {
             Ok(p) => t.planned = Some(p),
             Err(e) => {
                 say_error(report, &t.host.dest, &e);
@@ -297,7 +333,19 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         targets.iter().filter_map(|t| t.planned.clone()).unzip();
     let several = match plans.is_empty() {
         true => None,
-        false => Some(planner::several(&reqs, plans, report.live().is_some())?),
+        false => {
+            let how = planner::How {
+                connect_first: names_from_hosts,
+                progress: report.live().is_some(),
+            };
+            Some(planner::several(&reqs, plans, how)?)
+        }
+    };
+    // The names known without asking: the targets' connections open while the build runs,
+    // as one target's does.
+    let connecting = match names_from_hosts {
+        true => Vec::new(),
+        false => connect_beside_build(&mut targets, &checks),
     };
     show_connected(
         report.live(),
@@ -305,21 +353,40 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         several.as_ref().is_some_and(|s| !s.build.is_empty()),
     );
     // The build, once for all; a failed build fails every target that got that far.
-    let first_planned = targets.iter_mut().find(|t| t.planned.is_some());
-    let systems = match (&several, first_planned) {
-        (Some(s), Some(first)) => match build(s, &mut first.transport, &env, report) {
-            Ok(systems) => systems,
-            Err(e) => {
-                // No target gets anything: the build's error is the run's, as for one target.
-                for t in targets.iter().filter(|t| t.planned.is_some()) {
-                    show_ended(report.live(), &t.host.dest, Some(&e), None, Duration::ZERO);
-                }
-                close_all(&mut targets);
-                return Err(e);
-            }
-        },
-        _ => Vec::new(),
+    let built = match &several {
+        Some(s) => build(s, &mut build_transport, &env, report),
+        None => Ok(Vec::new()),
     };
+    let connected = finish_connecting(&mut targets, connecting);
+    let systems = match built {
+        Ok(systems) => systems,
+        // Every target failed while it connected, which stopped the build: theirs are the
+        // errors, below. (A signal's is the run's.)
+        Err(_) if connected.every_target_failed && interrupt::signal().is_none() => Vec::new(),
+        Err(e) => {
+            // No target gets anything: the build's error is the run's, as for one target.
+            for t in targets.iter().filter(|t| t.planned.is_some()) {
+                show_ended(report.live(), &t.host.dest, Some(&e), None, Duration::ZERO);
+            }
+            close_all(&mut targets);
+            return Err(e);
+        }
+    };
+    for t in targets
+        .iter()
+        .filter(|t| connected.failed.contains(&t.host.dest))
+    {
+        if let Some(e) = &t.failed {
+            say_error(report, &t.host.dest, e);
+            show_ended(report.live(), &t.host.dest, Some(e), None, Duration::ZERO);
+        }
+    }
+    if let Some(b) = &builder {
+        for t in &mut targets {
+            // Its copy from the build host goes through the build's connection there.
+            t.transport.adopt(&build_transport, b);
+        }
+    }
     let outcomes = deploy(
         cli,
         report,
@@ -329,6 +396,8 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         &systems,
         password,
     );
+    // Only now, every target's copy from there over: the build host's connection.
+    build_transport.close();
     conclude(cli, report, action, outcomes)
 }
 
@@ -359,31 +428,16 @@ fn plan_for(
     )
 }
 
-/// Opens every target's connection at once, each running its probe; a target that cannot
-/// be reached or deployed to is marked failed (and said), the others go on.
-/// With a build host, each target's transport connects to it too (its plan copies from
-/// there), so that no connection opens while the targets deploy.
-fn connect_all(
-    targets: &mut [Target],
-    checks: &Checks,
-    builder: Option<&SshHost>,
-    password: Option<&str>,
-    report: &Report,
-) {
+/// Opens every target's connection at once, each running its probe (whose host name names
+/// its configuration); a target that cannot be reached or deployed to is marked failed (and
+/// said), the others go on.
+fn connect_all(targets: &mut [Target], checks: &Checks, report: &Report) {
     std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter_mut()
             .map(|t| {
                 scope.spawn(move || {
-                    t.transport.set_password(password.map(String::from));
-                    let connected =
-                        t.transport
-                            .hostname(&t.host, checks)
-                            .and_then(|_| match builder {
-                                Some(b) => t.transport.hostname(b, &Checks::builder()).map(|_| ()),
-                                None => Ok(()),
-                            });
-                    if let Err(e) = connected {
+                    if let Err(e) = t.transport.hostname(&t.host, checks) {
                         t.failed = Some(e);
                     }
                 })
@@ -397,6 +451,68 @@ fn connect_all(
         if let Some(e) = &t.failed {
             say_error(report, &t.host.dest, e);
         }
+    }
+}
+
+/// Begins opening the connection of every target not left out yet, each on a thread of its
+/// own, while the build runs. One that fails leaves its target out, but the build goes on
+/// for the others: it is stopped (as one target's unreachable host stops it) only once every
+/// target has failed.
+fn connect_beside_build(targets: &mut [Target], checks: &Checks) -> Vec<(usize, Connecting)> {
+    let left = targets.iter().filter(|t| t.failed.is_none()).count();
+    let left = Arc::new(AtomicUsize::new(left));
+    let on_failure: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            crate::process::stop_child();
+        }
+    });
+    let mut connecting = Vec::new();
+    for (i, t) in targets.iter_mut().enumerate() {
+        if t.failed.is_some() {
+            continue;
+        }
+        let connect = Connect {
+            host: t.host.clone(),
+            checks: checks.clone(),
+        };
+        match t.transport.connect_beside(&[connect], on_failure.clone()) {
+            Ok(c) => connecting.push((i, c)),
+            Err(e) => {
+                on_failure();
+                t.failed = Some(e);
+            }
+        }
+    }
+    connecting
+}
+
+/// What [`finish_connecting`] found.
+struct Connected {
+    /// The targets whose connection failed beside the build, to be said.
+    failed: Vec<String>,
+    /// Whether every target has failed (which stopped the build, if it still ran).
+    every_target_failed: bool,
+}
+
+/// Waits for the connections [`connect_beside_build`] began, marking the targets whose
+/// connection failed.
+fn finish_connecting(targets: &mut [Target], connecting: Vec<(usize, Connecting)>) -> Connected {
+    let mut failed = Vec::new();
+    let began = !connecting.is_empty();
+    for (i, c) in connecting {
+        let t = &mut targets[i];
+        if let Err(e) = t.transport.finish_connecting(c) {
+            let e = match interrupt::signal() {
+                Some(sig) => Error::Interrupted(sig),
+                None => e,
+            };
+            failed.push(t.host.dest.clone());
+            t.failed = Some(e);
+        }
+    }
+    Connected {
+        failed,
+        every_target_failed: began && targets.iter().all(|t| t.failed.is_some()),
     }
 }
 
@@ -475,8 +591,9 @@ fn ended_message(error: Option<&Error>, generation: Option<u64>, took: Duration)
 }
 
 /// Runs the one build; the system of each planned target, in order.
-/// `transport`: the first planned target's, whose connections its plan's build (the
-/// builds of the others' are the same) was made for.
+/// `transport`: the build's own; with a build host, its connection there opens while the
+/// evaluation runs (the build host's one connection and probe for the run), and the targets'
+/// transports adopt it afterwards for their copies from there.
 fn build(
     several: &Several,
     transport: &mut Transport,
@@ -488,7 +605,7 @@ fn build(
     }
     let plan = Plan {
         action: several.plans[0].action,
-        connect: Vec::new(),
+        connect: several.connect.clone(),
         inputs: Vec::new(),
         sessions: several.build.clone(),
         confirm: None,
@@ -542,16 +659,19 @@ fn deploy(
     let mut queue = VecDeque::new();
     let mut planned = 0;
     for (i, mut t) in targets.into_iter().enumerate() {
-        match (t.failed.take(), &several) {
-            (Some(e), _) => {
+        // Its plan among `several.plans`: a target left out after it was planned (its
+        // connection failed while the build ran) has one too.
+        let n = t.planned.is_some().then(|| {
+            planned += 1;
+            planned - 1
+        });
+        match (t.failed.take(), several, n) {
+            (Some(e), _, _) => {
                 outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] =
                     Some(Outcome::not_started(&mut t, e, false));
             }
-            (None, Some(s))
-                if t.planned.is_some() && systems.get(planned).map(String::as_str) == Some("-") =>
-            {
+            (None, Some(_), Some(n)) if systems.get(n).map(String::as_str) == Some("-") => {
                 // The flake has no configuration of that name (`planner/several.rs`).
-                planned += 1;
                 let name = match t.planned.as_ref().map(|p| &p.0.source) {
                     Some(crate::request::Source::Flake(f)) => f.configuration(),
                     _ => "its configuration".into(),
@@ -565,17 +685,15 @@ fn deploy(
                 outcome.show(live);
                 outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
             }
-            (None, Some(s)) if t.planned.is_some() => {
-                let plan = s.plans[planned].clone();
+            (None, Some(s), Some(n)) => {
+                let plan = s.plans[n].clone();
                 if let Some(p) = t.planned.as_mut() {
                     // The document of the target shows the plan that ran, without the build.
                     p.1 = plan.clone();
                 }
-                let system = systems.get(planned).cloned();
-                planned += 1;
-                queue.push_back((i, t, plan, system));
+                queue.push_back((i, t, plan, systems.get(n).cloned()));
             }
-            (None, _) => {}
+            (None, _, _) => {}
         }
     }
     let queue = Mutex::new(queue);

@@ -3,7 +3,8 @@
 //! The control sockets live in a private directory (mode 0700) with a short path, so that no
 //! TMPDIR or host name can make the socket path too long for a Unix socket. Every session,
 //! and the `nix copy`/`nix-copy-closure` processes through `NIX_SSHOPTS`, share the masters.
-//! Dropping [`Ssh`] closes the masters and removes the directory.
+//! Dropping [`Ssh`] closes the masters it opened; the directory goes with the last [`Ssh`]
+//! that uses it ([`Ssh::sharing`]: several targets' connections beside the build host's one).
 //!
 //! This module knows ssh's words (options, destinations, the control socket); the processes
 //! it builds start in `process.rs`.
@@ -15,21 +16,29 @@ use crate::process::{self, Stdin};
 use crate::shell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A socket path is at most 107 bytes: the base, `/rb.XXXXXX` (10), `/` + 40 (`%C`) and the
 /// 17 bytes of ssh's temporary suffix.
 const MAX_BASE_LEN: usize = 107 - 10 - 41 - 17;
+
+/// Connections begun in this run, for their log files' names: unique across every [`Ssh`]
+/// that shares a control directory.
+static OPENINGS: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Ssh {
     /// `NIX_SSHOPTS`, split like a shell would.
     user: Vec<String>,
     /// The multiplexing options (or `NIXOS_REBUILD_SSH_DEFAULT_OPTS`).
     control: Vec<String>,
-    dir: Option<tempfile::TempDir>,
+    /// The control directory, shared with the [`Ssh`]s made by [`Ssh::sharing`]: removed when
+    /// the last of them is dropped.
+    dir: Option<Arc<tempfile::TempDir>>,
     /// Hosts connected to (with a master of ours when `dir` is set), by destination.
     connected: BTreeSet<String>,
-    /// Connections begun, for their log files' names.
-    openings: usize,
+    /// Hosts whose master another [`Ssh`] opened and closes ([`Ssh::adopt`]).
+    adopted: BTreeSet<String>,
     /// What each connected host's probe found, by destination.
     facts: BTreeMap<String, Facts>,
 }
@@ -104,7 +113,7 @@ impl Ssh {
                 control,
                 dir: None,
                 connected: BTreeSet::new(),
-                openings: 0,
+                adopted: BTreeSet::new(),
                 facts: BTreeMap::new(),
             });
         }
@@ -138,11 +147,42 @@ impl Ssh {
         Ok(Ssh {
             user: user_opts,
             control,
-            dir: Some(dir),
+            dir: Some(Arc::new(dir)),
             connected: BTreeSet::new(),
-            openings: 0,
+            adopted: BTreeSet::new(),
             facts: BTreeMap::new(),
         })
+    }
+
+    /// Another [`Ssh`] with the same options and the same control directory: its sessions
+    /// (and Nix's ssh, through `NIX_SSHOPTS`) find this one's masters, which is what lets it
+    /// [`adopt`](Ssh::adopt) one. The masters it opens itself are its own to close.
+    pub fn sharing(&self) -> Ssh {
+        Ssh {
+            user: self.user.clone(),
+            control: self.control.clone(),
+            dir: self.dir.clone(),
+            connected: BTreeSet::new(),
+            adopted: BTreeSet::new(),
+            facts: BTreeMap::new(),
+        }
+    }
+
+    /// Uses `owner`'s master connection to `host` for this one's sessions there instead of
+    /// opening one: several targets' copies from the build host all go through the build's
+    /// one connection. `owner` opened it and closes it, so it must outlive this one's use of
+    /// it. False (nothing adopted) unless `owner` is connected to `host` and this [`Ssh`]
+    /// shares its control directory ([`Ssh::sharing`]).
+    pub fn adopt(&mut self, owner: &Ssh, host: &SshHost) -> bool {
+        let shared = self.control == owner.control && self.user == owner.user;
+        if !shared || !owner.connected.contains(&host.dest) {
+            return false;
+        }
+        self.adopted.insert(host.dest.clone());
+        if let Some(facts) = owner.facts.get(&host.dest) {
+            self.facts.insert(host.dest.clone(), facts.clone());
+        }
+        true
     }
 
     /// The private control directory, when rb opens its own masters.
@@ -209,20 +249,20 @@ impl Ssh {
         checks: &Checks,
         password: Option<&str>,
     ) -> Option<Opening> {
-        if self.connected.contains(&host.dest) {
+        if self.connected.contains(&host.dest) || self.adopted.contains(&host.dest) {
             return None;
         }
         let mut cmd = Command::new("ssh");
         cmd.args(self.base_args())
             .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"])
             .stdout(Stdio::piped());
-        self.openings += 1;
+        let opening = OPENINGS.fetch_add(1, Ordering::Relaxed) + 1;
         let log = match &self.dir {
             Some(dir) => {
                 // Our master: it runs the probe, then stays in the background for the run
                 // (ControlPersist). -E keeps its messages (and its open stderr, which would
                 // hold our pipe open) away from ours.
-                let log = dir.path().join(format!("connect-{}.log", self.openings));
+                let log = dir.path().join(format!("connect-{opening}.log"));
                 cmd.arg("-E").arg(&log).stderr(Stdio::null());
                 if checks.is_empty() {
                     // Nothing to learn: no session at all (-N), backgrounded once connected.
@@ -345,8 +385,9 @@ impl Ssh {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Closes every master; safe to call more than once.
+    /// Closes every master it opened (not those it adopted); safe to call more than once.
     pub fn close(&mut self) {
+        self.adopted.clear();
         let connected = std::mem::take(&mut self.connected);
         if self.dir.is_none() {
             // Not our masters to close.
@@ -391,6 +432,41 @@ mod tests {
             ssh.nix_sshopts(),
             "-p 2222 -oServerAliveCountMax=3 -i k -o ControlPath=/c"
         );
+    }
+
+    #[test]
+    fn a_sharing_ssh_adopts_a_master_it_neither_opens_nor_closes() {
+        let mut owner = Ssh::new(&BTreeMap::new()).unwrap();
+        let dir = owner.dir().unwrap();
+        let mut sharing = owner.sharing();
+        // Its sessions and Nix's ssh look for masters where the owner's are.
+        assert_eq!(sharing.dir(), Some(dir.clone()));
+        assert_eq!(sharing.nix_sshopts(), owner.nix_sshopts());
+        let builder = SshHost::parse("--build-host", "bld").unwrap();
+        assert!(
+            !sharing.adopt(&owner, &builder),
+            "the owner has no master there"
+        );
+        owner.connected.insert(builder.dest.clone());
+        assert!(sharing.adopt(&owner, &builder));
+        assert!(
+            sharing
+                .opening(&builder, &Checks::builder(), None)
+                .is_none()
+        );
+        assert!(
+            sharing.connected.is_empty(),
+            "nothing of its own to close there"
+        );
+        // Another control directory cannot reach the owner's master.
+        let mut apart = Ssh::new(&BTreeMap::new()).unwrap();
+        assert!(!apart.adopt(&owner, &builder));
+        // (No master really runs: nothing for `close` to ask to exit.)
+        owner.connected.clear();
+        drop(owner);
+        assert!(dir.is_dir(), "kept while an Ssh sharing it lives");
+        drop(sharing);
+        assert!(!dir.exists());
     }
 
     #[test]

@@ -44,6 +44,28 @@ impl Transport {
         }
     }
 
+    /// A transport whose connections share `other`'s SSH control directory, so that it can
+    /// [`adopt`](Transport::adopt) `other`'s master connection to a host (several targets
+    /// and their one build host, `several.rs`).
+    pub fn sharing(other: &mut Transport) -> Result<Transport> {
+        let ssh = other.ssh()?.sharing();
+        Ok(Transport {
+            env: other.env.clone(),
+            ssh: Some(ssh),
+            password: None,
+        })
+    }
+
+    /// Runs this transport's sessions on `host` through `owner`'s master connection to it,
+    /// which `owner` (made with or shared by [`Transport::sharing`]) opened and closes: no
+    /// connection or probe of its own there. False when `owner` has no such connection.
+    pub fn adopt(&mut self, owner: &Transport, host: &SshHost) -> bool {
+        match (&mut self.ssh, &owner.ssh) {
+            (Some(ssh), Some(theirs)) => ssh.adopt(theirs, host),
+            _ => false,
+        }
+    }
+
     fn ssh(&mut self) -> Result<&mut Ssh> {
         if self.ssh.is_none() {
             self.ssh = Some(Ssh::new(&self.env)?);
@@ -74,6 +96,18 @@ impl Transport {
     /// so that the round trips of connecting overlap the evaluation and build (README,
     /// "Copies"). A host that cannot be reached stops the local child rb is waiting for.
     pub fn connect_in_background(&mut self, hosts: &[Connect]) -> Result<Connecting> {
+        self.connect_beside(hosts, Arc::new(crate::process::stop_child))
+    }
+
+    /// As [`Transport::connect_in_background`], with `on_failure` called (on the connection's
+    /// thread) for each host that cannot be reached or whose probe refuses it, instead of
+    /// stopping the build: with several targets, one such target is left out while the
+    /// build goes on for the others (`several.rs`).
+    pub fn connect_beside(
+        &mut self,
+        hosts: &[Connect],
+        on_failure: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Connecting> {
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if hosts.is_empty() {
@@ -85,12 +119,12 @@ impl Transport {
             let Some(opening) = ssh.opening(&c.host, &c.checks, password.as_deref()) else {
                 continue;
             };
-            let failed = failed.clone();
+            let (failed, on_failure) = (failed.clone(), on_failure.clone());
             threads.push(std::thread::spawn(move || {
                 let result = opening.run();
                 if !matches!(&result, Ok(p) if p.facts.is_ok()) {
                     failed.store(true, Ordering::SeqCst);
-                    crate::process::stop_child();
+                    on_failure();
                 }
                 result
             }));

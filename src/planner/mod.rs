@@ -11,7 +11,7 @@ mod several;
 mod tests;
 mod tools;
 
-pub use several::{Several, several};
+pub use several::{How, Several, several};
 
 use activate::*;
 use build::*;

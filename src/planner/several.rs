@@ -12,19 +12,41 @@
 //! order of its `--json` output is not the order of the installables (Nix 2.8 sorts it), and
 //! `nix-store --realise` prints each output in the order given. With `--build-host`, the
 //! derivations are copied there in one copy (the first target's own copy of its derivation,
-//! given every one) and realised there. Each target's plan then starts at its copy, its
-//! `$system` handed to it from the build (`src/several.rs` runs it).
+//! given every one) and realised there; the build host's connection is then the build's,
+//! opened once for all targets ([`Several::connect`]), and each target's copy from there goes
+//! through it. Each target's plan then starts at its copy, its `$system` handed to it from the
+//! build (`src/several.rs` runs it).
 
 use super::*;
 use crate::flake::FlakeRef;
+use crate::plan::Connect;
 
 /// `scripts/realise-each.sh`: one `nix-store --realise` of the derivations in `$drvs`.
 const REALISE_EACH: &str = include_str!("../scripts/realise-each.sh");
+
+/// How the targets' run goes, for [`several`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct How {
+    /// See [`Several::connect_first`].
+    pub connect_first: bool,
+    /// As [`RunEnv::progress`], for the one build made here.
+    pub progress: bool,
+}
 
 /// The plans of a run with several targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Several {
+    /// The build's connection to `--build-host`, opened once for all targets while the
+    /// evaluation runs; each target's sessions there go through it (`src/several.rs`), so
+    /// no target's plan connects there itself. Empty without a build host or a build.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect: Vec<Connect>,
+    /// Whether the targets' connections open before the build, all at once: their
+    /// configurations are named after the host names those connections learn (`--flake
+    /// FLAKE` without `#name`). Otherwise they open while the build runs, as for one target.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub connect_first: bool,
     /// The one build of every configuration, on this machine: what yields `$system` (the same
     /// configuration for all) or `$systems`; empty when nothing is built (`--store-path`,
     /// whose path every plan has as an input).
@@ -52,9 +74,12 @@ fn is_build(session: &Session) -> bool {
 }
 
 /// Takes the build out of each target's plan (`plans`, made by [`plan`] from `reqs`, one
-/// request per target) and makes it one; `progress`: as [`RunEnv::progress`], for the build
-/// made here.
-pub fn several(reqs: &[Request], mut plans: Vec<Plan>, progress: bool) -> Result<Several> {
+/// request per target) and makes it one, as `how` says.
+pub fn several(reqs: &[Request], mut plans: Vec<Plan>, how: How) -> Result<Several> {
+    let How {
+        connect_first,
+        progress,
+    } = how;
     let mut builds = Vec::new();
     for plan in &mut plans {
         let (build, rest): (Vec<Session>, Vec<Session>) =
@@ -64,15 +89,20 @@ pub fn several(reqs: &[Request], mut plans: Vec<Plan>, progress: bool) -> Result
     }
     if builds.iter().all(Vec::is_empty) {
         return Ok(Several {
+            connect: Vec::new(),
+            connect_first,
             build: Vec::new(),
             plans,
             system_of: Vec::new(),
         });
     }
+    let connect = build_host_connection(reqs, &mut plans);
     // The same configuration for every target (`--flake FLAKE#name`, `-f`, `<nixpkgs/nixos>`):
     // that build as it is, its `$system` for all.
     if builds.iter().all(|b| same(b, &builds[0])) {
         return Ok(Several {
+            connect,
+            connect_first,
             build: builds.swap_remove(0),
             plans,
             system_of: Vec::new(),
@@ -120,10 +150,33 @@ pub fn several(reqs: &[Request], mut plans: Vec<Plan>, progress: bool) -> Result
         build.insert(1, each_drv(copy).ok_or_else(differ)?);
     }
     Ok(Several {
+        connect,
+        connect_first,
         build,
         plans,
         system_of,
     })
+}
+
+/// Takes the build host's connection out of each target's plan: it is the build's, opened
+/// once (the build host's probe runs once), and each target's sessions there adopt it.
+fn build_host_connection(reqs: &[Request], plans: &mut [Plan]) -> Vec<Connect> {
+    let mut connect: Vec<Connect> = Vec::new();
+    for (req, plan) in reqs.iter().zip(plans) {
+        let Host::Ssh(builder) = &req.build_host else {
+            continue;
+        };
+        let (theirs, rest): (Vec<Connect>, Vec<Connect>) =
+            plan.connect.drain(..).partition(|c| &c.host == builder);
+        plan.connect = rest;
+        for c in theirs {
+            match connect.iter_mut().find(|d| d.host == c.host) {
+                Some(d) => d.checks.merge(&c.checks),
+                None => connect.push(c),
+            }
+        }
+    }
+    connect
 }
 
 /// Whether two targets' builds are the same but for their commands' environment: a copy to
@@ -254,7 +307,7 @@ impl fmt::Display for Several {
             // A plan of the build alone, shown as the plans are.
             let alone = Plan {
                 action: self.plans[0].action,
-                connect: Vec::new(),
+                connect: self.connect.clone(),
                 inputs: Vec::new(),
                 sessions: self.build.clone(),
                 confirm: None,
@@ -282,11 +335,11 @@ impl fmt::Display for Several {
                 f,
                 "then, for {host} ($system: {system}), at most --max-parallel targets at once:"
             )?;
-            // Its connection opens before the build (every target's at once), and what it
-            // prints comes at the end, for all targets.
-            let text = plan
-                .to_string()
-                .replace("opened while building", "opened before the build");
+            // What it prints comes at the end, for all targets.
+            let mut text = plan.to_string();
+            if self.connect_first {
+                text = text.replace("opened while building", "opened before the build");
+            }
             let mut lines: Vec<&str> = text.lines().skip(1).collect();
             lines.pop();
             for line in lines {
@@ -359,9 +412,25 @@ mod tests {
         let args = "switch --flake /cfg --target-host root@a --target-host root@b \
                     --target-host deploy@a --sudo";
         let (reqs, plans) = each(args);
-        let s = several(&reqs, plans.clone(), false).unwrap();
+        let s = several(
+            &reqs,
+            plans.clone(),
+            How {
+                connect_first: true,
+                ..How::default()
+            },
+        )
+        .unwrap();
         // On a terminal, the one build writes Nix's log for the live area, as one target's.
-        let drawn = several(&reqs, plans.clone(), true).unwrap();
+        let drawn = several(
+            &reqs,
+            plans.clone(),
+            How {
+                connect_first: true,
+                progress: true,
+            },
+        )
+        .unwrap();
         let argv = &drawn.build[1].steps[0].commands[0].argv;
         assert!(
             argv.ends_with(&["--quiet", "--log-format", "internal-json"].map(Word::lit)),
@@ -396,6 +465,8 @@ mod tests {
         assert_eq!(
             s,
             Several {
+                connect: Vec::new(),
+                connect_first: true,
                 build: vec![
                     local_step(
                         StepKind::Evaluate,
@@ -422,10 +493,13 @@ mod tests {
             .map(|p| p.connect.iter().map(|c| c.host.dest.as_str()).collect())
             .collect();
         assert_eq!(dests, [["root@a"], ["root@b"], ["deploy@a"]]);
-        assert!(
-            s.to_string()
-                .contains("for root@b ($system: line 2 of $systems)")
-        );
+        let text = s.to_string();
+        assert!(text.contains("for root@b ($system: line 2 of $systems)"));
+        // Their names come from their connections: those open before the build.
+        assert!(text.contains(
+            "connect to root@b (one SSH connection for the run, opened before the build"
+        ));
+        assert!(!text.contains("opened while building"));
     }
 
     #[test]
@@ -435,7 +509,7 @@ mod tests {
             "test -f ./system.nix --target-host root@a --target-host root@b",
         ] {
             let (reqs, plans) = each(args);
-            let s = several(&reqs, plans.clone(), false).unwrap();
+            let s = several(&reqs, plans.clone(), How::default()).unwrap();
             assert_eq!(s.build, vec![plans[0].sessions[0].clone()], "{args}");
             assert_eq!(
                 s.plans,
@@ -444,7 +518,13 @@ mod tests {
                     .map(without_first_session)
                     .collect::<Vec<_>>()
             );
-            assert!(s.system_of.is_empty());
+            assert!(s.system_of.is_empty() && s.connect.is_empty());
+            // Names known without asking the targets: their connections open while building.
+            let text = s.to_string();
+            assert!(text.contains(
+                "connect to root@a (one SSH connection for the run, opened while building"
+            ));
+            assert!(!text.contains("opened before the build"));
         }
     }
 
@@ -454,8 +534,8 @@ mod tests {
             "switch --store-path /nix/store/x-sys --target-host root@a --target-host root@b \
              --confirm-timeout 30",
         );
-        let s = several(&reqs, plans.clone(), false).unwrap();
-        assert!(s.build.is_empty() && s.system_of.is_empty());
+        let s = several(&reqs, plans.clone(), How::default()).unwrap();
+        assert!(s.build.is_empty() && s.system_of.is_empty() && s.connect.is_empty());
         assert_eq!(s.plans, plans);
         assert!(s.plans.iter().all(|p| p.confirm.is_some()));
     }
@@ -464,17 +544,43 @@ mod tests {
     fn with_a_build_host_the_derivations_go_there_once_and_each_target_copies_from_there() {
         let (reqs, plans) =
             each("switch --flake /cfg --build-host bld --target-host root@a --target-host root@b");
-        let s = several(&reqs, plans.clone(), false).unwrap();
+        let s = several(
+            &reqs,
+            plans.clone(),
+            How {
+                connect_first: true,
+                ..How::default()
+            },
+        )
+        .unwrap();
         // Each target's plan from the builder's copy to it on: its evaluation, the copy of its
-        // derivation and its build are the shared ones.
+        // derivation and its build are the shared ones, and so is the builder's connection.
         let rest: Vec<Plan> = plans
             .into_iter()
             .map(|mut p| {
                 p.sessions.drain(..3);
+                p.connect.retain(|c| c.host.dest != "bld");
                 p
             })
             .collect();
         assert_eq!(s.plans, rest);
+        assert_eq!(
+            s.connect,
+            [Connect {
+                host: crate::host::SshHost::parse("--build-host", "bld").unwrap(),
+                checks: crate::probe::Checks::builder(),
+            }]
+        );
+        let dests: Vec<Vec<&str>> = s
+            .plans
+            .iter()
+            .map(|p| p.connect.iter().map(|c| c.host.dest.as_str()).collect())
+            .collect();
+        assert_eq!(dests, [["root@a"], ["root@b"]]);
+        // Shown once, with the build; each target's section names the target.
+        let text = s.to_string();
+        assert_eq!(text.matches("connect to bld").count(), 1, "{text}");
+        assert!(text.contains("then, for root@a ($system: line 1 of $systems)"));
         assert!(
             s.plans
                 .iter()
@@ -530,12 +636,14 @@ mod tests {
         let (reqs, plans) = each(
             "boot --flake /cfg#web --build-host bld --target-host root@a --target-host root@b",
         );
-        let s = several(&reqs, plans.clone(), false).unwrap();
+        let s = several(&reqs, plans.clone(), How::default()).unwrap();
         // The first target's evaluation, copy of the derivation (through its connection:
         // at run time each target's copy names its own, `same`) and build.
         assert_eq!(s.build, plans[0].sessions[..3]);
         assert!(s.system_of.is_empty());
         assert!(s.plans.iter().all(|p| p.sessions.len() == 2));
+        assert_eq!(s.connect.len(), 1);
+        assert!(s.plans.iter().all(|p| p.connect.len() == 1));
     }
 
     #[test]

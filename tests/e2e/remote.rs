@@ -252,7 +252,7 @@ fn sudo_password_is_asked_once_and_checked_before_building() {
 }
 
 /// The store path the target's configuration would build to, without building it.
-fn toplevel_path(f: &Fleet) -> String {
+pub(crate) fn toplevel_path(f: &Fleet) -> String {
     let installable = format!(
         "{}#nixosConfigurations.{T}.config.system.build.toplevel.outPath",
         f.config_dir().display()

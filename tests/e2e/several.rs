@@ -3,9 +3,12 @@
 //! connection, a failure stopping only its own target, and the exit status of the first
 //! target (in the order given) that was not deployed.
 
-use crate::fleet::{DEPLOYPW_PASSWORD, Fleet, RB, RbCall, SYSTEM_PROFILE, Sessions, run_command};
+use crate::fleet::{
+    DEPLOYPW_PASSWORD, Fleet, RB, RbCall, RunResult, SYSTEM_PROFILE, Sessions, run_command,
+};
 use serde_json::Value;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 const WS: &str = "ws";
 const A: &str = "aquamarine";
@@ -34,6 +37,38 @@ fn build_logs(f: &Fleet, host: &str, needle: &str) -> usize {
 
 fn root(host: &str) -> String {
     format!("root@{host}")
+}
+
+/// `args`, then `--target-host DEST` for each of `dests`.
+fn with_targets<'a>(args: &[&'a str], dests: &'a [String]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    for d in dests {
+        all.extend(["--target-host", d.as_str()]);
+    }
+    all
+}
+
+/// rb with `args` and several targets, `stdin` its input and `env` added to its environment.
+fn rb_to(
+    f: &Fleet,
+    args: &[&str],
+    dests: &[String],
+    stdin: Option<&str>,
+    env: &[(&str, &Path)],
+) -> RunResult {
+    f.rb_with(RbCall {
+        args: &with_targets(args, dests),
+        stdin: stdin.map(String::from),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned()))
+            .collect(),
+        ..Default::default()
+    })
+}
+
+fn phase_lines(r: &RunResult, phase: &str) -> usize {
+    r.stderr.lines().filter(|l| l.starts_with(phase)).count()
 }
 
 fn summary_row<'a>(stderr: &'a str, dest: &str) -> &'a str {
@@ -176,9 +211,9 @@ fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
         assert_eq!(f.generations(host, SYSTEM_PROFILE), [1]);
     }
     // Each target as alone: rb's connection and the builder's, three sessions (probe, the
-    // builder's copy, activation). The builder: one connection per target (each target's copy
-    // from there goes through its own), a probe and a copy each, and the derivations' copy
-    // and the build once (alone: 1 connection, 4 sessions).
+    // builder's copy, activation). The builder: one connection for the run, its probe, the
+    // derivations' copy and the build once, and each target's copy from there (alone: 1
+    // connection, 4 sessions).
     for host in [A, B] {
         assert_eq!(
             f.sessions(host),
@@ -191,8 +226,8 @@ fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
     assert_eq!(
         f.sessions("builder"),
         Sessions {
-            connections: 2,
-            sessions: 6
+            connections: 1,
+            sessions: 5
         }
     );
     // One evaluation here, the derivations copied once, one build there.
@@ -572,4 +607,148 @@ fn a_target_the_flake_has_no_configuration_for_fails_alone() {
             sessions: 1
         }
     );
+}
+
+#[test]
+fn the_build_host_has_one_connection_for_every_target() {
+    const C: &str = "coral";
+    let f = Fleet::up(&[WS, "builder", A, B, C]);
+    let rt = crate::state::runtime_dir(&f, "rt");
+    let dests = [root(A), root(B), root(C)];
+    let flake = f.flake(A);
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", &flake, "--build-host", "builder"],
+        &dests,
+        None,
+        &[("XDG_RUNTIME_DIR", &rt)],
+    );
+    r.assert_success();
+    for host in [A, B, C] {
+        let a = f.activations(host);
+        assert_eq!(a.len(), 1, "{host}: {r:?}");
+        assert!(a[0].toplevel.ends_with("-nixos-system-aquamarine-26.05.1"));
+        // rb's connection (probe, copy from the builder, activation) and the builder's own.
+        assert_eq!(
+            f.sessions(host),
+            Sessions {
+                connections: 2,
+                sessions: 3
+            },
+            "{host}"
+        );
+    }
+    // One connection and one probe there for the run: the derivation's copy and the build,
+    // then each target's copy from there through that same connection.
+    assert_eq!(
+        f.sessions("builder"),
+        Sessions {
+            connections: 1,
+            sessions: 6
+        },
+        "{r:?}"
+    );
+    assert_eq!(phase_lines(&r, "rb: build on builder done"), 1, "{r:?}");
+    // It closed once every target was over: no master or directory of rb's is left.
+    crate::state::assert_nothing_left(&rt, "after three targets and a build host");
+}
+
+/// `FLAKE#name` names every target's configuration without asking the targets, so their
+/// connections (probes, sudo password check) open while the build runs, as one target's does
+/// (with `--flake FLAKE` alone they open first: `one_sudo_password_for_every_target`).
+#[test]
+fn with_a_named_configuration_the_targets_connect_while_the_build_runs() {
+    let f = Fleet::up(&[WS, A, B]);
+    f.knob(A, "buildSeconds", "60");
+    let toplevel = crate::remote::toplevel_path(&f);
+    let flake = f.flake(A);
+    let dests = [format!("deploypw@{A}"), format!("deploypw@{B}")];
+    // Both refuse the password: the build had begun beside their connections, and it is
+    // stopped once the last of them failed.
+    let started = Instant::now();
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", &flake, "-S"],
+        &dests,
+        Some("wrong\n"),
+        &[],
+    );
+    r.assert_status(1);
+    assert!(r.stderr.lines().any(|l| l == "rb: build on local"), "{r:?}");
+    assert_eq!(phase_lines(&r, "rb: build on local done"), 0, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the build was stopped: {r:?}"
+    );
+    assert!(
+        !f.has_path(WS, &toplevel),
+        "the system was not built: {r:?}"
+    );
+    for dest in &dests {
+        assert!(
+            r.stderr.contains(&format!(
+                "sudo on {dest} refused: the password was not accepted"
+            )),
+            "{r:?}"
+        );
+        assert!(summary_row(&r.stderr, dest).contains("failed (exit status 1)"));
+    }
+    for host in [A, B] {
+        let only_the_probe = Sessions {
+            connections: 1,
+            sessions: 1,
+        };
+        assert_eq!(f.sessions(host), only_the_probe, "{host}: {r:?}");
+        assert!(f.activations(host).is_empty());
+    }
+
+    // One unreachable target is left out; the build goes on for the other, which deploys.
+    f.knob(A, "buildSeconds", "0");
+    let dests = [root(A), GONE.to_string()];
+    let r = rb_to(&f, &["switch", "--flake", &flake], &dests, None, &[]);
+    r.assert_status(255);
+    assert_eq!(phase_lines(&r, "rb: build on local done"), 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("cannot connect to root@no-such-host.invalid"),
+        "{r:?}"
+    );
+    assert!(summary_row(&r.stderr, &root(A)).contains("deployed"));
+    assert!(summary_row(&r.stderr, GONE).contains("unreachable (exit status 255)"));
+    assert_eq!(f.generations(A, SYSTEM_PROFILE), [1]);
+}
+
+/// A build that fails with the targets' connections open beside it fails the run with the
+/// build's own error and status, as for one target; no target gets anything.
+#[test]
+fn a_failed_build_beside_the_connections_is_the_runs_error() {
+    let f = Fleet::up(&[WS, A, B]);
+    f.knob(A, "failBuild", "true");
+    let flake = f.flake(A);
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", &flake],
+        &[root(A), root(B)],
+        None,
+        &[],
+    );
+    assert!(r.status != 0 && r.status != 255, "{r:?}");
+    assert!(
+        r.stderr.contains("failed on purpose (knob failBuild)"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("targets deployed"), "no summary: {r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    for host in [A, B] {
+        assert!(f.activations(host).is_empty());
+        // Its connection opened beside the build: its probe, nothing else.
+        assert_eq!(
+            f.sessions(host),
+            Sessions {
+                connections: 1,
+                sessions: 1
+            },
+            "{host}: {r:?}"
+        );
+    }
 }
