@@ -139,6 +139,43 @@ fn refuse(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// Two targets that are one machine to ssh (`a` and `root@a` for root, two aliases in
+/// ~/.ssh/config), or a target that is the build host, refused (exit 2) before anything
+/// connects: the one machine would be deployed twice at once, through one SSH master whose
+/// first user to finish would close it under the other.
+fn refuse_same_machine(
+    env: &BTreeMap<String, String>,
+    targets: &[SshHost],
+    builder: Host,
+) -> Result<()> {
+    let ssh = crate::ssh::Ssh::new(env)?;
+    let mut seen: Vec<(String, &SshHost)> = Vec::new();
+    for t in targets {
+        let Some(machine) = ssh.resolve(t) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(m, _)| *m == machine) {
+            return Err(usage(format!(
+                "--target-host {} and --target-host {} are the same machine to ssh ({machine}): \
+                 give it once",
+                first.dest, t.dest
+            )));
+        }
+        seen.push((machine, t));
+    }
+    if let Host::Ssh(b) = builder
+        && let Some(machine) = ssh.resolve(&b)
+        && let Some((_, t)) = seen.iter().find(|(m, _)| *m == machine)
+    {
+        return Err(usage(format!(
+            "--build-host {} is --target-host {} to ssh ({machine}): build elsewhere, or \
+             deploy it on its own",
+            b.dest, t.dest
+        )));
+    }
+    Ok(())
+}
+
 /// One target: its host and, once planned, its request, plan and connection.
 struct Target {
     host: SshHost,
@@ -204,6 +241,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         }
         unnamed.push(req);
     }
+    refuse_same_machine(&env, &hosts, unnamed[0].build_host.clone())?;
     // `--flake FLAKE` without `#name`: each configuration is named after the host name the
     // target's connection learns, so the connections open before the build.
     let names_from_hosts = asked.get();

@@ -313,6 +313,36 @@ impl Ssh {
             .filter(|h| !h.is_empty())
     }
 
+    /// The machine ssh would connect to for `host`, as `ssh -G` works it out from its
+    /// configuration and `NIX_SSHOPTS` without connecting: `user@hostname:port`. Two names of
+    /// one machine (`a` and `root@a` for root, two aliases) give the same. None when ssh
+    /// cannot say.
+    pub fn resolve(&self, host: &SshHost) -> Option<String> {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-G")
+            .args(&self.user)
+            .arg(&host.dest)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let out = process::output(&mut cmd, "ssh", Stdin::Nothing).ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        Some(format!(
+            "{}@{}:{}",
+            value("user")?,
+            value("hostname")?,
+            value("port")?
+        ))
+    }
+
     /// The `ssh` process running `words` on `host` through its master.
     pub fn command(&self, host: &SshHost, words: &[String]) -> Command {
         let mut cmd = Command::new("ssh");

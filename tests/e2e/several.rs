@@ -380,6 +380,16 @@ fn what_several_targets_refuse_before_anything_runs() {
         ),
         (&["switch", "--upgrade"], "--upgrade and --upgrade-all"),
         (&["switch", "--ask"], "--ask asks about one target"),
+        // ssh lowercases host names: root@A is root@a.
+        (
+            &["switch", "--target-host", "root@A"],
+            "--target-host root@A and --target-host root@a are the same machine to ssh \
+             (root@a:22)",
+        ),
+        (
+            &["switch", "--build-host", "root@B"],
+            "--build-host root@B is --target-host root@b to ssh",
+        ),
         (
             &["switch", "--target-host", "root@a"],
             "--target-host root@a is given twice",
