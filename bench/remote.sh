@@ -18,7 +18,8 @@
 #       --several "1 3 10"
 #                    instead: one rb run deploying to each of that many fleet hosts at once
 #                    (several --target-host, each its own configuration, --max-parallel the
-#                    number of hosts), a first deploy, wall time and its ratio to one host's
+#                    number of hosts), a first deploy, wall time and its ratio to one host's,
+#                    and the CPU time the whole machine spent meanwhile (the hosts run here)
 # The fleet's Nix is this machine's unless RB_FLEET_ROOT names a root (bookworm 2.8, trixie
 # 2.26, sid 2.34: tests/fleet/roots ensure makes them); the first line says which ran.
 # Needs root, nix-bin, openssh-server, rustc and cargo (builds rb and the relay).
@@ -32,7 +33,7 @@ while (($#)); do
   --paths) PATHS=$2 && shift 2 ;;
   --rounds) ROUNDS=$2 && shift 2 ;;
   --only) SCENARIOS=("$2") && shift 2 ;;
-  *) sed -n '2,24s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
+  *) sed -n '2,25s/^# \{0,1\}//p' "$0" >&2 && exit 2 ;;
   esac
 done
 FLEET=$PWD/tests/fleet/fleet
@@ -151,10 +152,10 @@ deploy() {
 
 # several "1 3 10": rb deploying to that many hosts in one run (README, "Several targets").
 several() {
-  local n dir hosts targets seconds start end one="" i total c s
-  printf "%-6s %8s %8s   %-18s\n" hosts "wall(s)" "x 1 host" "h1 conn/sessions"
+  local n dir hosts targets seconds start end one="" i total cpu c0 c1 c s
+  printf "%-6s %8s %8s %8s   %-18s\n" hosts "wall(s)" "x 1 host" "cpu(s)" "h1 conn/sessions"
   for n in $1; do
-    total=0
+    total=0 cpu=0
     for round in $(seq "$ROUNDS"); do
       dir=$WORK/several-$n-$round
       hosts=() targets=()
@@ -164,18 +165,28 @@ several() {
       "$FLEET" up "$dir" ws "${hosts[@]}" >/dev/null
       for i in "${hosts[@]}"; do "$FLEET" knob "$dir" "$i" closurePaths "$PATHS"; done
       add_latency "$dir" "${hosts[@]}"
+      c0=$(cpu_seconds)
       start=$(now)
       "$FLEET" run "$dir" ws --cwd "$dir/work" -- "$RB" switch --flake "$dir/config" \
         "${targets[@]}" --max-parallel "$n" >/dev/null 2>&1
       end=$(now)
+      c1=$(cpu_seconds)
       total=$(awk "BEGIN { print $total + $end - $start }")
+      cpu=$(awk "BEGIN { print $cpu + $c1 - $c0 }")
       read -r c s < <("$FLEET" sessions "$dir" h1 | sed 's/connections=\([0-9]*\) sessions=\([0-9]*\)/\1 \2/')
       "$FLEET" down "$dir" >/dev/null
     done
     seconds=$(awk "BEGIN { print $total / $ROUNDS }")
     [[ -n $one ]] || one=$seconds
-    printf "%-6s %8.2f %8.2f   %-18s\n" "$n" "$seconds" "$(awk "BEGIN { print $seconds / $one }")" "$c/$s"
+    printf "%-6s %8.2f %8.2f %8.2f   %-18s\n" "$n" "$seconds" "$(awk "BEGIN { print $seconds / $one }")" \
+      "$(awk "BEGIN { print $cpu / $ROUNDS }")" "$c/$s"
   done
+}
+
+# The CPU time this machine has spent so far, all cores, user and system (/proc/stat's first
+# line, in clock ticks of 1/100 s): the fleet's hosts run here, so their work counts too.
+cpu_seconds() {
+  awk '/^cpu / { print ($2 + $3 + $4 + $7 + $8) / 100 }' /proc/stat
 }
 
 # The Nix the fleet runs (its root's, see tests/fleet/roots), not necessarily this machine's.

@@ -762,3 +762,32 @@ fn a_failed_build_beside_the_connections_is_the_runs_error() {
         );
     }
 }
+
+/// A build host that cannot be reached is the run's one error (exit 255, naming it), as for
+/// one target: the build never starts and nothing reaches any target.
+#[test]
+fn an_unreachable_build_host_is_the_runs_error() {
+    let f = Fleet::up(&[WS, A, B]);
+    for flake in [f.flake(A), f.config_dir().display().to_string()] {
+        let r = rb_to(
+            &f,
+            &["switch", "--flake", &flake, "--build-host", GONE],
+            &[root(A), root(B)],
+            None,
+            &[],
+        );
+        r.assert_status(255);
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("rb: error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{flake}: {r:?}");
+        assert!(errors[0].contains("no-such-host.invalid"), "{flake}: {r:?}");
+        assert!(r.stdout.is_empty(), "{flake}: {r:?}");
+        for host in [A, B] {
+            assert!(f.activations(host).is_empty(), "{flake}: {host}");
+            assert_eq!(f.current_generation(host, SYSTEM_PROFILE), None, "{host}");
+        }
+    }
+}
