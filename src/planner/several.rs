@@ -359,18 +359,10 @@ use std::fmt;
 mod tests {
     use super::*;
     use crate::cli::Cli;
+    use crate::planner::tests::RUN;
     use crate::request::resolve_for;
     use crate::request::tests::ctx;
     use clap::Parser;
-
-    const RUN: RunEnv = RunEnv {
-        run_id: "r1",
-        nix_sshopts: "-o ControlPath=/tmp/rb.t/%C",
-        cwd: "/home/me/cfg",
-        program: "rb",
-        use_nom: false,
-        progress: false,
-    };
 
     /// Each target's request and whole plan, as `src/several.rs` makes them.
     fn each(args: &str) -> (Vec<Request>, Vec<Plan>) {

@@ -4,7 +4,8 @@ use super::*;
 use crate::plan::Connect;
 use crate::request::tests::{ctx, req, req_in};
 
-const RUN: RunEnv = RunEnv {
+/// The run every plan test plans for (`planner/several.rs`'s tests too).
+pub(super) const RUN: RunEnv = RunEnv {
     run_id: "r1",
     nix_sshopts: "-o ControlPath=/tmp/rb.t/%C",
     cwd: "/home/me/cfg",

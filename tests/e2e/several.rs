@@ -87,17 +87,13 @@ fn three_targets_one_build_a_failed_activation_and_an_unreachable_host() {
     f.knob(B, "sharedKernel", "true");
     let config = f.config_dir();
     let (ra, rb_) = (root(A), root(B));
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        config.to_str().unwrap(),
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-        "--target-host",
-        GONE,
-    ]);
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", config.to_str().unwrap()],
+        &[ra.clone(), rb_.clone(), GONE.to_string()],
+        None,
+        &[],
+    );
     // The first target that was not deployed, in the order given: beryl's activation.
     r.assert_status(4);
 
@@ -152,18 +148,13 @@ fn three_targets_one_build_a_failed_activation_and_an_unreachable_host() {
     );
 
     // The same run with --json: one document, a member per target in the order given.
-    let r = f.rb(&[
-        "test",
-        "--flake",
-        config.to_str().unwrap(),
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-        "--target-host",
-        GONE,
-        "--json",
-    ]);
+    let r = rb_to(
+        &f,
+        &["test", "--flake", config.to_str().unwrap(), "--json"],
+        &[ra.clone(), rb_.clone(), GONE.to_string()],
+        None,
+        &[],
+    );
     r.assert_status(4);
     let d: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
     assert_eq!(d["success"], false);
@@ -190,17 +181,19 @@ fn built_on(f: &Fleet, host: &str, config: &str) -> bool {
 fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
     let f = Fleet::up(&[WS, "builder", A, B]);
     let (ra, rb_) = (root(A), root(B));
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        f.config_dir().to_str().unwrap(),
-        "--build-host",
-        "builder",
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-    ]);
+    let r = rb_to(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            f.config_dir().to_str().unwrap(),
+            "--build-host",
+            "builder",
+        ],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_success();
     for host in [A, B] {
         assert!(built_on(&f, "builder", host), "{host}: {r:?}");
@@ -237,17 +230,13 @@ fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
     }
     // One configuration for both: built there as for one target.
     f.knob(A, "rev", "2");
-    let r = f.rb(&[
-        "boot",
-        "--flake",
-        &f.flake(A),
-        "--build-host",
-        "builder",
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-    ]);
+    let r = rb_to(
+        &f,
+        &["boot", "--flake", &f.flake(A), "--build-host", "builder"],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_success();
     assert!(
         f.activations(B)[1]
@@ -256,17 +245,19 @@ fn a_build_host_builds_every_configuration_and_copies_each_to_its_target() {
         "{r:?}"
     );
     // A build host that is one of the targets is refused.
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        f.config_dir().to_str().unwrap(),
-        "--build-host",
-        &ra,
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-    ]);
+    let r = rb_to(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            f.config_dir().to_str().unwrap(),
+            "--build-host",
+            &ra,
+        ],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_status(2);
 }
 
@@ -303,16 +294,13 @@ fn the_plan_shows_one_build_and_each_targets_pipeline_and_connects_nowhere() {
 fn one_configuration_for_every_target_and_one_document_with_each() {
     let f = Fleet::up(&[WS, A, B]);
     let (ra, rb_) = (root(A), root(B));
-    let r = f.rb(&[
-        "boot",
-        "--flake",
-        &f.flake(A),
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-        "--json",
-    ]);
+    let r = rb_to(
+        &f,
+        &["boot", "--flake", &f.flake(A), "--json"],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_success();
     let d: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
     assert_eq!(
@@ -428,20 +416,9 @@ fn one_sudo_password_for_every_target() {
     let config = f.config_dir();
     let (pa, pb) = (format!("deploypw@{A}"), format!("deploypw@{B}"));
     let deploy = |password: &str| {
-        f.rb_with(RbCall {
-            args: &[
-                "switch",
-                "--flake",
-                config.to_str().unwrap(),
-                "--target-host",
-                &pa,
-                "--target-host",
-                &pb,
-                "-S",
-            ],
-            stdin: Some(format!("{password}\n")),
-            ..Default::default()
-        })
+        let args = ["switch", "--flake", config.to_str().unwrap(), "-S"];
+        let stdin = format!("{password}\n");
+        rb_to(&f, &args, &[pa.clone(), pb.clone()], Some(&stdin), &[])
     };
     // A wrong one is refused by each target's first session, before anything is built.
     let r = deploy("wrong");
@@ -468,17 +445,19 @@ fn one_sudo_password_for_every_target() {
 fn magic_rollback_confirms_each_target_over_a_new_connection() {
     let f = Fleet::up(&[WS, A, B]);
     let (ra, rb_) = (root(A), root(B));
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        f.config_dir().to_str().unwrap(),
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-        "--confirm-timeout",
-        "30",
-    ]);
+    let r = rb_to(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            f.config_dir().to_str().unwrap(),
+            "--confirm-timeout",
+            "30",
+        ],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_success();
     for (host, dest) in [(A, &ra), (B, &rb_)] {
         assert!(
@@ -544,15 +523,13 @@ fn a_signal_stops_every_target_at_once() {
 fn build_copies_each_target_its_configuration_and_activates_nothing() {
     let f = Fleet::up(&[WS, A, B]);
     let (ra, rb_) = (root(A), root(B));
-    let r = f.rb(&[
-        "build",
-        "--flake",
-        f.config_dir().to_str().unwrap(),
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-    ]);
+    let r = rb_to(
+        &f,
+        &["build", "--flake", f.config_dir().to_str().unwrap()],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_success();
     let lines: Vec<(&str, &str)> = r
         .stdout
@@ -587,15 +564,13 @@ fn a_target_the_flake_has_no_configuration_for_fails_alone() {
         .args(["commit", "-qam", "no beryl"]);
     run_command(git, None).assert_success();
     let (ra, rb_) = (root(A), root(B));
-    let r = f.rb(&[
-        "switch",
-        "--flake",
-        config.to_str().unwrap(),
-        "--target-host",
-        &ra,
-        "--target-host",
-        &rb_,
-    ]);
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", config.to_str().unwrap()],
+        &[ra.clone(), rb_.clone()],
+        None,
+        &[],
+    );
     r.assert_status(1);
     assert!(
         r.stderr.contains(&format!(
