@@ -364,6 +364,12 @@ mod tests {
     use crate::request::tests::ctx;
     use clap::Parser;
 
+    /// The targets' connections open before the build (`--flake FLAKE` without `#name`).
+    const CONNECT_FIRST: How = How {
+        connect_first: true,
+        progress: false,
+    };
+
     /// Each target's request and whole plan, as `src/several.rs` makes them.
     fn each(args: &str) -> (Vec<Request>, Vec<Plan>) {
         let cli =
@@ -404,15 +410,7 @@ mod tests {
         let args = "switch --flake /cfg --target-host root@a --target-host root@b \
                     --target-host deploy@a --sudo";
         let (reqs, plans) = each(args);
-        let s = several(
-            &reqs,
-            plans.clone(),
-            How {
-                connect_first: true,
-                ..How::default()
-            },
-        )
-        .unwrap();
+        let s = several(&reqs, plans.clone(), CONNECT_FIRST).unwrap();
         // On a terminal, the one build writes Nix's log for the live area, as one target's.
         let drawn = several(
             &reqs,
@@ -536,15 +534,7 @@ mod tests {
     fn with_a_build_host_the_derivations_go_there_once_and_each_target_copies_from_there() {
         let (reqs, plans) =
             each("switch --flake /cfg --build-host bld --target-host root@a --target-host root@b");
-        let s = several(
-            &reqs,
-            plans.clone(),
-            How {
-                connect_first: true,
-                ..How::default()
-            },
-        )
-        .unwrap();
+        let s = several(&reqs, plans.clone(), CONNECT_FIRST).unwrap();
         // Each target's plan from the builder's copy to it on: its evaluation, the copy of its
         // derivation and its build are the shared ones, and so is the builder's connection.
         let rest: Vec<Plan> = plans
