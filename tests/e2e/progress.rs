@@ -377,3 +377,51 @@ fn several_targets_show_a_line_each_with_its_state_then_its_result() {
     assert!(!r.stdout.contains("@nix"), "{r:?}");
     assert_eq!(f.generations(T, crate::fleet::SYSTEM_PROFILE), [1]);
 }
+
+/// With `--max-parallel 1` the second target's line says it waits its turn, and magic
+/// rollback's wait for the confirmation shows as the first target's `confirm`.
+#[test]
+fn several_targets_show_their_turn_and_the_confirmation() {
+    const B2: &str = "beryl";
+    let f = Fleet::up(&[WS, T, B2]);
+    for host in [T, B2] {
+        // A second of activation: long enough for the area to draw the waiting target.
+        f.knob(host, "activationSeconds", "1");
+    }
+    let (ra, rb_) = (format!("root@{T}"), format!("root@{B2}"));
+    let config = f.config_dir();
+    let r = on_terminal(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            config.to_str().unwrap(),
+            "--target-host",
+            &ra,
+            "--target-host",
+            &rb_,
+            "--max-parallel",
+            "1",
+            "--confirm-timeout",
+            "30",
+        ],
+        None,
+    );
+    r.assert_success();
+    let text = rb::progress::live::strip_escapes(&r.stdout);
+    let waited = states_of(&text, &rb_);
+    assert!(
+        waited
+            .iter()
+            .any(|s| s.starts_with("waiting: at most 1 at once (--max-parallel)")),
+        "{waited:#?}\n{r:?}"
+    );
+    let first = states_of(&text, &ra);
+    assert!(
+        first.iter().any(|s| s.starts_with("confirm")),
+        "{first:#?}\n{r:?}"
+    );
+    for host in [T, B2] {
+        assert_eq!(f.generations(host, crate::fleet::SYSTEM_PROFILE), [1]);
+    }
+}
