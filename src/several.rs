@@ -383,7 +383,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     // as one target's does.
     let connecting = match names_from_hosts {
         true => Vec::new(),
-        false => connect_beside_build(&mut targets, &checks),
+        false => connect_beside_build(&mut targets, &checks, report.live()),
     };
     show_connected(
         report.live(),
@@ -416,7 +416,6 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     {
         if let Some(e) = &t.failed {
             say_error(report, &t.host.dest, e);
-            show_ended(report.live(), &t.host.dest, Some(e), None, Duration::ZERO);
         }
     }
     if let Some(b) = &builder {
@@ -495,20 +494,27 @@ fn connect_all(targets: &mut [Target], checks: &Checks, report: &Report) {
 /// Begins opening the connection of every target not left out yet, each on a thread of its
 /// own, while the build runs. One that fails leaves its target out, but the build goes on
 /// for the others: it is stopped (as one target's unreachable host stops it) only once every
-/// target has failed.
-fn connect_beside_build(targets: &mut [Target], checks: &Checks) -> Vec<(usize, Connecting)> {
+/// target has failed. A target's line in the live area says its failure at once; its error
+/// line comes once the build is over (`finish_connecting`).
+fn connect_beside_build(
+    targets: &mut [Target],
+    checks: &Checks,
+    live: Option<&Live>,
+) -> Vec<(usize, Connecting)> {
     let left = targets.iter().filter(|t| t.failed.is_none()).count();
     let left = Arc::new(AtomicUsize::new(left));
-    let on_failure: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        if left.fetch_sub(1, Ordering::SeqCst) == 1 {
-            crate::process::stop_child();
-        }
-    });
     let mut connecting = Vec::new();
     for (i, t) in targets.iter_mut().enumerate() {
         if t.failed.is_some() {
             continue;
         }
+        let (left, live, dest) = (left.clone(), live.cloned(), t.host.dest.clone());
+        let on_failure: Arc<dyn Fn(&Error) + Send + Sync> = Arc::new(move |why| {
+            show_ended(live.as_ref(), &dest, Some(why), None, Duration::ZERO);
+            if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                crate::process::stop_child();
+            }
+        });
         let connect = Connect {
             host: t.host.clone(),
             checks: checks.clone(),
@@ -516,7 +522,7 @@ fn connect_beside_build(targets: &mut [Target], checks: &Checks) -> Vec<(usize, 
         match t.transport.connect_beside(&[connect], on_failure.clone()) {
             Ok(c) => connecting.push((i, c)),
             Err(e) => {
-                on_failure();
+                on_failure(&e);
                 t.failed = Some(e);
             }
         }

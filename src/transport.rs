@@ -96,17 +96,17 @@ impl Transport {
     /// so that the round trips of connecting overlap the evaluation and build (README,
     /// "Copies"). A host that cannot be reached stops the local child rb is waiting for.
     pub fn connect_in_background(&mut self, hosts: &[Connect]) -> Result<Connecting> {
-        self.connect_beside(hosts, Arc::new(crate::process::stop_child))
+        self.connect_beside(hosts, Arc::new(|_: &Error| crate::process::stop_child()))
     }
 
     /// As [`Transport::connect_in_background`], with `on_failure` called (on the connection's
-    /// thread) for each host that cannot be reached or whose probe refuses it, instead of
-    /// stopping the build: with several targets, one such target is left out while the
-    /// build goes on for the others (`several.rs`).
+    /// thread, with why) for each host that cannot be reached or whose probe refuses it,
+    /// instead of stopping the build: with several targets, one such target is left out
+    /// while the build goes on for the others (`several.rs`).
     pub fn connect_beside(
         &mut self,
         hosts: &[Connect],
-        on_failure: Arc<dyn Fn() + Send + Sync>,
+        on_failure: Arc<dyn Fn(&Error) + Send + Sync>,
     ) -> Result<Connecting> {
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -122,9 +122,13 @@ impl Transport {
             let (failed, on_failure) = (failed.clone(), on_failure.clone());
             threads.push(std::thread::spawn(move || {
                 let result = opening.run();
-                if !matches!(&result, Ok(p) if p.facts.is_ok()) {
+                let why = match &result {
+                    Err(e) => Some(e),
+                    Ok(p) => p.facts.as_ref().err(),
+                };
+                if let Some(why) = why {
                     failed.store(true, Ordering::SeqCst);
-                    on_failure();
+                    on_failure(why);
                 }
                 result
             }));

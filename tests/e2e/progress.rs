@@ -425,3 +425,35 @@ fn several_targets_show_their_turn_and_the_confirmation() {
         assert_eq!(f.generations(host, crate::fleet::SYSTEM_PROFILE), [1]);
     }
 }
+
+/// With the configuration named (`FLAKE#name`) the targets connect while the build runs, and
+/// a target that cannot be reached says so on its line at once, not after the build.
+#[test]
+fn an_unreachable_target_says_so_while_the_build_runs() {
+    let f = Fleet::up(&[WS, T]);
+    f.knob(T, "buildSeconds", "3");
+    let (ra, gone) = (format!("root@{T}"), "root@no-such-host.invalid");
+    let r = on_terminal(
+        &f,
+        &[
+            "switch",
+            "--flake",
+            &f.flake(T),
+            "--target-host",
+            &ra,
+            "--target-host",
+            gone,
+        ],
+        None,
+    );
+    r.assert_status(255);
+    let text = rb::progress::live::strip_escapes(&r.stdout);
+    let said = text
+        .find(&format!("{gone} unreachable (exit status 255)"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    let built = text
+        .find("build on local done")
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(said < built, "{r:?}");
+    assert_eq!(f.generations(T, crate::fleet::SYSTEM_PROFILE), [1]);
+}
