@@ -39,6 +39,10 @@ pub struct Ssh {
     connected: BTreeSet<String>,
     /// Hosts whose master another [`Ssh`] opened and closes ([`Ssh::adopt`]).
     adopted: BTreeSet<String>,
+    /// Hosts a master of ours began to open to, whatever came of it: an opening whose ssh
+    /// was stopped by a signal (Ctrl-C reaches rb's process group) after its master went to
+    /// the background (ControlPersist) failed, yet left that master running.
+    attempted: BTreeSet<String>,
     /// What each connected host's probe found, by destination.
     facts: BTreeMap<String, Facts>,
 }
@@ -114,6 +118,7 @@ impl Ssh {
                 dir: None,
                 connected: BTreeSet::new(),
                 adopted: BTreeSet::new(),
+                attempted: BTreeSet::new(),
                 facts: BTreeMap::new(),
             });
         }
@@ -150,6 +155,7 @@ impl Ssh {
             dir: Some(Arc::new(dir)),
             connected: BTreeSet::new(),
             adopted: BTreeSet::new(),
+            attempted: BTreeSet::new(),
             facts: BTreeMap::new(),
         })
     }
@@ -164,6 +170,7 @@ impl Ssh {
             dir: self.dir.clone(),
             connected: BTreeSet::new(),
             adopted: BTreeSet::new(),
+            attempted: BTreeSet::new(),
             facts: BTreeMap::new(),
         }
     }
@@ -259,6 +266,7 @@ impl Ssh {
         let opening = OPENINGS.fetch_add(1, Ordering::Relaxed) + 1;
         let log = match &self.dir {
             Some(dir) => {
+                self.attempted.insert(host.dest.clone());
                 // Our master: it runs the probe, then stays in the background for the run
                 // (ControlPersist). -E keeps its messages (and its open stderr, which would
                 // hold our pipe open) away from ours.
@@ -418,12 +426,14 @@ impl Ssh {
     /// Closes every master it opened (not those it adopted); safe to call more than once.
     pub fn close(&mut self) {
         self.adopted.clear();
-        let connected = std::mem::take(&mut self.connected);
+        let mut ours = std::mem::take(&mut self.connected);
+        ours.append(&mut self.attempted);
         if self.dir.is_none() {
             // Not our masters to close.
             return;
         }
-        for dest in connected {
+        // `-O exit` where no master listens fails at once, without connecting.
+        for dest in ours {
             process::quietly(
                 Command::new("ssh")
                     .args(self.base_args())

@@ -284,3 +284,30 @@ fn interrupted_while_building_copying_and_activating() {
         }
     }
 }
+
+/// Ctrl-C while the target's connection is still in its first session (the probe, which
+/// runs while the build does): ssh has already put the master in the background, so the
+/// opening fails with the signal yet leaves a master running, which rb closes too.
+#[test]
+fn interrupted_while_the_connection_runs_its_probe() {
+    const SLOW: &str = "slowprobe";
+    let f = Fleet::up(&[WS, SLOW]);
+    let dirs = Dirs::new(&f);
+    f.knob(SLOW, "buildSeconds", "60");
+    // sshd runs ~/.ssh/rc before each session's command (the fleet's hosts share root's
+    // ~/.ssh): every session now takes 30 s, once its connection is up.
+    fs::write(f.dir().join("ssh/rc"), "sleep 30\n").unwrap();
+    let run = switch(&f, SLOW, &dirs);
+    let rt = dirs.0.to_string_lossy().into_owned();
+    wait_until("the master", LIMIT, || {
+        processes()
+            .iter()
+            .any(|p| p.cmdline.starts_with("ssh: ") && p.cmdline.contains(&rt))
+    });
+    run.ctrl_c();
+    let r = run.wait(LIMIT);
+    r.assert_status(130);
+    assert_eq!(error_lines(&r.stderr), ["rb: error: interrupted"], "{r:?}");
+    dirs.assert_clean("SIGINT during the probe");
+    assert!(f.activations(SLOW).is_empty());
+}
