@@ -4,7 +4,7 @@ use crate::cli::Cli;
 use crate::error::{Error, Result, exit};
 use crate::exec::{Executor, Record};
 use crate::generations;
-use crate::host::Host;
+use crate::host::{Host, SshHost};
 use crate::nix::NixCaps;
 use crate::plan::{Finish, Plan, SCHEMA_VERSION, Var};
 use crate::planner;
@@ -128,16 +128,28 @@ pub(crate) fn local_hostname() -> String {
 
 /// `plan_only`: `--plan` connects to no host, so a remote target's host name (the default
 /// configuration name) is shown as a placeholder instead of asked.
+///
+/// `guessed`: when set, a remote target's name is guessed from how it is named
+/// (`SshHost::guessed_name`) instead of asked, and the guess is kept there, for its
+/// connection's probe to check (the connection then opens while the build runs).
 fn context(
     env: BTreeMap<String, String>,
     transport: Rc<RefCell<Option<Transport>>>,
     plan_only: bool,
+    guessed: Option<Rc<RefCell<Option<(SshHost, String)>>>>,
 ) -> Context {
     context_with(
         env,
         Box::new(move |host, checks| match host {
             Host::Local => Ok(local_hostname()),
             Host::Ssh(h) if plan_only => Ok(format!("<host name of {}>", h.dest)),
+            Host::Ssh(h) if guessed.is_some() && h.guessed_name().is_some() => {
+                let name = h.guessed_name().unwrap_or_default();
+                if let Some(g) = &guessed {
+                    *g.borrow_mut() = Some((h.clone(), name.clone()));
+                }
+                Ok(name)
+            }
             Host::Ssh(h) => match transport.borrow_mut().as_mut() {
                 Some(t) => t.hostname(h, checks),
                 None => Err(Error::Internal("no transport".into())),
@@ -189,58 +201,98 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     // The transport is shared with resolution, which may ask the target for its host name.
     let shared = Rc::new(RefCell::new(Some(Transport::new(&env))));
-    let result = run_with(cli, report, env, &shared);
+    let mut result = run_with(cli, report, env.clone(), &shared, true);
+    // The target's name was guessed and its probe says another: the same run again with its
+    // name, over the connection already open (its facts are known: no second probe).
+    if let Err(Error::NotTheGuess { host, guess, facts }) = &result {
+        report.info(&format!(
+            "{}: {host}'s host name is '{}', not '{guess}': building its configuration",
+            report.program, facts.hostname
+        ));
+        result = run_with(cli, report, env, &shared, false);
+    }
     if let Some(mut t) = shared.borrow_mut().take() {
         t.close();
     }
     result
 }
 
+/// One run. `first`: the first attempt, which may guess a remote target's name (`guess` in
+/// `context`); the second (after [`Error::NotTheGuess`]) asks it, and does not say again
+/// what the first said.
 fn run_with(
     cli: &Cli,
     report: &Report,
     env: BTreeMap<String, String>,
     shared: &Rc<RefCell<Option<Transport>>>,
+    first: bool,
 ) -> Result<()> {
-    let ctx = context(env, shared.clone(), cli.output.plan);
-    let req = request::resolve(cli, &ctx)?;
-    for w in &req.warnings {
-        report.warn(w);
+    let guessed = Rc::new(RefCell::new(None));
+    let caps = NixCaps::detect();
+    let id = run_id();
+    let cwd = std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into());
+    let plan_for = |guess: bool| -> Result<(Context, Request, Plan, bool)> {
+        let guessing = (guess && !cli.output.plan).then(|| guessed.clone());
+        let ctx = context(env.clone(), shared.clone(), cli.output.plan, guessing);
+        let req = request::resolve(cli, &ctx)?;
+        let remote = !(req.target_host.is_local() && req.build_host.is_local());
+        let nix_sshopts = match shared.borrow_mut().as_mut() {
+            Some(t) if remote => t.nix_sshopts()?,
+            Some(_) => String::new(),
+            None => return Err(Error::Internal("no transport".into())),
+        };
+        let progress = crate::progress::drawn(cli, &ctx.env);
+        let plan = planner::plan(
+            &req,
+            &caps,
+            &planner::RunEnv {
+                run_id: &id,
+                nix_sshopts: &nix_sshopts,
+                cwd: &cwd,
+                program: &report.program,
+                use_nom: use_nom(&ctx.env),
+                progress,
+            },
+        )?;
+        Ok((ctx, req, plan, progress))
+    };
+    let (mut ctx, mut req, mut plan, mut progress) = plan_for(first)?;
+    if let Some((host, name)) = guessed.borrow_mut().take() {
+        // The guess holds only if the target's connection opens with a probe to check it;
+        // otherwise the name is asked before anything runs, as without a guess.
+        match plan
+            .connect
+            .iter_mut()
+            .find(|c| c.host == host && !c.checks.is_empty())
+        {
+            Some(c) => {
+                report.debug(&format!(
+                    "the configuration is named '{name}' after {}, without asking it; its \
+                     connection's first session checks that its host name is that",
+                    host.dest
+                ));
+                c.checks.expect_hostname = Some(name);
+            }
+            None => (ctx, req, plan, progress) = plan_for(false)?,
+        }
     }
-    for n in &req.notes {
-        report.debug(n);
+    if first {
+        for w in &req.warnings {
+            report.warn(w);
+        }
+        for n in &req.notes {
+            report.debug(n);
+        }
     }
     if !cli.output.plan {
         crate::progress::ask::check(&req)?;
     }
-    let caps = NixCaps::detect();
     let mut guard = shared.borrow_mut();
     let transport = guard
         .as_mut()
         .ok_or_else(|| Error::Internal("no transport".into()))?;
-    let remote = !(req.target_host.is_local() && req.build_host.is_local());
-    let nix_sshopts = if remote {
-        transport.nix_sshopts()?
-    } else {
-        String::new()
-    };
-    let id = run_id();
-    let progress = crate::progress::drawn(cli, &ctx.env);
-    let cwd = std::env::current_dir()
-        .map(|d| d.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "/".into());
-    let plan = planner::plan(
-        &req,
-        &caps,
-        &planner::RunEnv {
-            run_id: &id,
-            nix_sshopts: &nix_sshopts,
-            cwd: &cwd,
-            program: &report.program,
-            use_nom: use_nom(&ctx.env),
-            progress,
-        },
-    )?;
     if cli.output.plan {
         print_plan(&plan, &req, &caps, cli.output.json, report);
         return Ok(());
@@ -265,6 +317,10 @@ fn run_with(
     };
     let mut record = Record::default();
     let mut result = executor.run_sessions(&plan, &mut record);
+    if let Err(e @ Error::NotTheGuess { .. }) = result {
+        // Nothing reached the target yet: `run_cli` runs again with the host's name.
+        return Err(e);
+    }
     if let Some(c) = &plan.confirm {
         // Magic rollback: whatever happened, say what the target's watchdog did.
         result = confirm::settle(&mut executor, c, result, &mut record);

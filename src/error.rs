@@ -167,6 +167,16 @@ pub enum Error {
     #[error("not changing {host}: {why}")]
     Declined { host: String, why: String },
 
+    /// The host a configuration was named after without asking it (`SshHost::guessed_name`)
+    /// reports another host name: internal to the run, which builds again with that name
+    /// over the same connection (`app.rs`), never shown. `facts`: what its probe found.
+    #[error("{host}'s host name is '{}', not '{guess}'", facts.hostname)]
+    NotTheGuess {
+        host: String,
+        guess: String,
+        facts: Box<crate::probe::Facts>,
+    },
+
     /// Magic rollback: rb could not confirm, and does not know the target is back where it was.
     #[error("{why}")]
     Unconfirmed {
@@ -197,6 +207,7 @@ impl Error {
             | Error::Output(_)
             | Error::Elevation { .. }
             | Error::Unsuitable { .. }
+            | Error::NotTheGuess { .. }
             | Error::NotBootDefault { .. } => exit::FAILURE,
         }
     }

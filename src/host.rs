@@ -114,6 +114,30 @@ impl SshHost {
         }
     }
 
+    /// The configuration name rb guesses for this host without connecting (README, "How a
+    /// run works"): the host part, without a port, cut at its first `.` (`web1.example.com`
+    /// is `web1`). None for an IP address, which says nothing of the machine's name. The
+    /// probe of the connection checks the guess (`probe::Checks::expect_hostname`).
+    pub fn guessed_name(&self) -> Option<String> {
+        let host = self.hostname.as_str();
+        let bare = host.split_once('%').map_or(host, |(addr, _zone)| addr);
+        if bare.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        // `host:port`: a name has no colon of its own.
+        let name = host.split(':').next().unwrap_or(host);
+        if name.parse::<std::net::Ipv4Addr>().is_ok() {
+            return None;
+        }
+        let name = name.split('.').next().unwrap_or(name);
+        let plausible = !name.is_empty()
+            && !name.starts_with('-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        plausible.then(|| name.to_string())
+    }
+
     fn uri_with(&self, scheme: &str) -> String {
         if self.hostname.contains(':') {
             // nix parses the authority like a URL, so an IPv6 address needs brackets.
@@ -152,6 +176,31 @@ mod tests {
         assert_eq!(p("[::1]").legacy_dest(true), "[::1]");
         assert_eq!(p("root@web1").legacy_dest(true), "root@web1");
         assert!(!p("root@aquamarine").scheme_given && p("ssh://root@aquamarine").scheme_given);
+    }
+
+    #[test]
+    fn the_name_guessed_without_connecting() {
+        let g = |v: &str| p(v).guessed_name();
+        assert_eq!(g("aquamarine").as_deref(), Some("aquamarine"));
+        assert_eq!(g("root@aquamarine").as_deref(), Some("aquamarine"));
+        assert_eq!(g("ssh-ng://deploy@web1").as_deref(), Some("web1"));
+        assert_eq!(g("root@web1.example.com").as_deref(), Some("web1"));
+        assert_eq!(g("web1.example.com").as_deref(), Some("web1"));
+        // A port, as SshHost keeps it in the host part.
+        assert_eq!(g("root@web1:2222").as_deref(), Some("web1"));
+        assert_eq!(g("web1.example.com:22").as_deref(), Some("web1"));
+        // Addresses name no machine.
+        for addr in [
+            "10.0.0.1",
+            "root@192.168.1.20",
+            "root@192.168.1.20:22",
+            "[::1]",
+            "root@[fe80::1%25eth0]",
+            "root@[2001:db8::7]",
+            "2001:db8::7",
+        ] {
+            assert_eq!(g(addr), None, "{addr}");
+        }
     }
 
     #[test]

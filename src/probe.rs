@@ -22,6 +22,11 @@ pub struct Checks {
     /// Set when steps there need root: how rb elevates them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<Elevation>,
+    /// The host name rb guessed for the configuration's name (`SshHost::guessed_name`): a
+    /// host that reports another is [`Error::NotTheGuess`], and rb builds again with its
+    /// name. Not part of the plan shown (`--plan` connects nowhere and guesses nothing).
+    #[serde(skip)]
+    pub expect_hostname: Option<String>,
 }
 
 impl Checks {
@@ -31,6 +36,7 @@ impl Checks {
         Checks {
             commands: vec!["nix-store".into(), "nix-env".into()],
             root: (action.activates() || action.sets_profile()).then(|| elevation.clone()),
+            expect_hostname: None,
         }
     }
 
@@ -39,6 +45,7 @@ impl Checks {
         Checks {
             commands: vec!["nix-store".into()],
             root: None,
+            expect_hostname: None,
         }
     }
 
@@ -51,6 +58,9 @@ impl Checks {
         }
         if self.root.is_none() {
             self.root = other.root.clone();
+        }
+        if self.expect_hostname.is_none() {
+            self.expect_hostname = other.expect_hostname.clone();
         }
     }
 
@@ -138,7 +148,22 @@ pub fn parse(stdout: &str) -> Option<Facts> {
 }
 
 /// What `checks` make of the probe's output on `host` (`dest`, e.g. `deploy@aquamarine`).
+/// A host that passes every check but reports another host name than the one expected is
+/// [`Error::NotTheGuess`], which carries its facts: the run goes on over this connection.
 pub fn verdict(checks: &Checks, dest: &str, stdout: &str) -> Result<Facts> {
+    let facts = checked(checks, dest, stdout)?;
+    match &checks.expect_hostname {
+        Some(guess) if *guess != facts.hostname => Err(Error::NotTheGuess {
+            host: dest.to_string(),
+            guess: guess.clone(),
+            facts: Box::new(facts),
+        }),
+        _ => Ok(facts),
+    }
+}
+
+/// [`verdict`] but for the host name.
+fn checked(checks: &Checks, dest: &str, stdout: &str) -> Result<Facts> {
     if checks.is_empty() {
         return Ok(Facts::default());
     }
@@ -316,5 +341,31 @@ mod tests {
             "svc@aq cannot be deployed to: the account cannot run commands (This account is \
              currently not available.)"
         );
+    }
+
+    #[test]
+    fn a_guessed_host_name_is_checked_after_the_rest() {
+        let mut s = Checks::target(Action::Switch, &sudo(false));
+        s.expect_hostname = Some("aq".into());
+        let root = "rb-probe 1\nuid 0\nhostname aq\n";
+        assert_eq!(verdict(&s, "root@aq", root).unwrap().hostname, "aq");
+        // Another name: the facts are kept for the run that goes on with that name.
+        let other = "rb-probe 1\nuid 0\nhostname beryl\n";
+        match verdict(&s, "root@aq", other) {
+            Err(Error::NotTheGuess { guess, facts, .. }) => {
+                assert_eq!((guess.as_str(), facts.hostname.as_str()), ("aq", "beryl"));
+                assert_eq!(facts.uid, Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A host that fails a check fails it, whatever its name.
+        let e = verdict(&s, "deploy@aq", &format!("{OK}sudo password\n")).unwrap_err();
+        assert!(matches!(e, Error::Elevation { .. }), "{e:?}");
+        let e = verdict(
+            &s,
+            "deploy@aq",
+            "rb-probe 1\nuid 1000\nhostname beryl\nsudo password\n",
+        );
+        assert!(matches!(e, Err(Error::Elevation { .. })), "{e:?}");
     }
 }

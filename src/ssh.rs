@@ -306,11 +306,20 @@ impl Ssh {
 
     /// Records a connection [`Opening::run`] opened, so that [`Ssh::close`] closes it
     /// whatever its probe found; then that verdict.
+    /// A host whose name was not the guess keeps its facts (the run goes on with its name).
     pub fn opened(&mut self, probed: Probed) -> Result<()> {
         self.connected.insert(probed.dest.clone());
-        let facts = probed.facts?;
-        self.facts.insert(probed.dest, facts);
-        Ok(())
+        match probed.facts {
+            Ok(facts) => {
+                self.facts.insert(probed.dest, facts);
+                Ok(())
+            }
+            Err(Error::NotTheGuess { host, guess, facts }) => {
+                self.facts.insert(probed.dest, (*facts).clone());
+                Err(Error::NotTheGuess { host, guess, facts })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The host name a connected host's probe reported.

@@ -711,7 +711,7 @@ fn connect_to(host: &crate::host::SshHost, target: bool, root: Option<Elevation>
     let mut checks = match target {
         true => Checks {
             commands: vec!["nix-store".into(), "nix-env".into()],
-            root: None,
+            ..Checks::default()
         },
         false => Checks::builder(),
     };

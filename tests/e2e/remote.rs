@@ -124,8 +124,133 @@ fn the_default_name_is_the_targets_hostname() {
         "{r:?}"
     );
     assert_eq!(f.activations(T)[0].action, "boot");
-    // Asking the host name costs one more session, on the same connection.
+    // The name is guessed from the destination and checked by the probe: the sessions of
+    // a run with `#name`.
     assert_eq!(f.sessions(T), sessions(1, 3));
+}
+
+/// With `--flake FLAKE` (no `#name`) the configuration's name is guessed from the target
+/// (`root@aquamarine` → `aquamarine`), so its connection opens while the build runs, as
+/// with `#name`: its probe's session starts before the build has made the toplevel.
+#[test]
+fn the_guessed_name_lets_the_connection_open_during_the_build() {
+    let f = Fleet::up(&[WS, T]);
+    let config = f.config_dir().display().to_string();
+    let target = format!("root@{T}");
+    // A probe that refuses the target (deploy is not root, no --sudo) stops a build that
+    // had started: without the guess rb would have connected first and never built.
+    f.knob(T, "buildSeconds", "60");
+    let started = std::time::Instant::now();
+    let r = f.rb(&[
+        "switch",
+        "--flake",
+        &config,
+        "--target-host",
+        &format!("deploy@{T}"),
+    ]);
+    r.assert_status(1);
+    assert!(r.stderr.contains("rb: build on local"), "{r:?}");
+    assert!(r.stderr.contains("not root"), "{r:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "{r:?}"
+    );
+    assert!(
+        !f.has_path(WS, &toplevel_path(&f)),
+        "the build was stopped: {r:?}"
+    );
+    assert_eq!(f.sessions(T), sessions(1, 1), "only the probe ran there");
+    f.knob(T, "buildSeconds", "4");
+    let toplevel = toplevel_path(&f);
+    let (r, probed_while_building) = std::thread::scope(|scope| {
+        let run = scope.spawn(|| f.rb(&["switch", "--flake", &config, "--target-host", &target]));
+        let mut seen = None;
+        while !run.is_finished() && seen.is_none() {
+            if f.sessions(T).sessions >= 1 {
+                seen = Some(!f.has_path(WS, &toplevel));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (run.join().unwrap(), seen)
+    });
+    r.assert_success();
+    assert_eq!(r.stdout_trimmed(), toplevel, "{r:?}");
+    assert_eq!(probed_while_building, Some(true), "{r:?}");
+    assert_eq!(f.sessions(T), sessions(2, 4));
+    // The same as with `#name`.
+    f.knob(T, "buildSeconds", "0");
+    let before = f.sessions(T);
+    switch_to(&f, &target, &[]).assert_success();
+    let after = f.sessions(T);
+    assert_eq!(
+        sessions(
+            after.connections - before.connections,
+            after.sessions - before.sessions
+        ),
+        sessions(1, 3)
+    );
+}
+
+/// A target named by an alias that is not its host name: the guess (the alias) is wrong,
+/// its probe says so, and rb builds the configuration named after the host's real name over
+/// the same connection: no second connection, no second probe.
+#[test]
+fn a_wrong_guess_builds_again_with_the_targets_host_name() {
+    let f = Fleet::up(&[WS, T]);
+    let ssh_config = f.dir().join("alias-ssh-config");
+    let shared = std::fs::read_to_string(f.dir().join("ssh/config")).unwrap();
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "{shared}\nHost beryl\n  HostName 127.0.0.1\n  Port {}\n  \
+             StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+             IdentityFile ~/.ssh/id_ed25519\n",
+            f.port(T)
+        ),
+    )
+    .unwrap();
+    let config = f.config_dir().display().to_string();
+    let rb = |f: &Fleet| {
+        f.rb_with(RbCall {
+            args: &["switch", "--flake", &config, "--target-host", "root@beryl"],
+            env: vec![("NIX_SSHOPTS".into(), format!("-F {}", ssh_config.display()))],
+            ..Default::default()
+        })
+    };
+    let note =
+        format!("rb: root@beryl's host name is '{T}', not 'beryl': building its configuration");
+
+    // The flake has no configuration `beryl`: Nix fails at once; rb waits for the probe.
+    let r = rb(&f);
+    r.assert_success();
+    assert!(
+        r.stdout_trimmed()
+            .ends_with("-nixos-system-aquamarine-26.05.1"),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.matches(&note).count(), 1, "{r:?}");
+    assert!(!r.stderr.contains("rb: error:"), "{r:?}");
+    assert_eq!(f.activations(T).len(), 1);
+    assert_eq!(f.sessions(T), sessions(1, 3));
+
+    // A configuration `beryl` that exists and builds slowly: the probe stops its build.
+    f.knob("beryl", "buildSeconds", "60");
+    f.knob(T, "rev", "2");
+    let started = std::time::Instant::now();
+    let r = rb(&f);
+    r.assert_success();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "the guessed build was stopped: {r:?}"
+    );
+    assert_eq!(r.stderr.matches(&note).count(), 1, "{r:?}");
+    assert!(
+        r.stdout_trimmed()
+            .ends_with("-nixos-system-aquamarine-26.05.2"),
+        "{r:?}"
+    );
+    assert_eq!(f.current_generation(T, SYSTEM_PROFILE), Some(2));
+    assert_eq!(f.sessions(T), sessions(2, 6));
 }
 
 #[test]
