@@ -126,6 +126,9 @@ pub(crate) fn local_hostname() -> String {
         .unwrap_or_default()
 }
 
+/// Where `context` keeps the target and the name it guessed for it.
+type Guessed = Rc<RefCell<Option<(SshHost, String)>>>;
+
 /// `plan_only`: `--plan` connects to no host, so a remote target's host name (the default
 /// configuration name) is shown as a placeholder instead of asked.
 ///
@@ -136,7 +139,7 @@ fn context(
     env: BTreeMap<String, String>,
     transport: Rc<RefCell<Option<Transport>>>,
     plan_only: bool,
-    guessed: Option<Rc<RefCell<Option<(SshHost, String)>>>>,
+    guessed: Option<Guessed>,
 ) -> Context {
     context_with(
         env,
