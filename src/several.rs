@@ -242,9 +242,16 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         unnamed.push(req);
     }
     refuse_same_machine(&env, &hosts, unnamed[0].build_host.clone())?;
-    // `--flake FLAKE` without `#name`: each configuration is named after the host name the
-    // target's connection learns, so the connections open before the build.
+    // `--flake FLAKE` without `#name`: each configuration is named after the target's host
+    // name. rb guesses it from the destination (`SshHost::guessed_name`) and each
+    // connection's probe checks it while the build runs; a target given as an IP address
+    // gives no guess, and then the connections open before the build, to ask.
     let names_from_hosts = asked.get();
+    let guesses: Option<Vec<String>> = match names_from_hosts {
+        true => hosts.iter().map(SshHost::guessed_name).collect(),
+        false => None,
+    };
+    let connect_first = names_from_hosts && guesses.is_none();
     // The command line's warnings and notes, the same for every target: said once.
     for w in &unnamed[0].warnings {
         report.warn(w);
@@ -296,7 +303,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         }
         let reqs = unnamed;
         let how = planner::How {
-            connect_first: names_from_hosts,
+            connect_first,
             progress: report.live().is_some(),
         };
         let several = planner::several(&reqs, plans, how)?;
@@ -336,7 +343,7 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
     for t in &mut targets {
         t.transport.set_password(password.clone());
     }
-    if names_from_hosts {
+    if connect_first {
         connect_all(&mut targets, &checks, report);
         if let Some(sig) = interrupt::signal() {
             close_all(&mut targets);
@@ -347,43 +354,60 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         let plan = plan_for(&req, transport, &caps, &id, &cwd, &env, report)?;
         Ok((req, plan))
     };
-    let given = cli.hosts.target_host.iter();
-    for ((t, req), arg) in targets.iter_mut().zip(unnamed).zip(given) {
-        if t.failed.is_some() {
-            continue;
-        }
-        let req = match names_from_hosts {
-            true => t.transport.hostname(&t.host, &checks).and_then(|name| {
-                request::resolve_for(cli, &context(&env, Some(name), &asked), Some(arg))
-            }),
-            false => Ok(req),
-        };
-        match req.and_then(|req| plan(req, &mut t.transport)) {
-            Ok(p) => t.planned = Some(p),
-            Err(e) => {
-                say_error(report, &t.host.dest, &e);
-                t.failed = Some(e);
+    // Each target's request and plan, then the one build's plan. `guessed`: the names
+    // guessed for the targets (else each is asked of its connection, or not needed).
+    let plan_all = |targets: &mut [Target],
+                    unnamed: Vec<Request>,
+                    guessed: Option<&[String]>|
+     -> Result<Option<Several>> {
+        let given = cli.hosts.target_host.iter();
+        for (i, ((t, req), arg)) in targets.iter_mut().zip(unnamed).zip(given).enumerate() {
+            if t.failed.is_some() {
+                continue;
+            }
+            let req = match (names_from_hosts, guessed) {
+                (true, Some(names)) => {
+                    let ctx = context(&env, Some(names[i].clone()), &asked);
+                    request::resolve_for(cli, &ctx, Some(arg))
+                }
+                (true, None) => t.transport.hostname(&t.host, &checks).and_then(|name| {
+                    request::resolve_for(cli, &context(&env, Some(name), &asked), Some(arg))
+                }),
+                (false, _) => Ok(req),
+            };
+            match req.and_then(|req| plan(req, &mut t.transport)) {
+                Ok(p) => t.planned = Some(p),
+                Err(e) => {
+                    say_error(report, &t.host.dest, &e);
+                    t.failed = Some(e);
+                }
             }
         }
-    }
-
-    let (reqs, plans): (Vec<Request>, Vec<Plan>) =
-        targets.iter().filter_map(|t| t.planned.clone()).unzip();
-    let several = match plans.is_empty() {
-        true => None,
-        false => {
-            let how = planner::How {
-                connect_first: names_from_hosts,
-                progress: report.live().is_some(),
-            };
-            Some(planner::several(&reqs, plans, how)?)
+        let (reqs, plans): (Vec<Request>, Vec<Plan>) =
+            targets.iter().filter_map(|t| t.planned.clone()).unzip();
+        if plans.is_empty() {
+            return Ok(None);
         }
+        let how = planner::How {
+            connect_first,
+            progress: report.live().is_some(),
+        };
+        Ok(Some(planner::several(&reqs, plans, how)?))
     };
-    // The names known without asking: the targets' connections open while the build runs,
-    // as one target's does.
-    let connecting = match names_from_hosts {
+    let again = unnamed.clone();
+    let mut several = plan_all(&mut targets, unnamed, guesses.as_deref())?;
+    if let Some(names) = &guesses {
+        report.debug(&format!(
+            "the configurations are named {} after the targets, without asking them; each \
+             connection's first session checks that its host name is that",
+            names.join(", ")
+        ));
+    }
+    // The names known (or guessed) without asking: the targets' connections open while the
+    // build runs, as one target's does.
+    let connecting = match connect_first {
         true => Vec::new(),
-        false => connect_beside_build(&mut targets, &checks, report.live()),
+        false => connect_beside_build(&mut targets, &checks, guesses.as_deref(), report.live()),
     };
     show_connected(
         report.live(),
@@ -391,11 +415,38 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         several.as_ref().is_some_and(|s| !s.build.is_empty()),
     );
     // The build, once for all; a failed build fails every target that got that far.
-    let built = match &several {
+    let mut built = match &several {
         Some(s) => build(s, &mut build_transport, &env, report),
         None => Ok(Vec::new()),
     };
-    let connected = finish_connecting(&mut targets, connecting);
+    let mut connected = finish_connecting(&mut targets, connecting);
+    // A guess that a probe denied stopped the build: the evaluation and build again, once,
+    // with every target's real name (their connections are open, their probes done).
+    let misnamed: Vec<usize> = targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| matches!(t.failed, Some(Error::NotTheGuess { .. })))
+        .map(|(i, _)| i)
+        .collect();
+    if !misnamed.is_empty() && interrupt::signal().is_none() {
+        for &i in &misnamed {
+            if let Some(Error::NotTheGuess { host, guess, facts }) = targets[i].failed.take() {
+                report.info(&format!(
+                    "{}: {host}'s host name is '{}', not '{guess}': building its configuration",
+                    report.program, facts.hostname
+                ));
+            }
+        }
+        for t in targets.iter_mut() {
+            t.planned = None;
+        }
+        several = plan_all(&mut targets, again, None)?;
+        built = match &several {
+            Some(s) => build(s, &mut build_transport, &env, report),
+            None => Ok(Vec::new()),
+        };
+        connected.every_target_failed = targets.iter().all(|t| t.failed.is_some());
+    }
     let systems = match built {
         Ok(systems) => systems,
         // Every target failed while it connected, which stopped the build: theirs are the
@@ -496,9 +547,13 @@ fn connect_all(targets: &mut [Target], checks: &Checks, report: &Report) {
 /// for the others: it is stopped (as one target's unreachable host stops it) only once every
 /// target has failed. A target's line in the live area says its failure at once; its error
 /// line comes once the build is over (`finish_connecting`).
+/// `guessed`: each target's guessed name, which its probe checks; a probe that denies it
+/// stops the build at once (it is built again with the real names, `run`) and leaves no
+/// target out.
 fn connect_beside_build(
     targets: &mut [Target],
     checks: &Checks,
+    guessed: Option<&[String]>,
     live: Option<&Live>,
 ) -> Vec<(usize, Connecting)> {
     let left = targets.iter().filter(|t| t.failed.is_none()).count();
@@ -510,14 +565,20 @@ fn connect_beside_build(
         }
         let (left, live, dest) = (left.clone(), live.cloned(), t.host.dest.clone());
         let on_failure: Arc<dyn Fn(&Error) + Send + Sync> = Arc::new(move |why| {
+            if let Error::NotTheGuess { .. } = why {
+                crate::process::stop_child();
+                return;
+            }
             show_ended(live.as_ref(), &dest, Some(why), None, Duration::ZERO);
             if left.fetch_sub(1, Ordering::SeqCst) == 1 {
                 crate::process::stop_child();
             }
         });
+        let mut checks = checks.clone();
+        checks.expect_hostname = guessed.and_then(|names| names.get(i).cloned());
         let connect = Connect {
             host: t.host.clone(),
-            checks: checks.clone(),
+            checks,
         };
         match t.transport.connect_beside(&[connect], on_failure.clone()) {
             Ok(c) => connecting.push((i, c)),

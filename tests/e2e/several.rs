@@ -420,10 +420,18 @@ fn one_sudo_password_for_every_target() {
         let stdin = format!("{password}\n");
         rb_to(&f, &args, &[pa.clone(), pb.clone()], Some(&stdin), &[])
     };
-    // A wrong one is refused by each target's first session, before anything is built.
+    // A wrong one is refused by each target's first session, beside the build (the names
+    // are guessed from the targets: `guessed_names_connect_beside_the_build_…`); nothing
+    // reaches either target.
     let r = deploy("wrong");
     r.assert_status(1);
-    assert!(!r.stderr.contains("rb: evaluate on local"), "{r:?}");
+    for host in [A, B] {
+        assert!(f.activations(host).is_empty(), "{host}: {r:?}");
+        assert!(
+            f.generations(host, SYSTEM_PROFILE).is_empty(),
+            "{host}: {r:?}"
+        );
+    }
     for dest in [&pa, &pb] {
         assert!(
             r.stderr.contains(&format!(
@@ -640,7 +648,8 @@ fn the_build_host_has_one_connection_for_every_target() {
 
 /// `FLAKE#name` names every target's configuration without asking the targets, so their
 /// connections (probes, sudo password check) open while the build runs, as one target's does
-/// (with `--flake FLAKE` alone they open first: `one_sudo_password_for_every_target`).
+/// (with `--flake FLAKE` alone too, the names being guessed:
+/// `guessed_names_connect_beside_the_build_and_a_wrong_one_builds_again`).
 #[test]
 fn with_a_named_configuration_the_targets_connect_while_the_build_runs() {
     let f = Fleet::up(&[WS, A, B]);
@@ -764,5 +773,84 @@ fn an_unreachable_build_host_is_the_runs_error() {
             assert!(f.activations(host).is_empty(), "{flake}: {host}");
             assert_eq!(f.current_generation(host, SYSTEM_PROFILE), None, "{host}");
         }
+    }
+}
+
+/// With `--flake FLAKE` alone each target's name is guessed from its destination and checked
+/// by its probe, so the connections open while the build runs, as with `FLAKE#name`; a target
+/// named by an alias that is not its host name stops the build, which runs again, once, with
+/// every target's real name over the connections already open.
+#[test]
+fn guessed_names_connect_beside_the_build_and_a_wrong_one_builds_again() {
+    let f = Fleet::up(&[WS, A, B]);
+    let config = f.config_dir().display().to_string();
+    // Both refuse the password: the build had begun beside their connections.
+    f.knob(A, "buildSeconds", "60");
+    let dests = [format!("deploypw@{A}"), format!("deploypw@{B}")];
+    let started = Instant::now();
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", &config, "-S"],
+        &dests,
+        Some("wrong\n"),
+        &[],
+    );
+    r.assert_status(1);
+    assert!(r.stderr.lines().any(|l| l == "rb: build on local"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(50), "{r:?}");
+    for host in [A, B] {
+        let only_the_probe = Sessions {
+            connections: 1,
+            sessions: 1,
+        };
+        assert_eq!(f.sessions(host), only_the_probe, "{host}: {r:?}");
+    }
+
+    // `jade` is B's alias; the flake's configuration `jade` builds slowly.
+    f.knob(A, "buildSeconds", "0");
+    f.knob("jade", "buildSeconds", "60");
+    let ssh_config = f.dir().join("alias-ssh-config");
+    let shared = std::fs::read_to_string(f.dir().join("ssh/config")).unwrap();
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "{shared}\nHost jade\n  HostName 127.0.0.1\n  Port {}\n  \
+             StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+             IdentityFile ~/.ssh/id_ed25519\n",
+            f.port(B)
+        ),
+    )
+    .unwrap();
+    let opts = format!("-F {}", ssh_config.display());
+    let started = Instant::now();
+    let r = rb_to(
+        &f,
+        &["switch", "--flake", &config],
+        &[root(A), "root@jade".to_string()],
+        None,
+        &[("NIX_SSHOPTS", Path::new(&opts))],
+    );
+    r.assert_success();
+    assert!(started.elapsed() < Duration::from_secs(50), "{r:?}");
+    let note = "rb: root@jade's host name is 'beryl', not 'jade': building its configuration";
+    assert_eq!(r.stderr.matches(note).count(), 1, "{r:?}");
+    assert!(!r.stderr.contains("rb: error:"), "{r:?}");
+    for (host, dest) in [(A, root(A)), (B, "root@jade".to_string())] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{dest}\t")))
+            .unwrap_or_else(|| panic!("{dest}: {r:?}"));
+        assert!(line.contains(&format!("-nixos-system-{host}-")), "{r:?}");
+        assert_eq!(f.current_generation(host, SYSTEM_PROFILE), Some(1));
+        // This run: one connection, three sessions, as for one target.
+        assert_eq!(
+            f.sessions(host),
+            Sessions {
+                connections: 2,
+                sessions: 4
+            },
+            "{host}: {r:?}"
+        );
     }
 }
