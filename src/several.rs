@@ -6,11 +6,13 @@
 //! for all (one evaluation, one build). The run:
 //! 1. every target's connection opens, each with its probe (`probe.rs`): its host name, its
 //!    Nix and its elevation, the sudo password (asked once for all, before anything) tried
-//!    there. When the configurations are named after the targets' host names (`--flake
-//!    FLAKE` without `#name`), the connections open first, all at once, since the plans need
-//!    those names; otherwise (`--flake FLAKE#name`, no flake) they open while the build
-//!    runs, as one target's does. A target that fails here is reported and left out; the
-//!    others go on (a build running beside is stopped only once every target has failed);
+//!    there. They open while the build runs, as one target's does: with `--flake FLAKE`
+//!    without `#name` each configuration is named after a guess of its target's host name
+//!    (`SshHost::guessed_name`) that its probe checks; a probe that denies it stops the build,
+//!    which runs again, once, with every target's real name. Only when a target gives no
+//!    guess (an IP address) do the connections open first, all at once, since the plans
+//!    need those names. A target that fails here is reported and left out; the others go
+//!    on (a build running beside is stopped only once every target has failed);
 //! 2. one evaluation (here) and one build (here or on `--build-host`) of every configuration
 //!    (`planner/several.rs`), through the build's own transport. With a build host, that
 //!    transport's connection there is the build host's one for the run (one probe), opened
