@@ -231,6 +231,7 @@ fn run_with(
     first: bool,
 ) -> Result<()> {
     let guessed = Rc::new(RefCell::new(None));
+    let said = std::cell::Cell::new(false);
     let caps = NixCaps::detect();
     let id = run_id();
     let cwd = std::env::current_dir()
@@ -240,6 +241,15 @@ fn run_with(
         let guessing = (guess && !cli.output.plan).then(|| guessed.clone());
         let ctx = context(env.clone(), shared.clone(), cli.output.plan, guessing);
         let req = request::resolve(cli, &ctx)?;
+        // Said once, as soon as known (before the plan, which may fail).
+        if first && !said.replace(true) {
+            for w in &req.warnings {
+                report.warn(w);
+            }
+            for n in &req.notes {
+                report.debug(n);
+            }
+        }
         let remote = !(req.target_host.is_local() && req.build_host.is_local());
         let nix_sshopts = match shared.borrow_mut().as_mut() {
             Some(t) if remote => t.nix_sshopts()?,
@@ -279,14 +289,6 @@ fn run_with(
                 c.checks.expect_hostname = Some(name);
             }
             None => (ctx, req, plan, progress) = plan_for(false)?,
-        }
-    }
-    if first {
-        for w in &req.warnings {
-            report.warn(w);
-        }
-        for n in &req.notes {
-            report.debug(n);
         }
     }
     if !cli.output.plan {
