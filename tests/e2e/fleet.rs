@@ -434,6 +434,24 @@ impl Fleet {
     }
 
     /// sshd port of a remote host.
+    /// An ssh configuration (to give ssh with `-F`, e.g. in `NIX_SSHOPTS`) that is the
+    /// fleet's own plus `alias`, a second name for `host` that is not its host name.
+    pub fn ssh_config_with_alias(&self, alias: &str, host: &str) -> PathBuf {
+        let path = self.dir.join(format!("ssh-config-{alias}"));
+        let shared = fs::read_to_string(self.dir.join("ssh/config")).unwrap();
+        fs::write(
+            &path,
+            format!(
+                "{shared}\nHost {alias}\n  HostName 127.0.0.1\n  Port {}\n  \
+                 StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+                 IdentityFile ~/.ssh/id_ed25519\n",
+                self.port(host)
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     pub fn port(&self, host: &str) -> u16 {
         fs::read_to_string(self.host_dir(host).join("port"))
             .unwrap_or_else(|e| panic!("{host} has no sshd port (the workstation has none): {e}"))

@@ -197,18 +197,7 @@ fn the_guessed_name_lets_the_connection_open_during_the_build() {
 #[test]
 fn a_wrong_guess_builds_again_with_the_targets_host_name() {
     let f = Fleet::up(&[WS, T]);
-    let ssh_config = f.dir().join("alias-ssh-config");
-    let shared = std::fs::read_to_string(f.dir().join("ssh/config")).unwrap();
-    std::fs::write(
-        &ssh_config,
-        format!(
-            "{shared}\nHost beryl\n  HostName 127.0.0.1\n  Port {}\n  \
-             StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
-             IdentityFile ~/.ssh/id_ed25519\n",
-            f.port(T)
-        ),
-    )
-    .unwrap();
+    let ssh_config = f.ssh_config_with_alias("beryl", T);
     let config = f.config_dir().display().to_string();
     let rb = |f: &Fleet| {
         f.rb_with(RbCall {

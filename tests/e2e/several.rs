@@ -646,23 +646,17 @@ fn the_build_host_has_one_connection_for_every_target() {
     crate::state::assert_nothing_left(&rt, "after three targets and a build host");
 }
 
-/// `FLAKE#name` names every target's configuration without asking the targets, so their
-/// connections (probes, sudo password check) open while the build runs, as one target's does
-/// (with `--flake FLAKE` alone too, the names being guessed:
-/// `guessed_names_connect_beside_the_build_and_a_wrong_one_builds_again`).
-#[test]
-fn with_a_named_configuration_the_targets_connect_while_the_build_runs() {
-    let f = Fleet::up(&[WS, A, B]);
+/// Both targets (A and B as deploypw) refuse the sudo password: the build (A's, made slow
+/// here) had begun beside their connections, and it is stopped once the last of them
+/// failed; nothing but the probe reached either target.
+fn wrong_passwords_stop_the_build_beside_the_connections(f: &Fleet, flake: &str) {
     f.knob(A, "buildSeconds", "60");
-    let toplevel = crate::remote::toplevel_path(&f);
-    let flake = f.flake(A);
+    let toplevel = crate::remote::toplevel_path(f);
     let dests = [format!("deploypw@{A}"), format!("deploypw@{B}")];
-    // Both refuse the password: the build had begun beside their connections, and it is
-    // stopped once the last of them failed.
     let started = Instant::now();
     let r = rb_to(
-        &f,
-        &["switch", "--flake", &flake, "-S"],
+        f,
+        &["switch", "--flake", flake, "-S"],
         &dests,
         Some("wrong\n"),
         &[],
@@ -695,6 +689,17 @@ fn with_a_named_configuration_the_targets_connect_while_the_build_runs() {
         assert_eq!(f.sessions(host), only_the_probe, "{host}: {r:?}");
         assert!(f.activations(host).is_empty());
     }
+}
+
+/// `FLAKE#name` names every target's configuration without asking the targets, so their
+/// connections (probes, sudo password check) open while the build runs, as one target's does
+/// (with `--flake FLAKE` alone too, the names being guessed:
+/// `guessed_names_connect_beside_the_build_and_a_wrong_one_builds_again`).
+#[test]
+fn with_a_named_configuration_the_targets_connect_while_the_build_runs() {
+    let f = Fleet::up(&[WS, A, B]);
+    let flake = f.flake(A);
+    wrong_passwords_stop_the_build_beside_the_connections(&f, &flake);
 
     // One unreachable target is left out; the build goes on for the other, which deploys.
     f.knob(A, "buildSeconds", "0");
@@ -784,43 +789,12 @@ fn an_unreachable_build_host_is_the_runs_error() {
 fn guessed_names_connect_beside_the_build_and_a_wrong_one_builds_again() {
     let f = Fleet::up(&[WS, A, B]);
     let config = f.config_dir().display().to_string();
-    // Both refuse the password: the build had begun beside their connections.
-    f.knob(A, "buildSeconds", "60");
-    let dests = [format!("deploypw@{A}"), format!("deploypw@{B}")];
-    let started = Instant::now();
-    let r = rb_to(
-        &f,
-        &["switch", "--flake", &config, "-S"],
-        &dests,
-        Some("wrong\n"),
-        &[],
-    );
-    r.assert_status(1);
-    assert!(r.stderr.lines().any(|l| l == "rb: build on local"), "{r:?}");
-    assert!(started.elapsed() < Duration::from_secs(50), "{r:?}");
-    for host in [A, B] {
-        let only_the_probe = Sessions {
-            connections: 1,
-            sessions: 1,
-        };
-        assert_eq!(f.sessions(host), only_the_probe, "{host}: {r:?}");
-    }
+    wrong_passwords_stop_the_build_beside_the_connections(&f, &config);
 
     // `jade` is B's alias; the flake's configuration `jade` builds slowly.
     f.knob(A, "buildSeconds", "0");
     f.knob("jade", "buildSeconds", "60");
-    let ssh_config = f.dir().join("alias-ssh-config");
-    let shared = std::fs::read_to_string(f.dir().join("ssh/config")).unwrap();
-    std::fs::write(
-        &ssh_config,
-        format!(
-            "{shared}\nHost jade\n  HostName 127.0.0.1\n  Port {}\n  \
-             StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
-             IdentityFile ~/.ssh/id_ed25519\n",
-            f.port(B)
-        ),
-    )
-    .unwrap();
+    let ssh_config = f.ssh_config_with_alias("jade", B);
     let opts = format!("-F {}", ssh_config.display());
     let started = Instant::now();
     let r = rb_to(
