@@ -27,6 +27,16 @@ fn on_terminal(f: &Fleet, args: &[&str], input: Option<&str>) -> RunResult {
     )
 }
 
+/// `rb switch --flake FLAKE` and `extra` on a terminal, deploying to every one of `dests`.
+fn switch_on_terminal(f: &Fleet, flake: &str, dests: &[&str], extra: &[&str]) -> RunResult {
+    let mut args = vec!["switch", "--flake", flake];
+    for d in dests {
+        args.extend(["--target-host", d]);
+    }
+    args.extend_from_slice(extra);
+    on_terminal(f, &args, None)
+}
+
 #[test]
 fn a_big_deploy_shows_live_progress_on_a_terminal() {
     let f = Fleet::up(&[WS, T]);
@@ -312,19 +322,7 @@ fn several_targets_show_a_line_each_with_its_state_then_its_result() {
     f.knob(B2, "activationExit", "4");
     let (ra, rb_) = (format!("root@{T}"), format!("root@{B2}"));
     let config = f.config_dir();
-    let r = on_terminal(
-        &f,
-        &[
-            "switch",
-            "--flake",
-            config.to_str().unwrap(),
-            "--target-host",
-            &ra,
-            "--target-host",
-            &rb_,
-        ],
-        None,
-    );
+    let r = switch_on_terminal(&f, config.to_str().unwrap(), &[&ra, &rb_], &[]);
     r.assert_status(4);
     assert!(r.stdout.contains('\x1b'), "the area is drawn: {r:?}");
     let text = rb::progress::live::strip_escapes(&r.stdout);
@@ -390,23 +388,8 @@ fn several_targets_show_their_turn_and_the_confirmation() {
     }
     let (ra, rb_) = (format!("root@{T}"), format!("root@{B2}"));
     let config = f.config_dir();
-    let r = on_terminal(
-        &f,
-        &[
-            "switch",
-            "--flake",
-            config.to_str().unwrap(),
-            "--target-host",
-            &ra,
-            "--target-host",
-            &rb_,
-            "--max-parallel",
-            "1",
-            "--confirm-timeout",
-            "30",
-        ],
-        None,
-    );
+    let extra = ["--max-parallel", "1", "--confirm-timeout", "30"];
+    let r = switch_on_terminal(&f, config.to_str().unwrap(), &[&ra, &rb_], &extra);
     r.assert_success();
     let text = rb::progress::live::strip_escapes(&r.stdout);
     let waited = states_of(&text, &rb_);
@@ -433,19 +416,7 @@ fn an_unreachable_target_says_so_while_the_build_runs() {
     let f = Fleet::up(&[WS, T]);
     f.knob(T, "buildSeconds", "3");
     let (ra, gone) = (format!("root@{T}"), "root@no-such-host.invalid");
-    let r = on_terminal(
-        &f,
-        &[
-            "switch",
-            "--flake",
-            &f.flake(T),
-            "--target-host",
-            &ra,
-            "--target-host",
-            gone,
-        ],
-        None,
-    );
+    let r = switch_on_terminal(&f, &f.flake(T), &[&ra, gone], &[]);
     r.assert_status(255);
     let text = rb::progress::live::strip_escapes(&r.stdout);
     let said = text
