@@ -411,10 +411,12 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         true => Vec::new(),
         false => connect_beside_build(&mut targets, &checks, guesses.as_deref(), report.live()),
     };
+    // (Connecting beside the build, a target's line waits for it once its connection is
+    // ready: `connect_beside_build`.)
     show_connected(
         report.live(),
         &targets,
-        several.as_ref().is_some_and(|s| !s.build.is_empty()),
+        connect_first && several.as_ref().is_some_and(|s| !s.build.is_empty()),
     );
     // The build, once for all; a failed build fails every target that got that far.
     let mut built = match &several {
@@ -566,7 +568,14 @@ fn connect_beside_build(
             continue;
         }
         let (left, live, dest) = (left.clone(), live.cloned(), t.host.dest.clone());
-        let on_failure: Arc<dyn Fn(&Error) + Send + Sync> = Arc::new(move |why| {
+        let on_end: crate::transport::OnEnd = Arc::new(move |why| {
+            let Some(why) = why else {
+                // Connected, its probe content: its line waits for the build from now on.
+                if let Some(live) = &live {
+                    live.target_state(&dest, "waiting for the build");
+                }
+                return;
+            };
             if let Error::NotTheGuess { .. } = why {
                 crate::process::stop_child();
                 return;
@@ -582,10 +591,10 @@ fn connect_beside_build(
             host: t.host.clone(),
             checks,
         };
-        match t.transport.connect_beside(&[connect], on_failure.clone()) {
+        match t.transport.connect_beside(&[connect], on_end.clone()) {
             Ok(c) => connecting.push((i, c)),
             Err(e) => {
-                on_failure(&e);
+                on_end(Some(&e));
                 t.failed = Some(e);
             }
         }

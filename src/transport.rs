@@ -35,6 +35,9 @@ pub struct Transport {
     password: Option<String>,
 }
 
+/// What [`Transport::connect_beside`] calls as each opening ends: why it failed, or None.
+pub type OnEnd = Arc<dyn Fn(Option<&Error>) + Send + Sync>;
+
 impl Transport {
     pub fn new(env: &BTreeMap<String, String>) -> Self {
         Transport {
@@ -96,18 +99,22 @@ impl Transport {
     /// so that the round trips of connecting overlap the evaluation and build (README,
     /// "Copies"). A host that cannot be reached stops the local child rb is waiting for.
     pub fn connect_in_background(&mut self, hosts: &[Connect]) -> Result<Connecting> {
-        self.connect_beside(hosts, Arc::new(|_: &Error| crate::process::stop_child()))
+        self.connect_beside(
+            hosts,
+            Arc::new(|why: Option<&Error>| {
+                if why.is_some() {
+                    crate::process::stop_child();
+                }
+            }),
+        )
     }
 
-    /// As [`Transport::connect_in_background`], with `on_failure` called (on the connection's
-    /// thread, with why) for each host that cannot be reached or whose probe refuses it,
-    /// instead of stopping the build: with several targets, one such target is left out
-    /// while the build goes on for the others (`several.rs`).
-    pub fn connect_beside(
-        &mut self,
-        hosts: &[Connect],
-        on_failure: Arc<dyn Fn(&Error) + Send + Sync>,
-    ) -> Result<Connecting> {
+    /// As [`Transport::connect_in_background`], with `on_end` called on the connection's
+    /// thread as each host's opening ends: with why for a host that cannot be reached or
+    /// whose probe refuses it (instead of stopping the build: with several targets, one such
+    /// target is left out while the build goes on for the others, `several.rs`), with None
+    /// for one that is ready.
+    pub fn connect_beside(&mut self, hosts: &[Connect], on_end: OnEnd) -> Result<Connecting> {
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if hosts.is_empty() {
@@ -119,17 +126,17 @@ impl Transport {
             let Some(opening) = ssh.opening(&c.host, &c.checks, password.as_deref()) else {
                 continue;
             };
-            let (failed, on_failure) = (failed.clone(), on_failure.clone());
+            let (failed, on_end) = (failed.clone(), on_end.clone());
             threads.push(std::thread::spawn(move || {
                 let result = opening.run();
                 let why = match &result {
                     Err(e) => Some(e),
                     Ok(p) => p.facts.as_ref().err(),
                 };
-                if let Some(why) = why {
+                if why.is_some() {
                     failed.store(true, Ordering::SeqCst);
-                    on_failure(why);
                 }
+                on_end(why);
                 result
             }));
         }
