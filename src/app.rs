@@ -207,11 +207,8 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
     let mut result = run_with(cli, report, env.clone(), &shared, true);
     // The target's name was guessed and its probe says another: the same run again with its
     // name, over the connection already open (its facts are known: no second probe).
-    if let Err(Error::NotTheGuess { host, guess, facts }) = &result {
-        report.info(&format!(
-            "{}: {host}'s host name is '{}', not '{guess}': building its configuration",
-            report.program, facts.hostname
-        ));
+    if let Err(e @ Error::NotTheGuess { .. }) = &result {
+        say_not_the_guess(report, e);
         result = run_with(cli, report, env, &shared, false);
     }
     if let Some(mut t) = shared.borrow_mut().take() {
@@ -223,6 +220,15 @@ fn run_cli(cli: &Cli, report: &Report) -> Result<()> {
 /// One run. `first`: the first attempt, which may guess a remote target's name (`guess` in
 /// `context`); the second (after [`Error::NotTheGuess`]) asks it, and does not say again
 /// what the first said.
+/// The one line that says a guessed configuration name was wrong ([`Error::NotTheGuess`])
+/// and that rb builds again with the host's own (one target here, several in `several.rs`).
+pub(crate) fn say_not_the_guess(report: &Report, e: &Error) {
+    report.info(&format!(
+        "{}: {e}: building its configuration",
+        report.program
+    ));
+}
+
 fn run_with(
     cli: &Cli,
     report: &Report,

@@ -33,7 +33,9 @@
 //! its report draws on that line, `Live::for_target`), then its result; the build has its
 //! own line, once for all. Piped, each step is a plain line naming its target.
 
-use crate::app::{context_with, local_hostname, result_document, run_id, use_nom};
+use crate::app::{
+    context_with, local_hostname, result_document, run_id, say_not_the_guess, use_nom,
+};
 use crate::cli::{Action, Cli};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Record};
@@ -434,11 +436,8 @@ pub fn run(cli: &Cli, report: &Report) -> Result<()> {
         .collect();
     if !misnamed.is_empty() && interrupt::signal().is_none() {
         for &i in &misnamed {
-            if let Some(Error::NotTheGuess { host, guess, facts }) = targets[i].failed.take() {
-                report.info(&format!(
-                    "{}: {host}'s host name is '{}', not '{guess}': building its configuration",
-                    report.program, facts.hostname
-                ));
+            if let Some(e) = targets[i].failed.take() {
+                say_not_the_guess(report, &e);
             }
         }
         for t in targets.iter_mut() {
